@@ -1,0 +1,60 @@
+# The front door. `make run` and `make test` are all a new machine needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+PORT ?= 8000
+
+.PHONY: run test lint bench worker beat web install install-dev migrate seed e2e clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): requirements.txt | $(PY)
+	$(PIP) install --quiet -r requirements.txt
+	touch $(STAMP)
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $(STAMP) $(DEV_STAMP)
+
+install: $(STAMP)
+install-dev: $(DEV_STAMP)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+run: seed
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	@echo "Aftercare: http://127.0.0.1:$(PORT)/admin/  (logins printed above by seed_demo)"
+	PORT=$(PORT) $(VENV)/bin/honcho start
+
+web: install
+	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+worker: install
+	$(VENV)/bin/celery -A clinic worker --loglevel=INFO --concurrency=2
+
+beat: install
+	$(VENV)/bin/celery -A clinic beat --loglevel=INFO
+
+test: install-dev
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+e2e: install-dev
+	$(VENV)/bin/pytest tests/e2e -m e2e $(PYTEST_ARGS)
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+
+bench: install-dev
+	$(VENV)/bin/python -m tests.perf
+
+clean:
+	rm -rf $(VENV) var staticfiles

@@ -1,0 +1,100 @@
+"""Admin for clinics, memberships and the access log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest
+
+from clinic.admin_base import ClinicScopedAdmin, ScopedInline
+from clinic.models import AuditEvent, Clinic, Membership
+from clinic.roles import Capability
+from clinic.scoping import can_anywhere, clinic_ids
+
+
+class MembershipInline(ScopedInline):
+    model = Membership
+    fields = ["user", "role", "is_active"]
+    autocomplete_fields = ["user"]
+    change_capability = Capability.MANAGE_CLINIC
+
+
+@admin.register(Clinic)
+class ClinicAdmin(ClinicScopedAdmin):
+    change_capability = Capability.MANAGE_CLINIC
+    list_display = ["name", "time_zone", "contact_email", "quiet_hours_start", "quiet_hours_end"]
+    search_fields = ["name"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "contact_email", "sender_name"]}),
+        ("Time", {"fields": ["time_zone", "quiet_hours_start", "quiet_hours_end"]}),
+        ("Rules", {"fields": ["intake_max_age_days", "require_two_factor"]}),
+    ]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        # New tenants are created by the operator, not by a clinic's own staff.
+        return request.user.is_superuser
+
+
+@admin.register(Membership)
+class MembershipAdmin(ClinicScopedAdmin):
+    change_capability = Capability.MANAGE_CLINIC
+    list_display = ["user", "clinic", "role", "is_active"]
+    list_filter = ["clinic", "role", "is_active"]
+    search_fields = ["user__username", "user__email"]
+    autocomplete_fields = ["user"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ClinicScopedAdmin):
+    list_display = ["created_at", "actor_label", "action", "object_type", "object_id", "clinic", "request_id"]
+    list_filter = ["action", "clinic"]
+    search_fields = ["actor_label", "object_id", "request_id"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(clinic_id__in=clinic_ids(request.user, Capability.VIEW_AUDIT))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return can_anywhere(request.user, Capability.VIEW_AUDIT)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_anywhere(request.user, Capability.VIEW_AUDIT)
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class StaffUserAdmin(admin.ModelAdmin):
+    """Users are listed only to the operator and, for autocomplete, limited to colleagues."""
+
+    search_fields = ["username", "email", "first_name", "last_name"]
+    list_display = ["username", "email", "first_name", "last_name", "is_active"]
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        ids = clinic_ids(request.user, Capability.MANAGE_CLINIC)
+        return queryset.filter(memberships__clinic_id__in=ids).distinct()
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser or can_anywhere(request.user, Capability.MANAGE_CLINIC)

@@ -1,0 +1,171 @@
+"""The base every staff admin page stands on: clinic scoping and role permissions.
+
+Django's model permissions are not used for staff; what a person may do is
+decided by their role in the clinic that owns the row (``clinic.roles``).
+Querysets, foreign-key choices, autocomplete results and list-filter choices
+all go through ``clinic.scoping.scoped``, so no page shows another clinic's rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.filters import RelatedOnlyFieldListFilter
+from django.db import models
+from django.http import HttpRequest
+from simple_history.admin import SimpleHistoryAdmin
+
+from clinic.audit import record_event
+from clinic.models import Clinic
+from clinic.roles import Capability
+from clinic.scoping import can, can_anywhere, clinic_of, clinic_path, scoped
+
+
+def is_scoped_model(model: type[models.Model]) -> bool:
+    if model is Clinic:
+        return True
+    path = clinic_path(model)
+    try:
+        field = model._meta.get_field(path.split("__")[0])
+    except Exception:  # noqa: BLE001 - a model without a clinic path is not tenant data
+        return False
+    return field.is_relation
+
+
+class ClinicScopedAdmin(SimpleHistoryAdmin):
+    """Admin for a model whose rows belong to one clinic."""
+
+    #: capability needed to add or change a row
+    change_capability: Capability = Capability.EDIT_PATIENTS
+    #: capability needed to delete a row; None means nobody deletes through the app
+    delete_capability: Capability | None = None
+    #: log every viewing of a change page to the access log (patient-data models)
+    log_views: bool = False
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet:
+        return scoped(super().get_queryset(request), request.user)
+
+    # --- permissions ------------------------------------------------------
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return can_anywhere(request.user, Capability.VIEW)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None:
+            return can_anywhere(request.user, Capability.VIEW)
+        return can(request.user, Capability.VIEW, clinic_of(obj))
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return can_anywhere(request.user, self.change_capability)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None:
+            return can_anywhere(request.user, self.change_capability)
+        clinic = clinic_of(obj)
+        return clinic is not None and can(request.user, self.change_capability, clinic) or (
+            clinic is None and request.user.is_superuser
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if self.delete_capability is None:
+            return False
+        if obj is None:
+            return can_anywhere(request.user, self.delete_capability)
+        clinic = clinic_of(obj)
+        return clinic is not None and can(request.user, self.delete_capability, clinic)
+
+    # --- choices ----------------------------------------------------------
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        related = db_field.remote_field.model
+        if related is Clinic:
+            kwargs["queryset"] = scoped(Clinic.objects.all(), request.user, self.change_capability)
+        elif is_scoped_model(related):
+            kwargs["queryset"] = scoped(related._default_manager.all(), request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        related = db_field.remote_field.model
+        if is_scoped_model(related):
+            kwargs["queryset"] = scoped(related._default_manager.all(), request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        # A plain related filter lists every row of the related table; the
+        # "related only" filter lists values present in the scoped queryset.
+        filters: list[Any] = []
+        for entry in super().get_list_filter(request):
+            if isinstance(entry, str) and self._is_relation_path(entry):
+                filters.append((entry, RelatedOnlyFieldListFilter))
+            else:
+                filters.append(entry)
+        return filters
+
+    def _is_relation_path(self, path: str) -> bool:
+        model = self.model
+        field = None
+        for part in path.split("__"):
+            try:
+                field = model._meta.get_field(part)
+            except Exception:  # noqa: BLE001
+                return False
+            if not field.is_relation:
+                return False
+            model = field.related_model
+        return field is not None and field.is_relation
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], add: bool = False, change: bool = False,
+        form_url: str = "", obj: Any = None,
+    ) -> Any:
+        # Only a GET is a look at the record; a POST that re-renders with
+        # errors was already logged when the page was first opened.
+        if self.log_views and change and obj is not None and request.method == "GET":
+            record_event(actor=request.user, action="view", clinic=clinic_of(obj), obj=obj, request=request)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> Any:
+        # Django redirects to the index for a missing row; another clinic's row
+        # must look exactly like one that does not exist: a plain 404.
+        from django.http import Http404
+
+        raise Http404("Not found")
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        # simple_history looks the object up unscoped; check it here first.
+        self.get_object_or_403(request, object_id)
+        return super().history_view(request, object_id, extra_context)
+
+    def get_object_or_403(self, request: HttpRequest, object_id: str) -> models.Model:
+        from django.http import Http404
+
+        obj = self.get_object(request, object_id)
+        if obj is None:
+            raise Http404("Not found")
+        return obj
+
+
+class ScopedInline(admin.TabularInline):
+    """An inline whose foreign-key choices are scoped like its parent's."""
+
+    extra = 0
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        related = db_field.remote_field.model
+        if is_scoped_model(related):
+            kwargs["queryset"] = scoped(related._default_manager.all(), request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_anywhere(request.user, Capability.VIEW)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_change_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        capability = getattr(self, "change_capability", Capability.EDIT_PATIENTS)
+        if obj is None:
+            return can_anywhere(request.user, capability)
+        return can(request.user, capability, clinic_of(obj))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

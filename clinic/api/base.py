@@ -1,0 +1,46 @@
+"""Base classes for clinic-scoped API endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from rest_framework import serializers, viewsets
+
+from clinic.models import Clinic
+from clinic.roles import Capability
+from clinic.scoping import scoped
+
+
+class ScopedViewSetMixin:
+    """Every queryset goes through ``scoped``; writes need ``write_capability``."""
+
+    write_capability: Capability | None = None
+    action_capabilities: dict[str, Capability] = {}
+
+    def get_queryset(self) -> models.QuerySet:
+        return scoped(super().get_queryset(), self.request.user)  # type: ignore[misc]
+
+
+class ScopedReadOnlyViewSet(ScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    pass
+
+
+class ScopedModelViewSet(ScopedViewSetMixin, viewsets.ModelViewSet):
+    http_method_names = ["get", "post", "put", "patch", "head", "options"]
+
+
+class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
+    """A related field whose choices are the rows the requesting user may see."""
+
+    def __init__(self, *, capability: Capability = Capability.VIEW, **kwargs: Any) -> None:
+        self.capability = capability
+        super().__init__(**kwargs)
+
+    def get_queryset(self) -> models.QuerySet:
+        queryset = super().get_queryset()
+        request = self.context.get("request")
+        capability = self.capability
+        if queryset.model is Clinic and capability == Capability.VIEW:
+            capability = getattr(self.parent, "write_capability", capability)
+        return scoped(queryset, getattr(request, "user", None), capability)

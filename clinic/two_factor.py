@@ -1,0 +1,126 @@
+"""Two-factor sign-in for staff (TOTP through django-otp).
+
+A person must use a one-time-password device when they are an operator
+(superuser) or a member of any clinic that requires it.  After the password,
+the admin sends them to enrol a device (first time) or to enter a code; no
+admin page, and no API call made with the session, works until they have.
+"""
+
+from __future__ import annotations
+
+from base64 import b32encode
+from collections.abc import Callable
+from typing import Any
+
+import qrcode
+import qrcode.image.svg
+from django import forms
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.safestring import mark_safe
+from django_otp import login as otp_login
+from django_otp import match_token
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from clinic.models import Membership
+
+
+def requires_two_factor(user: Any) -> bool:
+    if not getattr(user, "is_authenticated", False):
+        return False
+    if user.is_superuser:
+        return True
+    return Membership.objects.filter(user=user, is_active=True, clinic__require_two_factor=True).exists()
+
+
+def is_verified(user: Any) -> bool:
+    return bool(getattr(user, "is_verified", lambda: False)())
+
+
+def needs_second_factor(user: Any) -> bool:
+    return requires_two_factor(user) and not is_verified(user)
+
+
+def confirmed_device(user: Any) -> TOTPDevice | None:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).first()
+
+
+def pending_device(user: Any) -> TOTPDevice:
+    """The unconfirmed device being enrolled, created on first visit."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    return device or TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+
+
+def qr_svg(device: TOTPDevice) -> str:
+    """The device's otpauth:// URL as an inline SVG QR code (issuer from OTP_TOTP_ISSUER)."""
+    image = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage)
+    return image.to_string(encoding="unicode")
+
+
+class CodeForm(forms.Form):
+    code = forms.CharField(
+        label="Six-digit code from your authenticator app", min_length=6, max_length=8,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
+    )
+
+
+def _next_url(request: HttpRequest) -> str:
+    target = request.GET.get("next") or request.POST.get("next") or ""
+    return target if target.startswith("/admin/") and not target.startswith("//") else reverse("admin:index")
+
+
+@staff_member_required
+def setup(request: HttpRequest) -> HttpResponse:
+    if confirmed_device(request.user):
+        return HttpResponseRedirect(reverse("two_factor_verify"))
+    device = pending_device(request.user)
+    form = CodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if device.verify_token(form.cleaned_data["code"].strip()):
+            device.confirmed = True
+            device.save(update_fields=["confirmed"])
+            otp_login(request, device)
+            return HttpResponseRedirect(_next_url(request))
+        form.add_error("code", "That code is not right. Check the time on your phone and try the newest code.")
+    context = {
+        "title": "Set up two-factor sign-in",
+        "form": form,
+        "qr": mark_safe(qr_svg(device)),  # noqa: S308 - SVG we generated
+        "secret": b32encode(device.bin_key).decode(),
+        "next": _next_url(request),
+    }
+    return render(request, "admin/two_factor/setup.html", context)
+
+
+@staff_member_required
+def verify(request: HttpRequest) -> HttpResponse:
+    if not confirmed_device(request.user):
+        return HttpResponseRedirect(reverse("two_factor_setup"))
+    form = CodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        device = match_token(request.user, form.cleaned_data["code"].strip())
+        if device is not None:
+            otp_login(request, device)
+            return HttpResponseRedirect(_next_url(request))
+        form.add_error("code", "That code is not right. Try the newest code from your authenticator app.")
+    return render(request, "admin/two_factor/verify.html", {"title": "Two-factor sign-in", "form": form,
+                                                             "next": _next_url(request)})
+
+
+EXEMPT_PATHS = ("/admin/login/", "/admin/logout/", "/admin/two-factor/", "/admin/jsi18n/")
+
+
+class TwoFactorMiddleware:
+    """Send staff who still owe a second factor to enrol or verify before any admin page."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path
+        if path.startswith("/admin/") and not path.startswith(EXEMPT_PATHS) and needs_second_factor(request.user):
+            target = "two_factor_verify" if confirmed_device(request.user) else "two_factor_setup"
+            return HttpResponseRedirect(f"{reverse(target)}?next={path}")
+        return self.get_response(request)
