@@ -1,0 +1,94 @@
+"""Lots: which are usable on a date, recall bookkeeping, and the model layer refusing expired or recalled lots."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.core.exceptions import ValidationError
+
+from patients.models import ExosomeApplication
+from protocols.models import ProductLot
+from tests.factories import LotFactory, ProductFactory, TreatmentFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+NOW = dt.datetime(2026, 6, 15, 10, tzinfo=dt.UTC)
+TODAY = NOW.date()
+
+
+@pytest.fixture
+def product(clinic_a):
+    return ProductFactory(clinic=clinic_a)
+
+
+def test_it_treats_a_lot_as_usable_through_its_expiry_day(product):
+    lot = LotFactory(product=product, received_date=dt.date(2026, 1, 1), expiry_date=TODAY)
+    assert list(ProductLot.objects.usable_on(TODAY)) == [lot]
+    assert list(ProductLot.objects.usable_on(TODAY + dt.timedelta(days=1))) == []
+    assert lot.unusable_reason(TODAY + dt.timedelta(days=1)) == f"Lot {lot.lot_number} expired on 2026-06-15."
+
+
+def test_it_never_offers_a_recalled_lot(product):
+    LotFactory(product=product, recalled=True, recall_reason="Endotoxin above limit")
+    fresh = LotFactory(product=product)
+    assert list(ProductLot.objects.usable_on(TODAY)) == [fresh]
+
+
+def test_it_lists_expired_lots(product):
+    old = LotFactory(product=product, received_date=dt.date(2025, 1, 1), expiry_date=dt.date(2026, 1, 1))
+    LotFactory(product=product, expiry_date=dt.date(2027, 1, 1))
+    assert list(ProductLot.objects.expired_on(TODAY)) == [old]
+
+
+@time_machine.travel(NOW, tick=False)
+def test_it_records_when_a_recall_was_entered(product):
+    lot = LotFactory(product=product)
+    lot.recalled, lot.recall_reason = True, "Cold chain broken"
+    lot.save()
+    assert lot.recalled_at == NOW
+    lot.save()
+    assert ProductLot.objects.get(pk=lot.pk).recalled_at == NOW
+
+
+def test_it_requires_a_reason_for_a_recall(product):
+    lot = LotFactory.build(product=product, clinic=product.clinic, recalled=True)
+    with pytest.raises(ValidationError) as raised:
+        lot.full_clean()
+    assert raised.value.message_dict["recall_reason"] == ["Say why the lot was recalled."]
+
+
+def test_it_refuses_a_lot_of_another_clinics_product(product, clinic_b):
+    lot = LotFactory.build(product=product, clinic=clinic_b)
+    with pytest.raises(ValidationError) as raised:
+        lot.full_clean()
+    assert raised.value.message_dict["product"] == ["This product belongs to another clinic."]
+
+
+def test_it_allows_a_lot_of_a_shared_catalogue_product(clinic_b):
+    LotFactory.build(product=ProductFactory(clinic=None), clinic=clinic_b).full_clean()
+
+
+@pytest.mark.parametrize(
+    ("lot_kwargs", "message"),
+    [
+        ({"expiry_date": dt.date(2026, 6, 1), "received_date": dt.date(2026, 1, 1)}, "expired on 2026-06-01"),
+        ({"recalled": True, "recall_reason": "Sterility"}, "has been recalled"),
+    ],
+)
+def test_it_refuses_to_record_an_application_of_an_unusable_lot(clinic_a, product, lot_kwargs, message):
+    lot = LotFactory(product=product, **lot_kwargs)
+    treatment = TreatmentFactory(screening__patient__clinic=clinic_a, ended_at=NOW, started_at=NOW - dt.timedelta(hours=1))
+    with pytest.raises(ValidationError, match=message):
+        ExosomeApplication.objects.create(treatment=treatment, lot=lot, volume_ml=Decimal("1.5"),
+                                          applied_by=UserFactory())
+    assert not lot.applications.exists()
+
+
+def test_it_answers_which_treatments_used_a_lot(clinic_a, product):
+    lot = LotFactory(product=product)
+    treatments = [TreatmentFactory(screening__patient__clinic=clinic_a) for _ in range(2)]
+    for treatment in treatments:
+        ExosomeApplication.objects.create(treatment=treatment, lot=lot, volume_ml=Decimal("1"), applied_by=UserFactory())
+    assert {application.treatment for application in lot.applications.all()} == set(treatments)
