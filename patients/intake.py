@@ -1,0 +1,210 @@
+"""Intake services: validate answers, record a new intake, re-confirm one, send the intake link.
+
+An intake is what the patient said on a day; new answers always make a new
+intake, so the screening that read an old one can still be explained.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from clinic.audit import record_event
+from patients.links import create_link, url_for
+from patients.models import Intake, Patient, PatientLink
+from protocols.facts import FACTS, FACTS_BY_CODE, Fact, FactType
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+
+# --- answers ------------------------------------------------------------------
+
+
+def _check_answer(fact: Fact, value: Any, *, on: dt.date) -> str | None:
+    """Why ``value`` is not a valid answer to ``fact`` on ``on``, or None when it is."""
+    if fact.type == FactType.BOOLEAN:
+        return None if isinstance(value, bool) else "must be true or false"
+    if fact.type == FactType.DATE:
+        if not isinstance(value, str):
+            return "must be a date as YYYY-MM-DD"
+        try:
+            when = dt.date.fromisoformat(value)
+        except ValueError:
+            return "must be a date as YYYY-MM-DD"
+        if when > on:
+            return f"cannot be in the future (after {on.isoformat()})"
+        return None
+    if fact.type == FactType.CHOICE:
+        allowed = [code for code, _label in fact.choices]
+        return None if value in allowed else f"must be one of {', '.join(allowed)}"
+    return None if isinstance(value, str) else "must be text"
+
+
+def validate_answers(answers: Any, *, on: dt.date) -> dict[str, Any]:
+    """Clean intake answers or raise ``ValidationError`` keyed by fact code.
+
+    Unknown facts, values of the wrong type and dates after ``on`` (the day
+    the answers were given) are errors.  Unanswered facts (None or "") are
+    dropped: the engine treats a missing answer as "not said".
+    """
+    if not isinstance(answers, dict):
+        raise ValidationError({"answers": "Answers must be an object of fact code → answer."})
+    errors: dict[str, str] = {}
+    cleaned: dict[str, Any] = {}
+    for code, value in answers.items():
+        fact = FACTS_BY_CODE.get(code)
+        if fact is None:
+            errors[code] = f"Unknown fact {code!r}."
+            continue
+        if value is None or value == "":
+            continue
+        problem = _check_answer(fact, value, on=on)
+        if problem:
+            errors[code] = f"{fact.question} — the answer {problem}."
+        else:
+            cleaned[code] = value
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+# --- recording --------------------------------------------------------------------
+
+
+def record_intake(
+    *,
+    patient: Patient,
+    answers: dict[str, Any],
+    recorded_by: AbstractBaseUser | None,
+    source: str = Intake.Source.STAFF,
+    answered_at: dt.datetime | None = None,
+    request: HttpRequest | None = None,
+) -> Intake:
+    """Validate and store a new intake for ``patient``; earlier intakes are untouched."""
+    answered_at = answered_at or timezone.now()
+    local_day = timezone.localtime(answered_at, patient_zone(patient)).date()
+    cleaned = validate_answers(answers, on=local_day)
+    with transaction.atomic():
+        intake = Intake.objects.create(
+            patient=patient, answers=cleaned, source=source, recorded_by=recorded_by, answered_at=answered_at
+        )
+        record_event(
+            actor=recorded_by or "patient (signed link)", action="intake.record", clinic=patient.clinic,
+            obj=intake, detail={"source": source, "patient": patient.pk}, request=request,
+        )
+    return intake
+
+
+def reconfirm_intake(*, intake: Intake, confirmed_by: AbstractBaseUser, request: HttpRequest | None = None) -> Intake:
+    """Staff re-confirmed the answers with the patient today; history keeps the earlier state."""
+    with transaction.atomic():
+        intake.confirmed_at = timezone.now()
+        intake.confirmed_by = confirmed_by
+        intake.save(update_fields=["confirmed_at", "confirmed_by"])
+        record_event(
+            actor=confirmed_by, action="intake.confirm", clinic=intake.patient.clinic, obj=intake, request=request
+        )
+    return intake
+
+
+def latest_intake(patient: Patient) -> Intake | None:
+    """The intake whose answers count now: the most recently given one."""
+    return patient.intakes.order_by("-answered_at", "-pk").first()
+
+
+def patient_zone(patient: Patient) -> ZoneInfo:
+    return ZoneInfo(patient.zone_name)
+
+
+# --- the intake link -------------------------------------------------------------
+
+
+def send_intake_link(
+    *, patient: Patient, sent_by: AbstractBaseUser, request: HttpRequest | None = None
+) -> PatientLink:
+    """Email ``patient`` a single-use signed link to fill in the intake on their phone."""
+    if not patient.email:
+        raise ValidationError({"email": "The patient has no email address."})
+    link = create_link(patient=patient, purpose=PatientLink.Purpose.INTAKE)
+    clinic = patient.clinic
+    context = {"patient": patient, "clinic": clinic, "url": url_for(link), "expires_at": link.expires_at}
+    message = EmailMultiAlternatives(
+        subject=f"{clinic.name}: a few health questions before your visit",
+        body=render_to_string("emails/intake_link.txt", context),
+        to=[patient.email],
+        reply_to=[clinic.contact_email],
+    )
+    message.attach_alternative(render_to_string("emails/intake_link.html", context), "text/html")
+    message.send()
+    record_event(
+        actor=sent_by, action="intake.link_sent", clinic=clinic, obj=patient, detail={"link": link.pk}, request=request
+    )
+    return link
+
+
+# --- the generated form ----------------------------------------------------------
+
+_YES_NO = [("yes", "Yes"), ("no", "No")]
+
+
+def _field_for(fact: Fact, *, for_patient: bool) -> forms.Field:
+    label = fact.patient_text if for_patient else fact.question
+    if fact.type == FactType.BOOLEAN:
+        # A radio pair, not a checkbox: "no" and "not asked" must differ.
+        choices = _YES_NO if for_patient else [("", "Not asked"), *_YES_NO]
+        return forms.TypedChoiceField(
+            label=label, choices=choices, widget=forms.RadioSelect, required=for_patient,
+            coerce=lambda value: value == "yes", empty_value=None,
+        )
+    if fact.type == FactType.DATE:
+        return forms.DateField(
+            label=label, required=False, widget=forms.DateInput(attrs={"type": "date"}),
+            help_text="Leave empty if never.",
+        )
+    if fact.type == FactType.CHOICE:
+        return forms.ChoiceField(label=label, choices=[("", "Don't know"), *fact.choices], required=False)
+    return forms.CharField(label=label, required=False)
+
+
+class IntakeForm(forms.Form):
+    """One field per fact in ``protocols.facts.FACTS``; ``answers()`` gives the JSON to store."""
+
+    for_patient = False
+
+    def __init__(self, *args: Any, today: dt.date | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.today = today or timezone.localdate()
+        for fact in FACTS:
+            self.fields[fact.code] = _field_for(fact, for_patient=self.for_patient)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        try:
+            validate_answers(self.answers(), on=self.today)
+        except ValidationError as error:
+            for code, messages in error.message_dict.items():
+                self.add_error(code if code in self.fields else None, messages)
+        return cleaned
+
+    def answers(self) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for fact in FACTS:
+            value = self.cleaned_data.get(fact.code)
+            if value is None or value == "":
+                continue
+            result[fact.code] = value.isoformat() if isinstance(value, dt.date) else value
+        return result
+
+
+class PatientIntakeForm(IntakeForm):
+    for_patient = True

@@ -1,0 +1,186 @@
+"""Screening services: run a screening, override one, and gate treatments on it.
+
+Business rules live here; admin pages, API views and the demo call these
+functions and stay thin.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, models, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from clinic.audit import record_event
+from clinic.roles import Capability
+from clinic.scoping import can
+from patients.intake import latest_intake, patient_zone
+from patients.models import Intake
+from patients.models.screening import Screening, ScreeningOutcome, ScreeningOverride
+from protocols.models import ProtocolVersion, StepKind
+from protocols.rules import rules_for_version
+from protocols.screening import screen
+
+if TYPE_CHECKING:
+    from clinic.models import Clinic
+    from patients.models.patient import Patient
+
+# A screening describes the patient as of the day it ran; after a month it no
+# longer vouches for them (new medication, pregnancy, ...) and must be re-run.
+SCREENING_VALID_FOR = timedelta(days=30)
+
+ALLOWING_OUTCOMES = frozenset({ScreeningOutcome.CLEAR, ScreeningOutcome.CAUTION})
+
+
+def screening_is_overridden(screening: Screening) -> bool:
+    """True when a clinician recorded an override for this screening."""
+    # Asked of the database, not the cached reverse accessor, which remembers
+    # "no override" even after one is recorded.
+    return screening.pk is not None and ScreeningOverride.objects.filter(screening_id=screening.pk).exists()
+
+
+def assert_screening_allows_treatment(
+    *, screening: Screening | None, patient: Patient, protocol_version: ProtocolVersion, on: datetime
+) -> None:
+    """Raise ``ValidationError({"screening": msg})`` unless ``screening`` permits this treatment.
+
+    It must be a screening of this patient for this protocol version, its
+    outcome clear/caution (or needs_override with a recorded override; a
+    blocked one can never be overridden), and at most 30 days old at ``on``.
+    """
+    if screening is None:
+        raise ValidationError({"screening": "A screening for this protocol is required before treatment."})
+    if screening.patient_id != patient.pk:
+        raise ValidationError({"screening": "This screening belongs to another patient."})
+    if screening.protocol_version_id != protocol_version.pk:
+        raise ValidationError({"screening": "This screening was run for another protocol version; screen again."})
+    if screening.outcome == ScreeningOutcome.BLOCKED:
+        raise ValidationError({"screening": "The screening blocks this procedure; it cannot be treated."})
+    if screening.outcome not in ALLOWING_OUTCOMES and not screening_is_overridden(screening):
+        raise ValidationError(
+            {"screening": "The screening needs a clinician's documented override before treatment."}
+        )
+    if on - screening.run_at > SCREENING_VALID_FOR:
+        raise ValidationError(
+            {"screening": f"The screening is older than {SCREENING_VALID_FOR.days} days; screen the patient again."}
+        )
+
+
+# --- which versions a clinic may screen for -----------------------------------------
+
+EXOSOME_STEP_KINDS = (StepKind.IN_CLINIC_APPLICATION, StepKind.HOME_APPLICATION)
+
+
+def versions_usable_by(clinic: Clinic) -> models.QuerySet[ProtocolVersion]:
+    """Published versions of the clinic's own protocols and of shared templates."""
+    return (
+        ProtocolVersion.objects.filter(status=ProtocolVersion.Status.PUBLISHED)
+        .filter(models.Q(protocol__clinic=clinic) | models.Q(protocol__clinic__isnull=True))
+        .select_related("protocol")
+        .order_by("protocol__name", "-number")
+    )
+
+
+def applies_exosome(version: ProtocolVersion) -> bool:
+    """Does following this version put an exosome product on the patient's skin?"""
+    return version.steps.filter(kind__in=EXOSOME_STEP_KINDS).exists()
+
+
+# --- running and overriding ------------------------------------------------------
+
+
+def _check_can(user: Any, capability: Capability, clinic: Clinic, what: str) -> None:
+    if not can(user, capability, clinic):
+        raise PermissionDenied(f"Your role in {clinic} does not allow you to {what}.")
+
+
+def _answers_with_patient_facts(intake: Intake, patient: Patient) -> dict[str, Any]:
+    answers = dict(intake.answers)
+    # The patient record may know the skin type when the intake did not ask.
+    if "fitzpatrick_type" not in answers and patient.fitzpatrick_type:
+        answers["fitzpatrick_type"] = ["I", "II", "III", "IV", "V", "VI"][patient.fitzpatrick_type - 1]
+    return answers
+
+
+def run_screening(
+    *,
+    patient: Patient,
+    protocol_version: ProtocolVersion,
+    planned_for: dt.date,
+    run_by: Any,
+    intake: Intake | None = None,
+    request: HttpRequest | None = None,
+) -> Screening:
+    """Screen ``patient`` for ``protocol_version`` on ``planned_for`` and store the result.
+
+    Uses ``intake`` or, by default, the patient's latest intake. Raises
+    ``PermissionDenied`` without the screening role in the patient's clinic
+    and ``ValidationError`` (keyed by field) for a version the clinic cannot
+    use or a missing/foreign intake.  The record is immutable and logged.
+    """
+    clinic = patient.clinic
+    _check_can(run_by, Capability.SCREEN, clinic, "run screenings")
+    if not versions_usable_by(clinic).filter(pk=protocol_version.pk).exists():
+        raise ValidationError({"protocol_version": "Choose a published protocol version this clinic can use."})
+    if intake is None:
+        intake = latest_intake(patient)
+        if intake is None:
+            raise ValidationError({"intake": "The patient has no intake yet; record one before screening."})
+    elif intake.patient_id != patient.pk:
+        raise ValidationError({"intake": "This intake belongs to another patient."})
+
+    result = screen(
+        answers=_answers_with_patient_facts(intake, patient),
+        intake_effective_on=timezone.localtime(intake.effective_at, patient_zone(patient)).date(),
+        rules=rules_for_version(protocol_version, clinic=clinic),
+        procedure=protocol_version.procedure,
+        exosome_applied=applies_exosome(protocol_version),
+        planned_for=planned_for,
+        intake_max_age_days=clinic.intake_max_age_days,
+    )
+    with transaction.atomic():
+        screening = Screening.objects.create(
+            patient=patient, protocol_version=protocol_version, intake=intake, planned_for=planned_for,
+            outcome=result.outcome, findings=result.findings_as_dicts(), run_by=run_by,
+        )
+        record_event(
+            actor=run_by, action="screening.run", clinic=clinic, obj=screening, request=request,
+            detail={"patient": patient.pk, "version": protocol_version.pk, "outcome": result.outcome},
+        )
+    return screening
+
+
+def override_screening(
+    *, screening: Screening, clinician: Any, reason: str, request: HttpRequest | None = None
+) -> ScreeningOverride:
+    """Record a clinician's documented override of a ``needs_override`` screening.
+
+    Only a role with ``Capability.OVERRIDE_SCREENING`` (clinicians) may; a
+    ``blocked`` screening can never be overridden; the reason is required.
+    """
+    clinic = screening.patient.clinic
+    _check_can(clinician, Capability.OVERRIDE_SCREENING, clinic, "override screenings")
+    if screening.outcome == ScreeningOutcome.BLOCKED:
+        raise ValidationError({"screening": "A blocked screening cannot be overridden."})
+    if screening.outcome != ScreeningOutcome.NEEDS_OVERRIDE:
+        raise ValidationError({"screening": "Only a screening that needs an override can be overridden."})
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "Write why the treatment may go ahead despite the findings."})
+    if screening_is_overridden(screening):
+        raise ValidationError({"screening": "This screening has already been overridden."})
+    try:
+        with transaction.atomic():
+            override = ScreeningOverride.objects.create(screening=screening, clinician=clinician, reason=reason)
+            record_event(
+                actor=clinician, action="screening.override", clinic=clinic, obj=screening, request=request,
+                detail={"override": override.pk, "patient": screening.patient_id},
+            )
+    except IntegrityError:
+        # Two clinicians overrode at once; the one-to-one keeps the first.
+        raise ValidationError({"screening": "This screening has already been overridden."}) from None
+    return override

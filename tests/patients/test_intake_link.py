@@ -1,0 +1,142 @@
+"""The intake link: emailed, filled in on a phone once, and harmless when used, expired or tampered with."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from django.core import mail
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+
+from clinic.models import AuditEvent
+from patients.intake import send_intake_link
+from patients.models import Intake, PatientLink
+from protocols.facts import FACTS, FactType
+from tests.factories import PatientFactory
+
+pytestmark = pytest.mark.django_db
+
+NOW = dt.datetime(2026, 5, 4, 9, 30, tzinfo=ZoneInfo("UTC"))
+
+
+@pytest.fixture(autouse=True)
+def frozen():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def patient(clinic_a):
+    return PatientFactory(clinic=clinic_a, given_name="Maya", email="maya@mail.example")
+
+
+def answers(**overrides: str) -> dict[str, str]:
+    data = {fact.code: ("no" if fact.type == FactType.BOOLEAN else "") for fact in FACTS}
+    data.update(overrides)
+    return data
+
+
+def sent_path(patient, user) -> str:
+    send_intake_link(patient=patient, sent_by=user)
+    (message,) = mail.outbox
+    return urlparse(re.search(r"https?://\S+/p/\S+/", message.body).group(0)).path
+
+
+def test_it_emails_a_text_and_html_message_with_the_signed_link(patient, coordinator):
+    send_intake_link(patient=patient, sent_by=coordinator)
+    (message,) = mail.outbox
+    assert message.to == ["maya@mail.example"]
+    assert message.reply_to == [patient.clinic.contact_email]
+    assert "Hello Maya" in message.body
+    assert "/p/" in message.body
+    html, mimetype = message.alternatives[0]
+    assert mimetype == "text/html"
+    link = PatientLink.objects.get()
+    assert link.purpose == "intake"
+    assert link.opaque_id not in message.body  # only the signed token travels
+    url = re.search(r"https?://\S+/p/\S+/", message.body).group(0)
+    assert f'href="{url}"' in html
+    assert AuditEvent.objects.filter(action="intake.link_sent", actor=coordinator).exists()
+
+
+def test_a_patient_without_email_gets_no_link(clinic_a, coordinator):
+    with pytest.raises(ValidationError):
+        send_intake_link(patient=PatientFactory(clinic=clinic_a, email=""), sent_by=coordinator)
+    assert not mail.outbox
+    assert not PatientLink.objects.exists()
+
+
+def test_the_patient_fills_in_the_form_once(client, patient, coordinator):
+    path = sent_path(patient, coordinator)
+    page = client.get(path)
+    assert page.status_code == 200
+    assert "Are you pregnant, or could you be?" in page.content.decode()
+    assert '<meta name="viewport"' in page.content.decode()
+    done = client.post(path, answers(pregnant="yes", isotretinoin_last_dose="2026-03-01"))
+    assert done.status_code == 200
+    assert "Thank you, Maya" in done.content.decode()
+    intake = Intake.objects.get()
+    assert intake.patient == patient
+    assert intake.source == Intake.Source.PATIENT_LINK
+    assert intake.answers["pregnant"] is True
+    assert intake.answers["hsv_history"] is False
+    assert intake.answers["isotretinoin_last_dose"] == "2026-03-01"
+    assert intake.recorded_by is None
+    assert PatientLink.objects.get().used_at == NOW
+
+
+def test_a_used_link_shows_a_friendly_page_and_changes_nothing(client, patient, coordinator):
+    path = sent_path(patient, coordinator)
+    client.post(path, answers())
+    again = client.get(path)
+    assert again.status_code == 410
+    assert "already been used" in again.content.decode()
+    resubmitted = client.post(path, answers(pregnant="yes"))
+    assert resubmitted.status_code == 410
+    assert Intake.objects.count() == 1
+    assert Intake.objects.get().answers["pregnant"] is False
+
+
+def test_an_expired_link_shows_a_friendly_page_and_changes_nothing(client, patient, coordinator, frozen):
+    path = sent_path(patient, coordinator)
+    frozen.shift(dt.timedelta(days=15))
+    response = client.post(path, answers())
+    assert response.status_code == 410
+    assert "expired" in response.content.decode()
+    assert patient.clinic.contact_email in response.content.decode()
+    assert not Intake.objects.exists()
+    assert PatientLink.objects.get().used_at is None
+
+
+def test_a_tampered_link_shows_a_friendly_page_and_changes_nothing(client, patient, coordinator):
+    path = sent_path(patient, coordinator)
+    token = path.split("/")[2]
+    tampered = reverse("patients:link", kwargs={"token": token[:-2] + ("AA" if token[-2:] != "AA" else "BB")})
+    response = client.post(tampered, answers())
+    assert response.status_code == 410
+    assert "not valid" in response.content.decode()
+    assert not Intake.objects.exists()
+    assert PatientLink.objects.get().used_at is None
+
+
+def test_bad_answers_show_errors_and_leave_the_link_usable(client, patient, coordinator):
+    path = sent_path(patient, coordinator)
+    response = client.post(path, answers(pregnant="", recent_peel_date="2026-12-01"))
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "future" in page
+    assert "errorlist" in page
+    assert not Intake.objects.exists()
+    assert PatientLink.objects.get().used_at is None
+    assert client.post(path, answers()).status_code == 200
+    assert Intake.objects.count() == 1
+
+
+def test_the_page_has_no_inline_script(client, patient, coordinator):
+    page = client.get(sent_path(patient, coordinator)).content.decode()
+    assert "<script" not in page

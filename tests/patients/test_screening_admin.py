@@ -1,0 +1,156 @@
+"""The admin's "Screen for protocol…" page, the findings page and the override form."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from clinic.models import AuditEvent
+from patients.models import Screening, ScreeningOverride
+from protocols.models import ProtocolVersion
+from tests.factories import (
+    IntakeFactory,
+    PatientFactory,
+    ProtocolFactory,
+    RuleFactory,
+    ScreeningFactory,
+    StepFactory,
+    VersionFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def version(clinic_a):
+    RuleFactory(code="pregnancy-exosome", fact="pregnant", severity="absolute", applies_to="exosome",
+                message="No safety data for exosomes in pregnancy.")
+    RuleFactory(code="hsv", fact="hsv_history", severity="relative", message="HSV history",
+                mitigation="Antiviral prophylaxis.")
+    RuleFactory(code="peel", fact="recent_peel_date", severity="caution", condition="within_days", window_days=30,
+                message="Recent peel")
+    draft = VersionFactory(protocol=ProtocolFactory(clinic=clinic_a, name="Microneedling + exosome"),
+                           status=ProtocolVersion.Status.DRAFT)
+    StepFactory(version=draft, kind="in_clinic_application", timing="offset", offset_value=10, day=None,
+                local_time=None)
+    draft.status = ProtocolVersion.Status.PUBLISHED
+    draft.save()
+    return draft
+
+
+@pytest.fixture
+def patient(clinic_a):
+    return PatientFactory(clinic=clinic_a, given_name="Maya", family_name="Okafor")
+
+
+def screen_url(patient) -> str:
+    return reverse("admin:patients_patient_screen", args=[patient.pk])
+
+
+def screening_url(screening) -> str:
+    return reverse("admin:patients_patient_screening", args=[screening.patient_id, screening.pk])
+
+
+def test_the_screen_page_offers_only_published_versions_the_clinic_can_use(client, coordinator, patient, version,
+                                                                           clinic_b):
+    VersionFactory(protocol=ProtocolFactory(clinic=clinic_b, name="Their protocol"))
+    VersionFactory(protocol=ProtocolFactory(clinic=patient.clinic, name="Draft protocol"),
+                   status=ProtocolVersion.Status.DRAFT)
+    client.force_login(coordinator)
+    page = client.get(screen_url(patient)).content.decode()
+    assert "Microneedling + exosome" in page
+    assert "Their protocol" not in page
+    assert "Draft protocol" not in page
+
+
+def test_a_coordinator_runs_a_screening_and_sees_findings_coloured_by_severity(client, coordinator, patient,
+                                                                             version):
+    IntakeFactory(patient=patient, answers={"hsv_history": True, "recent_peel_date": "2026-01-01"})
+    client.force_login(coordinator)
+    response = client.post(screen_url(patient), {"protocol_version": version.pk, "planned_for": "2026-01-20"})
+    screening = Screening.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == screening_url(screening)
+    page = client.get(screening_url(screening)).content.decode()
+    assert 'class="outcome outcome-needs_override"' in page
+    assert 'class="finding finding-relative"' in page
+    assert 'class="finding finding-caution"' in page
+    assert "Antiviral prophylaxis." in page
+    assert "<script>" not in page  # CSP: no inline script
+
+
+def test_a_coordinator_sees_the_override_form_disabled_and_a_post_is_refused(client, coordinator, patient, version):
+    screening = ScreeningFactory(patient=patient, protocol_version=version, outcome="needs_override")
+    client.force_login(coordinator)
+    page = client.get(screening_url(screening)).content.decode()
+    assert "Only a clinician can override" in page
+    assert 'value="Record override" disabled' in page
+    response = client.post(screening_url(screening), {"reason": "I think it's fine"})
+    assert response.status_code == 403
+    assert not ScreeningOverride.objects.exists()
+
+
+def test_a_clinician_records_an_override_with_a_reason(client, clinician, patient, version):
+    screening = ScreeningFactory(patient=patient, protocol_version=version, outcome="needs_override")
+    client.force_login(clinician)
+    page = client.get(screening_url(screening)).content.decode()
+    assert 'name="reason"' in page
+    assert client.post(screening_url(screening), {"reason": ""}).status_code == 400
+    assert not ScreeningOverride.objects.exists()
+    response = client.post(screening_url(screening), {"reason": "Valacyclovir from the day before."})
+    assert response.status_code == 302
+    override = ScreeningOverride.objects.get()
+    assert override.clinician == clinician
+    assert "Valacyclovir from the day before." in client.get(screening_url(screening)).content.decode()
+
+
+def test_a_blocked_screening_shows_no_override_form(client, clinician, patient, version):
+    screening = ScreeningFactory(patient=patient, protocol_version=version, outcome="blocked")
+    client.force_login(clinician)
+    page = client.get(screening_url(screening)).content.decode()
+    assert "cannot be overridden" in page
+    assert 'name="reason"' not in page
+    assert client.post(screening_url(screening), {"reason": "Accept"}).status_code == 400
+    assert not ScreeningOverride.objects.exists()
+
+
+def test_viewing_a_screening_is_logged(client, clinician, patient, version):
+    screening = ScreeningFactory(patient=patient, protocol_version=version)
+    client.force_login(clinician)
+    client.get(screening_url(screening))
+    assert AuditEvent.objects.filter(action="screening.view", actor=clinician, object_id=str(screening.pk)).exists()
+
+
+def test_the_patient_page_shows_the_screening_history(client, clinician, patient, version):
+    ScreeningFactory(patient=patient, protocol_version=version, outcome="caution")
+    client.force_login(clinician)
+    page = client.get(reverse("admin:patients_patient_change", args=[patient.pk])).content.decode()
+    assert "Screening history" in page
+    assert 'outcome outcome-caution' in page
+    assert "Screen for protocol…" in page
+
+
+def test_another_clinics_staff_get_404_on_every_screening_page(client, clinician_b, patient, version):
+    screening = ScreeningFactory(patient=patient, protocol_version=version, outcome="needs_override")
+    client.force_login(clinician_b)
+    assert client.get(screen_url(patient)).status_code == 404
+    assert client.post(screen_url(patient), {"protocol_version": version.pk, "planned_for": "2026-01-20"}).status_code == 404
+    assert client.get(screening_url(screening)).status_code == 404
+    assert client.post(screening_url(screening), {"reason": "x"}).status_code == 404
+    assert Screening.objects.count() == 1
+    assert not ScreeningOverride.objects.exists()
+
+
+def test_an_auditor_may_not_run_a_screening(client, auditor, patient, version):
+    IntakeFactory(patient=patient)
+    client.force_login(auditor)
+    assert client.post(screen_url(patient), {"protocol_version": version.pk, "planned_for": "2026-01-20"}).status_code == 403
+    assert not Screening.objects.exists()
+
+
+def test_a_screening_error_shows_on_the_form(client, clinician, patient, version):
+    client.force_login(clinician)
+    response = client.post(screen_url(patient), {"protocol_version": version.pk, "planned_for": "2026-01-20"})
+    assert response.status_code == 400
+    assert "no intake yet" in response.content.decode()
+    assert not Screening.objects.exists()

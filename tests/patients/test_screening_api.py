@@ -1,0 +1,172 @@
+"""The screening endpoints: run, list, override; field errors, roles and clinic scoping."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from clinic.models import AuditEvent
+from patients.models import Screening, ScreeningOverride
+from protocols.models import ProtocolVersion
+from tests.factories import (
+    IntakeFactory,
+    PatientFactory,
+    ProtocolFactory,
+    RuleFactory,
+    ScreeningFactory,
+    StepFactory,
+    VersionFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def api_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def version(clinic_a):
+    RuleFactory(code="pregnancy-exosome", fact="pregnant", severity="absolute", applies_to="exosome",
+                message="No safety data for exosomes in pregnancy.")
+    RuleFactory(code="hsv", fact="hsv_history", severity="relative", message="HSV history",
+                mitigation="Antiviral prophylaxis.")
+    draft = VersionFactory(protocol=ProtocolFactory(clinic=clinic_a), status=ProtocolVersion.Status.DRAFT)
+    StepFactory(version=draft, kind="in_clinic_application", timing="offset", offset_value=10, day=None,
+                local_time=None)
+    draft.status = ProtocolVersion.Status.PUBLISHED
+    draft.save()
+    return draft
+
+
+@pytest.fixture
+def patient(clinic_a):
+    patient = PatientFactory(clinic=clinic_a)
+    IntakeFactory(patient=patient, answers={"pregnant": True})
+    return patient
+
+
+def test_it_runs_a_screening_and_returns_the_findings(patient, version, coordinator):
+    response = api_for(coordinator).post(
+        f"/api/v1/patients/{patient.pk}/screenings/",
+        {"protocol_version": version.pk, "planned_for": "2030-01-10"}, format="json",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["outcome"] == "blocked"
+    assert body["findings"][0]["rule_code"] == "pregnancy-exosome"
+    assert body["findings"][0]["message"] == "No safety data for exosomes in pregnancy."
+    assert body["override"] is None
+    assert Screening.objects.get().run_by == coordinator
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"planned_for": "2030-01-10"}, "protocol_version"),
+        ({"protocol_version": 999999, "planned_for": "2030-01-10"}, "protocol_version"),
+        ({"protocol_version": "VERSION", "planned_for": "tomorrow"}, "planned_for"),
+        ({"protocol_version": "VERSION", "planned_for": "2030-01-10", "intake": 999999}, "intake"),
+    ],
+)
+def test_bad_input_gets_400_with_field_errors_and_stores_nothing(patient, version, clinician, payload, field):
+    payload = {k: version.pk if v == "VERSION" else v for k, v in payload.items()}
+    response = api_for(clinician).post(f"/api/v1/patients/{patient.pk}/screenings/", payload, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not Screening.objects.exists()
+
+
+def test_it_refuses_another_clinics_version_and_a_draft(patient, version, clinician, clinic_b):
+    theirs = VersionFactory(protocol=ProtocolFactory(clinic=clinic_b))
+    draft = VersionFactory(protocol=ProtocolFactory(clinic=patient.clinic), status=ProtocolVersion.Status.DRAFT)
+    for other in (theirs, draft):
+        response = api_for(clinician).post(
+            f"/api/v1/patients/{patient.pk}/screenings/",
+            {"protocol_version": other.pk, "planned_for": "2030-01-10"}, format="json",
+        )
+        assert response.status_code == 400
+        assert "protocol_version" in response.json()
+    assert not Screening.objects.exists()
+
+
+def test_a_patient_without_an_intake_gets_a_400(clinic_a, version, clinician):
+    patient = PatientFactory(clinic=clinic_a)
+    response = api_for(clinician).post(
+        f"/api/v1/patients/{patient.pk}/screenings/", {"protocol_version": version.pk, "planned_for": "2030-01-10"},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "intake" in response.json()
+
+
+def test_an_auditor_may_list_but_not_run_screenings(patient, version, auditor):
+    ScreeningFactory(patient=patient, protocol_version=version)
+    client = api_for(auditor)
+    assert len(client.get(f"/api/v1/patients/{patient.pk}/screenings/").json()) == 1
+    response = client.post(f"/api/v1/patients/{patient.pk}/screenings/",
+                           {"protocol_version": version.pk, "planned_for": "2030-01-10"}, format="json")
+    assert response.status_code == 403
+    assert Screening.objects.count() == 1
+
+
+def test_another_clinic_sees_none_of_it(patient, version, clinician_b):
+    screening = ScreeningFactory(patient=patient, protocol_version=version, outcome="needs_override")
+    client = api_for(clinician_b)
+    assert client.get(f"/api/v1/patients/{patient.pk}/screenings/").status_code == 404
+    assert client.post(f"/api/v1/patients/{patient.pk}/screenings/",
+                       {"protocol_version": version.pk, "planned_for": "2030-01-10"}, format="json").status_code == 404
+    assert client.get("/api/v1/screenings/").json()["results"] == []
+    assert client.get(f"/api/v1/screenings/{screening.pk}/").status_code == 404
+    assert client.post(f"/api/v1/screenings/{screening.pk}/override/", {"reason": "x"},
+                       format="json").status_code == 404
+    assert not ScreeningOverride.objects.exists()
+
+
+# --- override ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def needs_override(patient, version):
+    return ScreeningFactory(patient=patient, protocol_version=version, outcome="needs_override")
+
+
+def test_a_clinician_overrides_through_the_api(needs_override, clinician):
+    response = api_for(clinician).post(f"/api/v1/screenings/{needs_override.pk}/override/",
+                                       {"reason": "Antiviral prescribed."}, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["clinician"] == clinician.pk
+    listed = api_for(clinician).get(f"/api/v1/screenings/{needs_override.pk}/").json()
+    assert listed["override"]["reason"] == "Antiviral prescribed."
+    assert AuditEvent.objects.filter(action="screening.view", object_id=str(needs_override.pk)).exists()
+
+
+def test_a_coordinator_gets_403_and_nothing_is_stored(needs_override, coordinator):
+    response = api_for(coordinator).post(f"/api/v1/screenings/{needs_override.pk}/override/",
+                                         {"reason": "Looks fine."}, format="json")
+    assert response.status_code == 403
+    assert not ScreeningOverride.objects.exists()
+
+
+def test_a_blocked_screening_or_a_missing_reason_gets_400(patient, version, needs_override, clinician):
+    blocked = ScreeningFactory(patient=patient, protocol_version=version, outcome="blocked")
+    client = api_for(clinician)
+    response = client.post(f"/api/v1/screenings/{blocked.pk}/override/", {"reason": "Accept"}, format="json")
+    assert response.status_code == 400
+    assert "screening" in response.json()
+    response = client.post(f"/api/v1/screenings/{needs_override.pk}/override/", {"reason": "  "}, format="json")
+    assert response.status_code == 400
+    assert "reason" in response.json()
+    assert not ScreeningOverride.objects.exists()
+
+
+def test_screenings_cannot_be_edited_or_deleted_through_the_api(needs_override, clinician):
+    client = api_for(clinician)
+    # Refused before the method is even considered (no write role on a read-only endpoint).
+    assert client.patch(f"/api/v1/screenings/{needs_override.pk}/", {"outcome": "clear"},
+                        format="json").status_code in (403, 405)
+    assert client.delete(f"/api/v1/screenings/{needs_override.pk}/").status_code in (403, 405)
+    needs_override.refresh_from_db()
+    assert needs_override.outcome == "needs_override"

@@ -1,0 +1,313 @@
+"""Screening services: running, overriding, immutability and the treatment gate."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from clinic.models import AuditEvent, Role
+from patients.intake import reconfirm_intake
+from patients.models import Screening, ScreeningOverride
+from patients.screenings import (
+    assert_screening_allows_treatment,
+    override_screening,
+    run_screening,
+)
+from protocols import defaults
+from protocols.models import ProtocolVersion
+from tests.factories import IntakeFactory, PatientFactory, ProtocolFactory, ScreeningFactory, VersionFactory, staff
+
+pytestmark = pytest.mark.django_db
+
+NOW = dt.datetime(2026, 5, 4, 9, 30, tzinfo=ZoneInfo("UTC"))
+TODAY = NOW.date()
+
+
+@pytest.fixture(autouse=True)
+def frozen():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def versions(clinic_a):
+    defaults.install_default_rules()
+    return defaults.install_example_protocols(clinic=clinic_a)
+
+
+@pytest.fixture
+def microneedling(versions) -> ProtocolVersion:
+    return versions["microneedling"]
+
+
+@pytest.fixture
+def ablative(versions) -> ProtocolVersion:
+    return versions["fractional_ablative"]
+
+
+@pytest.fixture
+def patient(clinic_a):
+    return PatientFactory(clinic=clinic_a)
+
+
+def screen(patient, version, user, **answers):
+    IntakeFactory(patient=patient, answers=answers)
+    return run_screening(patient=patient, protocol_version=version, planned_for=TODAY + dt.timedelta(days=3),
+                         run_by=user)
+
+
+# --- running ----------------------------------------------------------------------
+
+
+def test_it_stores_the_outcome_with_findings_who_and_when(patient, microneedling, clinician):
+    screening = screen(patient, microneedling, clinician, pregnant=True)
+    screening.refresh_from_db()
+    assert screening.outcome == "blocked"
+    assert screening.run_by == clinician
+    assert screening.run_at == NOW
+    assert screening.planned_for == TODAY + dt.timedelta(days=3)
+    codes = {f["rule_code"] for f in screening.findings}
+    assert {"pregnancy-exosome", "pregnancy-procedure"} <= codes
+    finding = next(f for f in screening.findings if f["rule_code"] == "pregnancy-exosome")
+    assert finding["severity"] == "absolute"
+    assert finding["answer"] is True
+    assert finding["fact"] == "pregnant"
+    assert finding["message"]
+
+
+def test_it_writes_the_access_log(patient, microneedling, clinician):
+    screening = screen(patient, microneedling, clinician)
+    event = AuditEvent.objects.get(action="screening.run")
+    assert event.actor == clinician
+    assert event.clinic == patient.clinic
+    assert event.object_id == str(screening.pk)
+
+
+def test_it_is_clear_when_nothing_applies(patient, microneedling, clinician):
+    screening = screen(patient, microneedling, clinician, pregnant=False, hsv_history=True)
+    assert screening.outcome == "clear"
+    assert screening.findings == []
+
+
+def test_it_needs_an_override_for_hsv_history_before_an_ablative_laser(patient, ablative, clinician):
+    screening = screen(patient, ablative, clinician, hsv_history=True)
+    assert screening.outcome == "needs_override"
+    (finding,) = screening.findings
+    assert "antiviral" in finding["mitigation"].lower()
+
+
+def test_it_screens_the_latest_intake_unless_told_otherwise(patient, microneedling, clinician, frozen):
+    frozen.move_to(NOW - dt.timedelta(days=2))
+    old = IntakeFactory(patient=patient, answers={"pregnant": True})
+    frozen.move_to(NOW)
+    IntakeFactory(patient=patient, answers={"pregnant": False})
+    latest = run_screening(patient=patient, protocol_version=microneedling, planned_for=TODAY, run_by=clinician)
+    chosen = run_screening(patient=patient, protocol_version=microneedling, planned_for=TODAY, run_by=clinician,
+                           intake=old)
+    assert latest.outcome == "clear"
+    assert chosen.outcome == "blocked"
+    assert chosen.intake == old
+
+
+def test_it_refuses_to_screen_without_an_intake(patient, microneedling, clinician):
+    with pytest.raises(ValidationError) as error:
+        run_screening(patient=patient, protocol_version=microneedling, planned_for=TODAY, run_by=clinician)
+    assert "intake" in error.value.message_dict
+    assert not Screening.objects.exists()
+
+
+def test_it_refuses_another_patients_intake(patient, microneedling, clinician, clinic_a):
+    other = IntakeFactory(patient=PatientFactory(clinic=clinic_a))
+    IntakeFactory(patient=patient)
+    with pytest.raises(ValidationError) as error:
+        run_screening(patient=patient, protocol_version=microneedling, planned_for=TODAY, run_by=clinician,
+                      intake=other)
+    assert "intake" in error.value.message_dict
+
+
+def test_it_refuses_drafts_and_other_clinics_versions(patient, clinician, clinic_b, versions):
+    IntakeFactory(patient=patient)
+    theirs = VersionFactory(protocol=ProtocolFactory(clinic=clinic_b))
+    draft = VersionFactory(protocol=ProtocolFactory(clinic=patient.clinic), status=ProtocolVersion.Status.DRAFT)
+    for version in (theirs, draft):
+        with pytest.raises(ValidationError) as error:
+            run_screening(patient=patient, protocol_version=version, planned_for=TODAY, run_by=clinician)
+        assert "protocol_version" in error.value.message_dict
+    assert not Screening.objects.exists()
+
+
+def test_it_accepts_a_shared_template_version(patient, clinician, versions):
+    IntakeFactory(patient=patient)
+    shared = VersionFactory(protocol=ProtocolFactory(clinic=None))
+    assert run_screening(patient=patient, protocol_version=shared, planned_for=TODAY, run_by=clinician).pk
+
+
+def test_it_lets_coordinators_screen_but_not_auditors_or_other_clinics(
+    patient, microneedling, coordinator, auditor, clinician_b
+):
+    IntakeFactory(patient=patient)
+    assert run_screening(patient=patient, protocol_version=microneedling, planned_for=TODAY, run_by=coordinator)
+    for user in (auditor, clinician_b):
+        with pytest.raises(PermissionDenied):
+            run_screening(patient=patient, protocol_version=microneedling, planned_for=TODAY, run_by=user)
+    assert Screening.objects.count() == 1
+
+
+def test_it_asks_to_reconfirm_an_intake_older_than_the_clinics_limit(patient, microneedling, clinician, frozen):
+    frozen.move_to(NOW - dt.timedelta(days=40))
+    intake = IntakeFactory(patient=patient, answers={"pregnant": False})
+    frozen.move_to(NOW)
+    stale = run_screening(patient=patient, protocol_version=microneedling, planned_for=TODAY, run_by=clinician)
+    assert stale.outcome == "needs_override"
+    assert [f["rule_code"] for f in stale.findings] == ["reconfirm-intake"]
+    reconfirm_intake(intake=intake, confirmed_by=clinician)
+    fresh = run_screening(patient=patient, protocol_version=microneedling, planned_for=TODAY, run_by=clinician)
+    assert fresh.outcome == "clear"
+
+
+def test_a_clinic_with_a_longer_intake_limit_accepts_older_answers(patient, microneedling, clinician, frozen):
+    patient.clinic.intake_max_age_days = 60
+    patient.clinic.save()
+    frozen.move_to(NOW - dt.timedelta(days=40))
+    IntakeFactory(patient=patient)
+    frozen.move_to(NOW)
+    assert run_screening(patient=patient, protocol_version=microneedling, planned_for=TODAY,
+                         run_by=clinician).outcome == "clear"
+
+
+def test_it_reads_the_skin_type_from_the_patient_record_for_lasers(clinic_a, versions, clinician):
+    patient = PatientFactory(clinic=clinic_a, fitzpatrick_type=5)
+    screening = screen(patient, versions["fractional_nonablative"], clinician)
+    assert screening.outcome == "caution"
+    assert screening.findings[0]["answer"] == "V"
+
+
+# --- overriding ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def needs_override(patient, ablative, clinician):
+    return screen(patient, ablative, clinician, hsv_history=True)
+
+
+def test_a_clinician_overrides_with_a_reason_and_it_is_logged(needs_override, clinician):
+    override = override_screening(screening=needs_override, clinician=clinician, reason="Valacyclovir prescribed.")
+    assert override.clinician == clinician
+    assert override.created_at == NOW
+    assert override.reason == "Valacyclovir prescribed."
+    assert AuditEvent.objects.filter(action="screening.override", object_id=str(needs_override.pk)).exists()
+
+
+def test_a_coordinator_or_another_clinics_clinician_cannot_override(needs_override, coordinator, clinician_b):
+    for user in (coordinator, clinician_b):
+        with pytest.raises(PermissionDenied):
+            override_screening(screening=needs_override, clinician=user, reason="Looks fine")
+    assert not ScreeningOverride.objects.exists()
+
+
+def test_a_clinic_admin_cannot_override(needs_override, clinic_admin):
+    with pytest.raises(PermissionDenied):
+        override_screening(screening=needs_override, clinician=clinic_admin, reason="Looks fine")
+
+
+def test_a_blocked_or_clear_screening_cannot_be_overridden(patient, microneedling, clinician):
+    blocked = screen(patient, microneedling, clinician, pregnant=True)
+    clear = screen(patient, microneedling, clinician, pregnant=False)
+    for screening in (blocked, clear):
+        with pytest.raises(ValidationError) as error:
+            override_screening(screening=screening, clinician=clinician, reason="I accept the risk")
+        assert "screening" in error.value.message_dict
+    assert not ScreeningOverride.objects.exists()
+
+
+@pytest.mark.parametrize("reason", ["", "   \n"])
+def test_an_override_needs_a_written_reason(needs_override, clinician, reason):
+    with pytest.raises(ValidationError) as error:
+        override_screening(screening=needs_override, clinician=clinician, reason=reason)
+    assert "reason" in error.value.message_dict
+    assert not ScreeningOverride.objects.exists()
+
+
+def test_a_screening_is_overridden_once(needs_override, clinician, clinic_a):
+    other = staff(Role.CLINICIAN, clinic_a)
+    override_screening(screening=needs_override, clinician=clinician, reason="Prophylaxis started.")
+    with pytest.raises(ValidationError):
+        override_screening(screening=needs_override, clinician=other, reason="Again")
+    assert ScreeningOverride.objects.get().clinician == clinician
+
+
+# --- immutability -------------------------------------------------------------------------------
+
+
+def test_a_screening_and_its_override_never_change_and_are_never_deleted(needs_override, clinician):
+    override = override_screening(screening=needs_override, clinician=clinician, reason="Prophylaxis started.")
+    needs_override.outcome = "clear"
+    with pytest.raises(PermissionDenied):
+        needs_override.save()
+    with pytest.raises(PermissionDenied):
+        needs_override.delete()
+    with pytest.raises(PermissionDenied):
+        Screening.objects.filter(pk=needs_override.pk).update(outcome="clear")
+    with pytest.raises(PermissionDenied):
+        Screening.objects.all().delete()
+    override.reason = "edited"
+    with pytest.raises(PermissionDenied):
+        override.save()
+    with pytest.raises(PermissionDenied):
+        ScreeningOverride.objects.all().update(reason="edited")
+    needs_override.refresh_from_db()
+    assert needs_override.outcome == "needs_override"
+    assert ScreeningOverride.objects.get().reason == "Prophylaxis started."
+
+
+# --- the treatment gate --------------------------------------------------------------------------------
+
+
+def gate(screening, *, patient=None, version=None, on=None):
+    assert_screening_allows_treatment(
+        screening=screening, patient=patient or screening.patient,
+        protocol_version=version or screening.protocol_version, on=on or NOW,
+    )
+
+
+@pytest.mark.parametrize("outcome", ["clear", "caution"])
+def test_the_gate_lets_clear_and_caution_screenings_through(outcome):
+    gate(ScreeningFactory(outcome=outcome))
+
+
+def test_the_gate_needs_an_override_for_a_needs_override_screening(needs_override, clinician):
+    with pytest.raises(ValidationError) as error:
+        gate(needs_override)
+    assert "override" in error.value.message_dict["screening"][0]
+    override_screening(screening=needs_override, clinician=clinician, reason="Prophylaxis started.")
+    gate(needs_override)
+
+
+def test_the_gate_never_lets_a_blocked_screening_through():
+    with pytest.raises(ValidationError) as error:
+        gate(ScreeningFactory(outcome="blocked"))
+    assert list(error.value.message_dict) == ["screening"]
+
+
+def test_the_gate_needs_the_same_patient_and_protocol_version(clinic_a):
+    screening = ScreeningFactory(patient=PatientFactory(clinic=clinic_a))
+    with pytest.raises(ValidationError):
+        gate(screening, patient=PatientFactory(clinic=clinic_a))
+    with pytest.raises(ValidationError):
+        gate(screening, version=VersionFactory(protocol=screening.protocol_version.protocol))
+    with pytest.raises(ValidationError):
+        assert_screening_allows_treatment(
+            screening=None, patient=screening.patient, protocol_version=screening.protocol_version, on=NOW
+        )
+
+
+def test_the_gate_accepts_a_screening_up_to_30_days_old_and_not_a_second_more():
+    screening = ScreeningFactory()
+    gate(screening, on=NOW + dt.timedelta(days=30))
+    with pytest.raises(ValidationError) as error:
+        gate(screening, on=NOW + dt.timedelta(days=30, seconds=1))
+    assert "30 days" in error.value.message_dict["screening"][0]
