@@ -1,0 +1,192 @@
+"""Reminder emails: text and HTML from ``templates/emails/``, in the patient's language where one exists.
+
+What goes into a reminder and why:
+
+* the sender is the clinic (its sender name, our address) and replies go to the clinic;
+* the subject says only that it is a reminder from the clinic and for which day:
+  a subject is shown on lock screens, so no procedure or health detail goes there;
+* a ``Message-ID`` derived from the reminder row, the same on every attempt, so
+  the one possible duplicate (a crash after the server accepted the message) is
+  recognisable as a copy;
+* ``List-Unsubscribe`` with ``List-Unsubscribe-Post`` (RFC 8058) so mail
+  clients offer a one-click unsubscribe that works without the patient logging in;
+* signed links: "I did this", "Report how my skin looks" (outcome checks) and "Unsubscribe";
+* an ``.ics`` invitation for follow-up visits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from email.utils import formataddr, parseaddr
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template import TemplateDoesNotExist
+from django.template.loader import select_template
+from django.utils import timezone, translation
+from icalendar import Calendar, Event
+
+from patients.links import create_link, url_for
+from patients.models import Reminder
+from patients.models.link import PatientLink
+from patients.timeline import protocol_day
+from protocols.models import StepKind
+
+VISIT_LENGTH = dt.timedelta(minutes=30)
+# A link older than this is not reused for a new attempt: the patient should
+# get a link that stays valid for a while after the email arrives.
+_LINK_REUSE_MIN_REMAINING = dt.timedelta(days=3)
+
+
+@dataclass(frozen=True)
+class ReminderLinks:
+    done: str
+    unsubscribe: str
+    self_report: str | None = None
+
+
+def _link_for(
+    *, reminder: Reminder, purpose: str, now: dt.datetime, valid_for: dt.timedelta | None = None,
+    time_point_day: int | None = None,
+) -> PatientLink:
+    # Retries reuse the links of the first attempt, so a retried email does not
+    # leave a trail of unused links behind it.
+    existing = (
+        PatientLink.objects.filter(
+            reminder=reminder, purpose=purpose, expires_at__gt=now + _LINK_REUSE_MIN_REMAINING
+        )
+        .order_by("-expires_at")
+        .first()
+    )
+    if existing is not None:
+        return existing
+    return create_link(
+        patient=reminder.treatment.patient, purpose=purpose, valid_for=valid_for,
+        treatment=reminder.treatment, reminder=reminder, time_point_day=time_point_day,
+    )
+
+
+def reminder_links(*, reminder: Reminder, now: dt.datetime | None = None) -> ReminderLinks:
+    """The signed links one reminder email carries (created on first use, reused by retries)."""
+    now = now or timezone.now()
+    done = _link_for(reminder=reminder, purpose=PatientLink.Purpose.DONE, now=now)
+    unsubscribe = _link_for(
+        reminder=reminder, purpose=PatientLink.Purpose.UNSUBSCRIBE, now=now,
+        valid_for=dt.timedelta(days=settings.AFTERCARE_REMINDER_UNSUBSCRIBE_LINK_DAYS),
+    )
+    self_report = None
+    if reminder.step.kind == StepKind.OUTCOME_CHECK:
+        treatment = reminder.treatment
+        day = protocol_day(
+            occurs_at=reminder.occurs_at, ended_at=treatment.ended_at, zone=ZoneInfo(treatment.patient.zone_name)
+        )
+        self_report = url_for(
+            _link_for(reminder=reminder, purpose=PatientLink.Purpose.SELF_REPORT, now=now, time_point_day=day)
+        )
+    return ReminderLinks(done=url_for(done), unsubscribe=url_for(unsubscribe), self_report=self_report)
+
+
+def _template_names(*, name: str, kind: str, language: str, extension: str) -> list[str]:
+    # English templates carry no language suffix. The patient's language wins
+    # over a kind-specific English template: a patient should read their own
+    # language even if the wording is the generic one.
+    english = [f"emails/{name}_{kind}.{extension}", f"emails/{name}.{extension}"]
+    if language == "en":
+        return english
+    return [f"emails/{name}_{kind}.{language}.{extension}", f"emails/{name}.{language}.{extension}", *english]
+
+
+def _render(*, name: str, kind: str, language: str, extension: str, context: dict) -> str:
+    template = select_template(_template_names(name=name, kind=kind, language=language, extension=extension))
+    return template.render(context)
+
+
+def email_language(*, language: str, kind: str) -> str:
+    """The language of the reminder: the patient's when a translation exists, else English."""
+    if language == "en":
+        return "en"
+    try:
+        select_template(_template_names(name="reminder", kind=kind, language=language, extension="txt")[:2])
+    except TemplateDoesNotExist:
+        return "en"
+    return language
+
+
+def sender_for(reminder: Reminder) -> str:
+    clinic = reminder.treatment.clinic
+    _name, address = parseaddr(settings.DEFAULT_FROM_EMAIL)
+    return formataddr((clinic.sender_name or clinic.name, address))
+
+
+def calendar_invite(reminder: Reminder) -> str:
+    """An iCalendar (.ics) invitation for a follow-up visit, stable across attempts."""
+    clinic = reminder.treatment.clinic
+    domain = reminder.message_id.rsplit("@", 1)[-1].rstrip(">")
+    calendar = Calendar()
+    calendar.add("prodid", "-//Aftercare//Reminders//EN")
+    calendar.add("version", "2.0")
+    calendar.add("method", "PUBLISH")
+    event = Event()
+    # Same UID on every attempt: a calendar updates one event instead of adding a second.
+    event.add("uid", f"visit-{reminder.pk}@{domain}")
+    event.add("dtstamp", reminder.created_at)
+    event.add("dtstart", reminder.occurs_at)
+    event.add("dtend", reminder.occurs_at + VISIT_LENGTH)
+    event.add("summary", f"{clinic.name}: {reminder.step.title}")
+    event.add("location", clinic.name)
+    if reminder.step.patient_text:
+        event.add("description", reminder.step.patient_text)
+    calendar.add_component(event)
+    return calendar.to_ical().decode()
+
+
+def _context(*, reminder: Reminder, links: ReminderLinks, zone: ZoneInfo) -> dict:
+    treatment = reminder.treatment
+    return {
+        "reminder": reminder,
+        "clinic": treatment.clinic,
+        "patient_first_name": treatment.patient.given_name,
+        "step": reminder.step,
+        "kind": reminder.step.kind,
+        "occurs_at": reminder.occurs_at.astimezone(zone),
+        "day": protocol_day(occurs_at=reminder.occurs_at, ended_at=treatment.ended_at, zone=zone),
+        "is_follow_up_visit": reminder.step.kind == StepKind.FOLLOW_UP_VISIT,
+        "is_outcome_check": reminder.step.kind == StepKind.OUTCOME_CHECK,
+        "links": links,
+    }
+
+
+def build_reminder_email(*, reminder: Reminder, links: ReminderLinks) -> EmailMultiAlternatives:
+    """The email for ``reminder``: text and HTML, headers, and an invitation for follow-up visits."""
+    treatment = reminder.treatment
+    patient = treatment.patient
+    zone = ZoneInfo(patient.zone_name)
+    language = email_language(language=patient.preferred_language or "en", kind=reminder.step.kind)
+    context = {**_context(reminder=reminder, links=links, zone=zone), "language": language}
+    kind = reminder.step.kind
+    # Dates in the templates are the patient's wall clock, in their language.
+    with translation.override(language), timezone.override(zone):
+        subject = _render(name="reminder_subject", kind=kind, language=language, extension="txt", context=context)
+        text = _render(name="reminder", kind=kind, language=language, extension="txt", context=context)
+        html = _render(name="reminder", kind=kind, language=language, extension="html", context=context)
+    message = EmailMultiAlternatives(
+        subject=" ".join(subject.split()),
+        body=text,
+        from_email=sender_for(reminder),
+        to=[patient.email],
+        reply_to=[treatment.clinic.contact_email],
+        headers={
+            "Message-ID": reminder.message_id,
+            "List-Unsubscribe": f"<{links.unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "Auto-Submitted": "auto-generated",
+            "Content-Language": language,
+        },
+    )
+    message.attach_alternative(html, "text/html")
+    if kind == StepKind.FOLLOW_UP_VISIT:
+        message.attach("visit.ics", calendar_invite(reminder), "text/calendar")
+    return message
+

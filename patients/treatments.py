@@ -1,0 +1,498 @@
+"""Treatment services: record a treatment with its timeline, reschedule, cancel, and manage one reminder.
+
+The admin, the API and the demo all call these; they hold the rules:
+
+* a treatment needs a screening that allows it (``patients.screenings``), a
+  published protocol version the clinic may use, and usable lots;
+* the treatment, its arms, its applications and its reminder rows are written
+  in one transaction; reminder rows are unique per treatment, step and
+  occurrence and are inserted with ``ignore_conflicts``, so running the
+  scheduling again never duplicates one;
+* changing the procedure time moves the rows that have not gone out yet;
+  cancelling stops them;
+* only a clinician records, reschedules or cancels a treatment; staff with
+  ``MANAGE_REMINDERS`` resend or cancel one reminder. Every change is logged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.http import HttpRequest
+from django.utils import timezone
+
+from clinic.audit import record_event
+from clinic.roles import Capability
+from clinic.scoping import can
+from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
+from patients.screenings import assert_screening_allows_treatment, versions_usable_by
+from patients.timeline import Occurrence, QuietHours, build_timeline
+from protocols.models import ExosomeProduct, ProductLot, ProtocolStep, ProtocolVersion
+
+Status = Reminder.Status
+# A procedure recorded as ending later than this from now is a typing mistake.
+FUTURE_TOLERANCE = dt.timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class ArmInput:
+    """One side (or area) of a split-face treatment."""
+
+    label: str
+    is_control: bool = False
+    product: ExosomeProduct | None = None
+    control_description: str = ""
+
+
+@dataclass(frozen=True)
+class ApplicationInput:
+    """One in-clinic exosome application; ``arm_label`` names the arm for split-face treatments."""
+
+    lot: ProductLot
+    volume_ml: Decimal
+    minutes_after_procedure: int = 0
+    applied_by: Any = None
+    arm_label: str = ""
+
+
+@dataclass
+class _Errors:
+    by_field: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, name: str, message: str) -> None:
+        self.by_field.setdefault(name, []).append(message)
+
+    def raise_if_any(self) -> None:
+        if self.by_field:
+            raise ValidationError(self.by_field)
+
+
+def _check_can(user: Any, capability: Capability, clinic: Any, what: str) -> None:
+    if not can(user, capability, clinic):
+        raise PermissionDenied(f"Your role in {clinic} does not allow you to {what}.")
+
+
+def _check_times(errors: _Errors, *, started_at: Any, ended_at: Any, now: dt.datetime) -> None:
+    for name, value in (("started_at", started_at), ("ended_at", ended_at)):
+        if not isinstance(value, dt.datetime) or timezone.is_naive(value):
+            errors.add(name, "Give a date and time with its time zone.")
+    if "started_at" in errors.by_field or "ended_at" in errors.by_field:
+        return
+    if ended_at < started_at:
+        errors.add("ended_at", "The procedure cannot end before it started.")
+    if ended_at > now + FUTURE_TOLERANCE:
+        errors.add("ended_at", "The procedure cannot end in the future; record it once it is done.")
+
+
+def _check_arms(errors: _Errors, *, arms: Sequence[ArmInput], clinic_id: int) -> None:
+    if not arms:
+        return
+    if len(arms) != 2:
+        errors.add("arms", "A split-face treatment has exactly two arms (e.g. left and right).")
+    labels = [arm.label.strip().lower() for arm in arms]
+    if any(not label for label in labels):
+        errors.add("arms", "Every arm needs a label, e.g. left or right.")
+    if len(set(labels)) != len(labels):
+        errors.add("arms", "The two arms need different labels.")
+    for arm in arms:
+        if arm.is_control and arm.product is not None:
+            errors.add("arms", f"Arm {arm.label!r} is the control; it gets no exosome product.")
+        if not arm.is_control and arm.product is None:
+            errors.add("arms", f"Arm {arm.label!r} needs its exosome product, or mark it as the control.")
+        if arm.product is not None and arm.product.clinic_id not in (None, clinic_id):
+            errors.add("arms", f"The product of arm {arm.label!r} belongs to another clinic.")
+
+
+def _check_applications(
+    errors: _Errors, *, applications: Sequence[ApplicationInput], arms: Sequence[ArmInput], clinic_id: int,
+    on: dt.date | None,
+) -> None:
+    arms_by_label = {arm.label.strip().lower(): arm for arm in arms}
+    for number, application in enumerate(applications, start=1):
+        prefix = f"Application {number}: "
+        lot = application.lot
+        if lot.clinic_id != clinic_id:
+            errors.add("applications", prefix + "this lot belongs to another clinic.")
+            continue
+        reason = lot.unusable_reason(on) if on else None
+        if reason:
+            errors.add("applications", prefix + reason)
+        if application.volume_ml is None or Decimal(application.volume_ml) <= 0:
+            errors.add("applications", prefix + "give the volume applied in ml (more than 0).")
+        if application.minutes_after_procedure is None or application.minutes_after_procedure < 0:
+            errors.add("applications", prefix + "minutes after the procedure cannot be negative.")
+        label = application.arm_label.strip().lower()
+        if arms and not label:
+            errors.add("applications", prefix + "say which arm received it.")
+        elif label and label not in arms_by_label:
+            errors.add("applications", prefix + f"there is no arm {application.arm_label!r}.")
+        elif label:
+            arm = arms_by_label[label]
+            if arm.is_control:
+                errors.add("applications", prefix + f"arm {arm.label!r} is the control and receives no exosomes.")
+            elif arm.product is not None and lot.product_id != arm.product.pk:
+                errors.add("applications", prefix + f"the lot is not of the product of arm {arm.label!r}.")
+
+
+def treatment_errors(
+    *,
+    patient: Patient,
+    protocol_version: ProtocolVersion | None,
+    screening: Screening | None,
+    started_at: Any,
+    ended_at: Any,
+    areas: str,
+    applications: Sequence[ApplicationInput] = (),
+    arms: Sequence[ArmInput] = (),
+    now: dt.datetime | None = None,
+) -> dict[str, list[str]]:
+    """Every reason the treatment cannot be recorded, by field (empty when it can)."""
+    now = now or timezone.now()
+    errors = _Errors()
+    clinic = patient.clinic
+    _check_times(errors, started_at=started_at, ended_at=ended_at, now=now)
+    if not (areas or "").strip():
+        errors.add("areas", "Say which areas were treated, e.g. full face.")
+    if protocol_version is None or not versions_usable_by(clinic).filter(pk=protocol_version.pk).exists():
+        errors.add("protocol_version", "Choose a published protocol version this clinic can use.")
+    elif "ended_at" not in errors.by_field:
+        try:
+            assert_screening_allows_treatment(
+                screening=screening, patient=patient, protocol_version=protocol_version, on=ended_at
+            )
+        except ValidationError as error:
+            for name, messages in error.message_dict.items():
+                for message in messages:
+                    errors.add(name, message)
+    _check_arms(errors, arms=arms, clinic_id=clinic.pk)
+    on = _clinic_date(ended_at, clinic.time_zone) if "ended_at" not in errors.by_field else None
+    _check_applications(errors, applications=applications, arms=arms, clinic_id=clinic.pk, on=on)
+    return errors.by_field
+
+
+def _clinic_date(moment: dt.datetime, zone_name: str) -> dt.date:
+    return moment.astimezone(ZoneInfo(zone_name)).date()
+
+
+# --- the timeline rows -------------------------------------------------------------
+
+
+def planned_occurrences(treatment: Treatment) -> list[Occurrence]:
+    """The treatment's timeline as computed from its protocol, in the patient's zone and clinic's quiet hours."""
+    clinic = treatment.clinic
+    return build_timeline(
+        steps=list(treatment.protocol_version.steps.all()),
+        ended_at=treatment.ended_at,
+        zone=ZoneInfo(treatment.patient.zone_name),
+        quiet=QuietHours(start=clinic.quiet_hours_start, end=clinic.quiet_hours_end),
+    )
+
+
+def _too_late(occurrence: Occurrence, now: dt.datetime) -> bool:
+    return occurrence.occurs_at < now - dt.timedelta(minutes=settings.AFTERCARE_REMINDER_LATE_GRACE_MINUTES)
+
+
+TOO_LATE = "The step was already past when the treatment was recorded or rescheduled."
+
+
+def schedule_reminders(*, treatment: Treatment, now: dt.datetime | None = None) -> int:
+    """Create the missing reminder rows of ``treatment``; idempotent. Returns how many rows it now has.
+
+    Steps that send no reminder get no row; occurrences already well past are
+    stored as skipped so the timeline says why nothing was sent.
+    """
+    now = now or timezone.now()
+    rows = [
+        Reminder(
+            treatment=treatment,
+            step_id=occurrence.step_id,
+            occurrence=occurrence.occurrence,
+            occurs_at=occurrence.occurs_at,
+            due_at=occurrence.due_at,
+            status=Status.SKIPPED if _too_late(occurrence, now) else Status.SCHEDULED,
+            last_error=TOO_LATE if _too_late(occurrence, now) else "",
+        )
+        for occurrence in planned_occurrences(treatment)
+        if occurrence.sends_reminder
+    ]
+    # The unique constraint on (treatment, step, occurrence) makes a second run a no-op.
+    Reminder.objects.bulk_create(rows, ignore_conflicts=True)
+    return Reminder.objects.filter(treatment=treatment).count()
+
+
+def record_treatment(
+    *,
+    patient: Patient,
+    protocol_version: ProtocolVersion,
+    screening: Screening | None,
+    clinician: Any,
+    started_at: dt.datetime,
+    ended_at: dt.datetime,
+    areas: str,
+    device: str = "",
+    needle_depth_mm: Decimal | None = None,
+    energy: str = "",
+    density: str = "",
+    passes: int | None = None,
+    settings_notes: str = "",
+    applications: Sequence[ApplicationInput] = (),
+    arms: Sequence[ArmInput] = (),
+    request: HttpRequest | None = None,
+    now: dt.datetime | None = None,
+) -> Treatment:
+    """Record a procedure that was done, with its applications, arms and reminder timeline, in one transaction.
+
+    Raises ``PermissionDenied`` unless ``clinician`` holds ``RECORD_TREATMENT`` in
+    the patient's clinic, and ``ValidationError`` keyed by field (``screening``,
+    ``ended_at``, ``applications``, ``arms``, …) when anything is wrong; then
+    nothing is written.
+    """
+    now = now or timezone.now()
+    clinic = patient.clinic
+    _check_can(clinician, Capability.RECORD_TREATMENT, clinic, "record treatments")
+    errors = treatment_errors(
+        patient=patient, protocol_version=protocol_version, screening=screening, started_at=started_at,
+        ended_at=ended_at, areas=areas, applications=applications, arms=arms, now=now,
+    )
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        treatment = Treatment.objects.create(
+            clinic=clinic, patient=patient, protocol_version=protocol_version, screening=screening,
+            clinician=clinician, started_at=started_at, ended_at=ended_at, areas=areas.strip(), device=device,
+            needle_depth_mm=needle_depth_mm, energy=energy, density=density, passes=passes,
+            settings_notes=settings_notes,
+        )
+        arm_rows = {
+            arm.label.strip().lower(): TreatmentArm.objects.create(
+                treatment=treatment, label=arm.label.strip(), is_control=arm.is_control, product=arm.product,
+                control_description=arm.control_description,
+            )
+            for arm in arms
+        }
+        for application in applications:
+            ExosomeApplication.objects.create(
+                treatment=treatment, arm=arm_rows.get(application.arm_label.strip().lower()), lot=application.lot,
+                volume_ml=application.volume_ml, minutes_after_procedure=application.minutes_after_procedure,
+                applied_by=application.applied_by or clinician,
+            )
+        count = schedule_reminders(treatment=treatment, now=now)
+        record_event(
+            actor=clinician, action="treatment.record", clinic=clinic, obj=treatment, request=request,
+            detail={"patient": patient.pk, "version": protocol_version.pk, "reminders": count},
+        )
+    return treatment
+
+
+def reschedule_treatment(
+    *,
+    treatment: Treatment,
+    started_at: dt.datetime,
+    ended_at: dt.datetime,
+    by: Any,
+    request: HttpRequest | None = None,
+    now: dt.datetime | None = None,
+) -> int:
+    """Correct the procedure's time and move every reminder that has not gone out; return how many moved.
+
+    Sent, failed, cancelled and skipped rows keep their history; a row a worker
+    is sending right now cannot be stopped and is left alone. No row is ever
+    duplicated.
+    """
+    now = now or timezone.now()
+    _check_can(by, Capability.RECORD_TREATMENT, treatment.clinic, "change treatments")
+    errors = _Errors()
+    if treatment.status == Treatment.Status.CANCELLED:
+        errors.add("ended_at", "A cancelled treatment cannot be rescheduled.")
+    _check_times(errors, started_at=started_at, ended_at=ended_at, now=now)
+    errors.raise_if_any()
+    with transaction.atomic():
+        locked = Treatment.objects.select_for_update().get(pk=treatment.pk)
+        previous = {"started_at": locked.started_at.isoformat(), "ended_at": locked.ended_at.isoformat()}
+        locked.started_at, locked.ended_at = started_at, ended_at
+        locked.save(update_fields=["started_at", "ended_at"])
+        moved = _move_pending_rows(treatment=locked, now=now)
+        schedule_reminders(treatment=locked, now=now)
+        record_event(
+            actor=by, action="treatment.reschedule", clinic=locked.clinic, obj=locked, request=request,
+            detail={"previous": previous, "ended_at": ended_at.isoformat(), "reminders_moved": moved},
+        )
+    treatment.started_at, treatment.ended_at = started_at, ended_at
+    return moved
+
+
+def _move_pending_rows(*, treatment: Treatment, now: dt.datetime) -> int:
+    planned = {(item.step_id, item.occurrence): item for item in planned_occurrences(treatment)}
+    moved = 0
+    for row in Reminder.objects.filter(treatment=treatment, status__in=Reminder.PENDING):
+        occurrence = planned.get((row.step_id, row.occurrence))
+        if occurrence is None:
+            continue
+        late = _too_late(occurrence, now)
+        # Conditional: a row that became "sending" meanwhile is not touched,
+        # and a queued row's task will find it no longer queued and stop.
+        moved += Reminder.objects.filter(pk=row.pk, status__in=Reminder.PENDING).update(
+            occurs_at=occurrence.occurs_at, due_at=occurrence.due_at, attempts=0, lease_until=None,
+            status=Status.SKIPPED if late else Status.SCHEDULED, last_error=TOO_LATE if late else "",
+        )
+    return moved
+
+
+def cancel_treatment(*, treatment: Treatment, by: Any, reason: str, request: HttpRequest | None = None) -> int:
+    """Cancel a treatment and every reminder of it that has not gone out; return how many were cancelled."""
+    _check_can(by, Capability.RECORD_TREATMENT, treatment.clinic, "cancel treatments")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "Say why the treatment is cancelled."})
+    if treatment.status == Treatment.Status.CANCELLED:
+        raise ValidationError({"status": "This treatment is already cancelled."})
+    with transaction.atomic():
+        treatment.status = Treatment.Status.CANCELLED
+        treatment.cancelled_at = timezone.now()
+        treatment.cancelled_by = by
+        treatment.cancel_reason = reason
+        treatment.save(update_fields=["status", "cancelled_at", "cancelled_by", "cancel_reason"])
+        cancelled = Reminder.objects.filter(treatment=treatment, status__in=Reminder.PENDING).update(
+            status=Status.CANCELLED, lease_until=None, last_error="The treatment was cancelled."
+        )
+        record_event(
+            actor=by, action="treatment.cancel", clinic=treatment.clinic, obj=treatment, request=request,
+            detail={"reason": reason, "reminders_cancelled": cancelled},
+        )
+    return cancelled
+
+
+# --- one reminder ------------------------------------------------------------------
+
+
+def resend_reminder(
+    *, reminder: Reminder, by: Any, request: HttpRequest | None = None, now: dt.datetime | None = None
+) -> Reminder:
+    """Send a reminder again at the next dispatcher run (sent, failed, skipped or cancelled ones).
+
+    The copy is a new message with a new ``Message-ID``: mail clients drop a
+    second message with an ID they already have.
+    """
+    now = now or timezone.now()
+    treatment = reminder.treatment
+    _check_can(by, Capability.MANAGE_REMINDERS, treatment.clinic, "manage reminders")
+    if treatment.status == Treatment.Status.CANCELLED:
+        raise ValidationError({"reminder": "The treatment was cancelled; its reminders are not sent."})
+    if not treatment.patient.may_receive_reminders:
+        raise ValidationError(
+            {"reminder": "The patient has no email address, has not consented or has unsubscribed."}
+        )
+    finished = (Status.SENT, Status.FAILED, Status.SKIPPED, Status.CANCELLED)
+    previous = reminder.status
+    changed = Reminder.objects.filter(pk=reminder.pk, status__in=finished).update(
+        status=Status.SCHEDULED, due_at=now, attempts=0, last_error="", lease_until=None, sent_at=None,
+        resend_count=F("resend_count") + 1,
+    )
+    if not changed:
+        raise ValidationError({"reminder": "This reminder has not gone out yet; it will be sent when it is due."})
+    record_event(
+        actor=by, action="reminder.resend", clinic=treatment.clinic, obj=reminder, request=request,
+        detail={"previous_status": previous, "treatment": treatment.pk},
+    )
+    reminder.refresh_from_db()
+    return reminder
+
+
+def cancel_reminder(*, reminder: Reminder, by: Any, request: HttpRequest | None = None) -> Reminder:
+    """Stop one reminder that has not gone out yet."""
+    treatment = reminder.treatment
+    _check_can(by, Capability.MANAGE_REMINDERS, treatment.clinic, "manage reminders")
+    changed = Reminder.objects.filter(pk=reminder.pk, status__in=Reminder.PENDING).update(
+        status=Status.CANCELLED, lease_until=None, last_error=f"Cancelled by {by.get_username()}."
+    )
+    if not changed:
+        raise ValidationError({"reminder": "Only a reminder that has not been sent yet can be cancelled."})
+    record_event(
+        actor=by, action="reminder.cancel", clinic=treatment.clinic, obj=reminder, request=request,
+        detail={"treatment": treatment.pk},
+    )
+    reminder.refresh_from_db()
+    return reminder
+
+
+def record_step_done(*, reminder: Reminder, now: dt.datetime | None = None) -> bool:
+    """The patient says they did the step (adherence). True the first time, False if already recorded."""
+    changed = Reminder.objects.filter(pk=reminder.pk, done_at__isnull=True).update(done_at=now or timezone.now())
+    reminder.refresh_from_db(fields=["done_at"])
+    return changed == 1
+
+
+# --- reading the timeline ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    step: ProtocolStep
+    occurrence: int
+    occurs_at: dt.datetime
+    due_at: dt.datetime | None
+    state: str
+    reminder: Reminder | None
+
+    @property
+    def state_label(self) -> str:
+        return STATE_LABELS[self.state]
+
+
+STATE_LABELS = {
+    "done": "Done (patient confirmed)",
+    "sent": "Sent",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+    "skipped": "Skipped",
+    "sending": "Being sent",
+    "retrying": "Awaiting retry",
+    "due": "Due",
+    "upcoming": "Upcoming",
+    "past": "Past (no email)",
+}
+_STATE_OF_STATUS = {
+    Status.SENT: "sent", Status.FAILED: "failed", Status.CANCELLED: "cancelled", Status.SKIPPED: "skipped",
+    Status.QUEUED: "sending", Status.SENDING: "sending", Status.AWAITING_RETRY: "retrying",
+}
+
+
+def _state(*, reminder: Reminder | None, occurs_at: dt.datetime, cancelled: bool, now: dt.datetime) -> str:
+    if reminder is None:
+        if cancelled:
+            return "cancelled"
+        return "past" if occurs_at <= now else "upcoming"
+    if reminder.done_at is not None:
+        return "done"
+    if reminder.status in _STATE_OF_STATUS:
+        return _STATE_OF_STATUS[reminder.status]
+    return "due" if reminder.due_at <= now else "upcoming"
+
+
+def timeline_for(*, treatment: Treatment, now: dt.datetime | None = None) -> list[TimelineEntry]:
+    """The treatment's timeline for staff: every step occurrence, with its reminder row where there is one."""
+    now = now or timezone.now()
+    steps = {step.pk: step for step in treatment.protocol_version.steps.all()}
+    rows = {(row.step_id, row.occurrence): row for row in Reminder.objects.filter(treatment=treatment)}
+    cancelled = treatment.status == Treatment.Status.CANCELLED
+    entries = []
+    for occurrence in planned_occurrences(treatment):
+        row = rows.get((occurrence.step_id, occurrence.occurrence))
+        occurs_at = row.occurs_at if row else occurrence.occurs_at
+        entries.append(
+            TimelineEntry(
+                step=steps[occurrence.step_id], occurrence=occurrence.occurrence, occurs_at=occurs_at,
+                due_at=row.due_at if row else None, reminder=row,
+                state=_state(reminder=row, occurs_at=occurs_at, cancelled=cancelled, now=now),
+            )
+        )
+    return sorted(entries, key=lambda entry: (entry.occurs_at, entry.step.order, entry.occurrence))

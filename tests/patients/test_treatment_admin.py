@@ -1,0 +1,176 @@
+"""The treatment admin: record through the service, the timeline with resend/cancel, and clinic scoping."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.urls import reverse
+
+from patients.models import Reminder, Treatment
+from tests.factories import LotFactory, ProductFactory, ScreeningFactory, treatable_patient
+
+pytestmark = pytest.mark.django_db
+
+UTC = dt.UTC
+NOW = dt.datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
+Status = Reminder.Status
+ADD = "/admin/patients/treatment/add/"
+STEPS = [{"title": "Cleanse tonight", "day": 0, "local_time": dt.time(20, 0)},
+         {"title": "Serum nightly", "kind": "home_application", "day": 1, "local_time": dt.time(20, 0)}]
+
+
+@pytest.fixture(autouse=True)
+def frozen():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+@pytest.fixture
+def plan(clinic_a):
+    return treatable_patient(clinic_a, steps=STEPS, time_zone="Europe/Berlin")
+
+
+def form_data(screening, **overrides):
+    data = {
+        "patient": screening.patient_id, "screening": screening.pk,
+        # Clinic time (Europe/London): 10:00 BST is 09:00 UTC.
+        "started_at": "2026-05-04T09:15", "ended_at": "2026-05-04T10:00", "areas": "full face",
+        "applications-TOTAL_FORMS": "2", "applications-INITIAL_FORMS": "0",
+        "arms-TOTAL_FORMS": "2", "arms-INITIAL_FORMS": "0",
+    }
+    return {**data, **overrides}
+
+
+def test_it_asks_for_the_patient_then_offers_only_screenings_and_lots_that_may_be_used(client, clinician, plan, clinic_a):
+    patient, version, screening = plan
+    blocked = ScreeningFactory(patient=patient, protocol_version=version, outcome="blocked")
+    usable = LotFactory(product=ProductFactory(clinic=clinic_a), lot_number="GOOD-1")
+    LotFactory(product=usable.product, lot_number="RECALLED-1", recalled=True, recall_reason="x")
+    LotFactory(product=usable.product, lot_number="EXPIRED-1", received_date=dt.date(2025, 1, 1),
+               expiry_date=dt.date(2026, 1, 1))
+    client.force_login(clinician)
+    chooser = client.get(ADD)
+    assert chooser.status_code == 200
+    assert str(patient) in chooser.content.decode()
+    page = client.get(ADD, {"patient": patient.pk})
+    form = page.context["form"]
+    assert list(form.fields["screening"].queryset) == [screening]
+    assert blocked not in form.fields["screening"].queryset
+    lots = page.context["applications"].forms[0].fields["lot"].queryset
+    assert [lot.lot_number for lot in lots] == ["GOOD-1"]
+
+
+def test_it_records_a_treatment_with_its_application_through_the_service(client, clinician, plan, clinic_a):
+    _patient, _version, screening = plan
+    lot = LotFactory(product=ProductFactory(clinic=clinic_a))
+    client.force_login(clinician)
+    response = client.post(
+        f"{ADD}?patient={screening.patient_id}",
+        form_data(screening, **{"applications-0-lot": lot.pk, "applications-0-volume_ml": "2",
+                                "applications-0-minutes_after_procedure": "3"}),
+    )
+    treatment = Treatment.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:patients_treatment_change", args=[treatment.pk])
+    assert treatment.ended_at == NOW - dt.timedelta(minutes=30)
+    assert treatment.applications.get().lot == lot
+    assert treatment.reminders.count() == 2
+
+
+def test_it_shows_the_services_errors_and_records_nothing(client, clinician, plan):
+    _patient, _version, screening = plan
+    client.force_login(clinician)
+    response = client.post(f"{ADD}?patient={screening.patient_id}",
+                           form_data(screening, started_at="2026-05-04T10:30"))
+    assert response.status_code == 400
+    assert "The procedure cannot end before it started." in response.content.decode()
+    assert not Treatment.objects.exists()
+
+
+def test_it_lets_only_clinicians_record(client, coordinator, plan):
+    client.force_login(coordinator)
+    assert client.get(ADD).status_code == 403
+
+
+def test_it_refuses_another_clinics_patient(client, clinician_b, plan):
+    _patient, _version, screening = plan
+    client.force_login(clinician_b)
+    response = client.post(f"{ADD}?patient={screening.patient_id}", form_data(screening))
+    assert response.status_code == 400
+    assert not Treatment.objects.exists()
+
+
+def record(plan, clinician):
+    from patients.treatments import record_treatment
+
+    patient, version, screening = plan
+    return record_treatment(patient=patient, protocol_version=version, screening=screening, clinician=clinician,
+                            started_at=NOW - dt.timedelta(hours=1), ended_at=NOW - dt.timedelta(minutes=30),
+                            areas="full face")
+
+
+def test_it_shows_the_timeline_with_errors_and_resends_or_cancels_one_reminder(client, clinician, coordinator, plan):
+    treatment = record(plan, clinician)
+    first, second = treatment.reminders.order_by("due_at")
+    Reminder.objects.filter(pk=first.pk).update(status=Status.FAILED, attempts=1, last_error="550 5.1.1 No such user")
+    client.force_login(coordinator)
+    page = client.get(reverse("admin:patients_treatment_change", args=[treatment.pk]))
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert "550 5.1.1 No such user" in body
+    assert 'data-state="failed"' in body and 'data-state="upcoming"' in body
+    assert "Mon 2026-05-04 20:00" in body  # the patient's wall clock
+    action = "admin:patients_treatment_reminder_action"
+    assert client.post(reverse(action, args=[treatment.pk, first.pk, "resend"])).status_code == 302
+    assert client.post(reverse(action, args=[treatment.pk, second.pk, "cancel"])).status_code == 302
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.resend_count) == (Status.SCHEDULED, 1)
+    assert second.status == Status.CANCELLED
+
+
+def test_it_hides_another_clinics_treatment_and_its_reminders(client, clinician, clinician_b, plan):
+    treatment = record(plan, clinician)
+    reminder = treatment.reminders.first()
+    client.force_login(clinician_b)
+    page = client.get(reverse("admin:patients_treatment_change", args=[treatment.pk]))
+    assert page.status_code in (302, 404)  # "does not exist", never the page
+    assert treatment.patient.family_name not in page.content.decode()
+    action = reverse("admin:patients_treatment_reminder_action", args=[treatment.pk, reminder.pk, "cancel"])
+    assert client.post(action).status_code == 404
+    assert client.get(reverse("admin:patients_treatment_reschedule", args=[treatment.pk])).status_code == 404
+    listing = client.get("/admin/patients/reminder/")
+    assert listing.status_code == 200
+    assert listing.context["cl"].result_count == 0
+    reminder.refresh_from_db()
+    assert reminder.status == Status.SCHEDULED
+
+
+def test_it_filters_the_treatment_list_by_patient_for_the_patient_page(client, clinician, plan, clinic_a):
+    treatment = record(plan, clinician)
+    other = record(treatable_patient(clinic_a, steps=[]), clinician)
+    client.force_login(clinician)
+    listing = client.get("/admin/patients/treatment/", {"patient__id__exact": treatment.patient_id})
+    assert listing.status_code == 200
+    assert list(listing.context["cl"].result_list) == [treatment]
+    assert "0 sent, 2 pending" in listing.content.decode()
+    assert other not in listing.context["cl"].result_list
+
+
+def test_it_reschedules_and_cancels_from_their_own_pages(client, clinician, plan):
+    treatment = record(plan, clinician)
+    client.force_login(clinician)
+    reschedule = reverse("admin:patients_treatment_reschedule", args=[treatment.pk])
+    assert client.get(reschedule).status_code == 200
+    response = client.post(reschedule, {"started_at": "2026-05-04T08:00", "ended_at": "2026-05-04T08:45"})
+    assert response.status_code == 302
+    treatment.refresh_from_db()
+    assert treatment.ended_at == dt.datetime(2026, 5, 4, 7, 45, tzinfo=UTC)
+    cancel = reverse("admin:patients_treatment_cancel", args=[treatment.pk])
+    assert client.post(cancel, {"reason": ""}).status_code == 400
+    assert client.post(cancel, {"reason": "Recorded on the wrong patient"}).status_code == 302
+    treatment.refresh_from_db()
+    assert treatment.status == Treatment.Status.CANCELLED
+    assert set(treatment.reminders.values_list("status", flat=True)) == {Status.CANCELLED}
