@@ -1,0 +1,426 @@
+"""Rows for exports: what is selected, and how people and dates appear in the output.
+
+Selection goes through ``clinic.scoping.scoped`` with the export capability
+and is pinned to the export's clinic.  Rows come from ``values()`` with
+``.iterator(chunk_size=...)`` and are enriched one batch at a time, so memory
+stays flat however many rows there are.
+
+De-identified exports replace every identifier with an HMAC of the database
+id under a random key that exists only while the export runs: the same
+patient gets the same pseudonym throughout one export and an unlinkable one in
+the next.  Names, emails, phone numbers, birth dates, the clinic's patient
+number and free-text notes are never selected into their rows at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.db import models
+from django.db.models import Min
+
+from clinic.roles import Capability
+from clinic.scoping import scoped
+from patients.models import AdverseEvent, ExosomeApplication, Export, OutcomeAssessment, Reminder, Treatment
+
+#: rows fetched per database round trip, and rows enriched together
+BATCH_SIZE = 2000
+
+
+# --- selection -----------------------------------------------------------------
+
+
+def _local_day_bounds(export: Export) -> tuple[dt.datetime | None, dt.datetime | None]:
+    zone = ZoneInfo(export.clinic.time_zone)
+    date_from, date_to = export.filters.get("date_from"), export.filters.get("date_to")
+    start = dt.datetime.combine(dt.date.fromisoformat(date_from), dt.time.min, tzinfo=zone) if date_from else None
+    end = (
+        dt.datetime.combine(dt.date.fromisoformat(date_to) + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
+        if date_to
+        else None
+    )
+    return start, end
+
+
+def _filtered(queryset: models.QuerySet, export: Export, *, time_field: str) -> models.QuerySet:
+    # Scoped with the export capability and then pinned to the export's
+    # clinic: a person with roles in two clinics exports one at a time.
+    queryset = scoped(queryset, export.requested_by, Capability.EXPORT).filter(treatment__clinic=export.clinic_id)
+    start, end = _local_day_bounds(export)
+    if start:
+        queryset = queryset.filter(**{f"{time_field}__gte": start})
+    if end:
+        queryset = queryset.filter(**{f"{time_field}__lt": end})
+    if export.filters.get("protocol"):
+        queryset = queryset.filter(treatment__protocol_version__protocol_id=export.filters["protocol"])
+    if export.filters.get("clinician"):
+        queryset = queryset.filter(treatment__clinician_id=export.filters["clinician"])
+    return queryset
+
+
+def outcome_queryset(export: Export) -> models.QuerySet[OutcomeAssessment]:
+    """The assessments an outcome export covers (filtered on the procedure date)."""
+    return _filtered(OutcomeAssessment.objects.all(), export, time_field="treatment__ended_at")
+
+
+def reminder_queryset(export: Export) -> models.QuerySet[Reminder]:
+    """The reminders a ledger export covers (filtered on the due time)."""
+    return _filtered(Reminder.objects.all(), export, time_field="due_at")
+
+
+def count_rows(export: Export) -> int:
+    queryset = outcome_queryset(export) if export.kind == Export.Kind.OUTCOMES else reminder_queryset(export)
+    return queryset.count()
+
+
+def _batches(iterable: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    iterator = iter(iterable)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+# --- de-identification ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """How one export names people and dates.
+
+    ``key`` is drawn when the export starts and never stored: nobody, the
+    clinic included, can map a pseudonym back to a patient from the file.
+    """
+
+    identified: bool
+    date_handling: str
+    zone: ZoneInfo
+    key: bytes = field(repr=False)
+
+    @classmethod
+    def for_export(cls, export: Export) -> Identity:
+        return cls(
+            identified=export.identified,
+            date_handling=export.date_handling,
+            zone=ZoneInfo(export.clinic.time_zone),
+            key=secrets.token_bytes(32),
+        )
+
+    def _digest(self, label: str) -> bytes:
+        return hmac.new(self.key, label.encode(), hashlib.sha256).digest()
+
+    def token(self, kind: str, pk: int) -> str:
+        """A stable pseudonym for row ``pk`` of ``kind`` within this export."""
+        return self._digest(f"{kind}:{pk}").hex()[:16]
+
+    def ref(self, kind: str, pk: int | None) -> int | str | None:
+        if pk is None:
+            return None
+        return pk if self.identified else self.token(kind, pk)
+
+    def patient(self, pk: int) -> int | str:
+        return pk if self.identified else f"P-{self.token('patient', pk)}"
+
+    def shift_days(self, patient_id: int) -> int:
+        # Per patient, so intervals within one patient's record survive while
+        # calendar dates no longer line up with anything outside the file.
+        number = int.from_bytes(self._digest(f"shift:{patient_id}")[:4], "big")
+        days = 1 + (number >> 1) % 365
+        return days if number & 1 else -days
+
+    def _offset(self, day: dt.date, anchor: dt.datetime | None) -> int | None:
+        if anchor is None:
+            return None
+        return (day - anchor.astimezone(self.zone).date()).days
+
+    def moment(self, value: dt.datetime | None, *, patient_id: int, anchor: dt.datetime | None) -> Any:
+        """A datetime as this export shows it: itself, shifted, or a day offset."""
+        if value is None or self.date_handling == Export.DateHandling.ACTUAL:
+            return value
+        if self.date_handling == Export.DateHandling.SHIFTED:
+            return value + dt.timedelta(days=self.shift_days(patient_id))
+        return self._offset(value.astimezone(self.zone).date(), anchor)
+
+    def day(self, value: dt.date | None, *, patient_id: int, anchor: dt.datetime | None) -> Any:
+        if value is None or self.date_handling == Export.DateHandling.ACTUAL:
+            return value
+        if self.date_handling == Export.DateHandling.SHIFTED:
+            return value + dt.timedelta(days=self.shift_days(patient_id))
+        return self._offset(value, anchor)
+
+    @property
+    def uses_offsets(self) -> bool:
+        return self.date_handling == Export.DateHandling.DAY_OFFSETS
+
+    def when(self, name: str) -> str:
+        """Column name for a point in time: ``<name>_at``, or ``<name>_day`` for day offsets."""
+        return f"{name}_day" if self.uses_offsets else f"{name}_at"
+
+
+def _first_treatments(patient_ids: Iterable[int]) -> dict[int, dt.datetime]:
+    rows = Treatment.objects.filter(patient_id__in=set(patient_ids)).values("patient_id").annotate(first=Min("ended_at"))
+    return {row["patient_id"]: row["first"] for row in rows}
+
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+
+
+def scrub_text(text: str, *, names: Iterable[str]) -> str:
+    """Remove email addresses and the given names from free text (SMTP errors quote the recipient)."""
+    text = _EMAIL.sub("[email removed]", text)
+    for name in names:
+        if name and len(name) > 1:
+            text = re.sub(re.escape(name), "[name removed]", text, flags=re.IGNORECASE)
+    return text
+
+# --- outcome records ---------------------------------------------------------------
+
+_OUTCOME_FIELDS = (
+    "id", "treatment_id", "treatment__patient_id", "treatment__status", "treatment__started_at",
+    "treatment__ended_at", "treatment__areas", "treatment__clinician__username",
+    "treatment__protocol_version__protocol__procedure", "treatment__protocol_version__protocol__name",
+    "treatment__protocol_version__number", "arm_id", "arm__label", "arm__is_control", "arm__control_description",
+    "arm__product__name", "time_point_day", "phase", "source", "erythema", "oedema", "reepithelialisation_complete",
+    "reepithelialisation_percent", "pain", "pruritus", "gais", "applied_as_instructed", "problem_flagged",
+    "recorded_by__username", "recorded_at",
+)
+# Selected only for identified exports: de-identified rows never hold them.
+_IDENTIFYING_FIELDS = (
+    "treatment__patient__reference", "treatment__patient__given_name", "treatment__patient__family_name",
+    "treatment__patient__date_of_birth", "treatment__patient__email", "treatment__patient__phone", "notes",
+)
+SCORES = (
+    "erythema", "oedema", "reepithelialisation_complete", "reepithelialisation_percent", "pain", "pruritus", "gais",
+    "applied_as_instructed", "problem_flagged",
+)
+
+
+def _applications_by_treatment(export: Export, treatment_ids: set[int]) -> dict[int, list[dict]]:
+    rows = (
+        scoped(ExosomeApplication.objects.all(), export.requested_by, Capability.EXPORT)
+        .filter(treatment_id__in=treatment_ids)
+        .values(
+            "id", "treatment_id", "arm_id", "arm__label", "lot__lot_number", "lot__expiry_date", "lot__product__name",
+            "volume_ml", "minutes_after_procedure", "applied_by__username",
+        )
+        .order_by("treatment_id", "id")
+    )
+    grouped: dict[int, list[dict]] = defaultdict(list)
+    for row in rows:
+        grouped[row["treatment_id"]].append(row)
+    return grouped
+
+
+def _adverse_events_by_treatment(export: Export, treatment_ids: set[int]) -> dict[int, list[dict]]:
+    fields = [
+        "id", "treatment_id", "arm_id", "arm__label", "kind", "severity", "onset_date", "resolution_date",
+        "recorded_by__username", "recorded_at",
+    ]
+    if export.identified:
+        fields += ["description", "action_taken"]
+    rows = (
+        scoped(AdverseEvent.objects.all(), export.requested_by, Capability.EXPORT)
+        .filter(treatment_id__in=treatment_ids)
+        .values(*fields)
+        .order_by("treatment_id", "onset_date", "id")
+    )
+    grouped: dict[int, list[dict]] = defaultdict(list)
+    for row in rows:
+        grouped[row["treatment_id"]].append(row)
+    return grouped
+
+
+def _same_arm(item: dict, arm_id: int | None) -> bool:
+    # An application or event without an arm covers the whole treatment, and
+    # an assessment without an arm sees everything on its treatment.
+    return item["arm_id"] is None or arm_id is None or item["arm_id"] == arm_id
+
+
+def outcome_records(export: Export, *, batch_size: int = BATCH_SIZE) -> Iterator[dict]:
+    """Every assessment of the export as a dict, enriched with its treatment's applications and adverse events.
+
+    Ordered by patient and treatment, so writers can emit a patient's or a
+    treatment's own resources once, when it first appears.
+    """
+    fields = _OUTCOME_FIELDS + (_IDENTIFYING_FIELDS if export.identified else ())
+    rows = (
+        outcome_queryset(export)
+        .values(*fields)
+        .order_by("treatment__patient_id", "treatment_id", "time_point_day", "phase", "arm__label", "source", "id")
+        .iterator(chunk_size=batch_size)
+    )
+    offsets = export.date_handling == Export.DateHandling.DAY_OFFSETS
+    for batch in _batches(rows, batch_size):
+        treatment_ids = {row["treatment_id"] for row in batch}
+        applications = _applications_by_treatment(export, treatment_ids)
+        adverse_events = _adverse_events_by_treatment(export, treatment_ids)
+        anchors = _first_treatments(row["treatment__patient_id"] for row in batch) if offsets else {}
+        for row in batch:
+            row["applications"] = applications.get(row["treatment_id"], [])
+            row["adverse_events"] = adverse_events.get(row["treatment_id"], [])
+            row["anchor"] = anchors.get(row["treatment__patient_id"])
+            yield row
+
+
+Column = tuple[str, Callable[[dict], Any]]
+
+
+def _arm_product(record: dict) -> str:
+    if record["arm__is_control"]:
+        return f"control: {record['arm__control_description']}".rstrip(": ")
+    return record["arm__product__name"] or ""
+
+
+def _products(record: dict) -> str:
+    names = {a["lot__product__name"] for a in record["applications"] if _same_arm(a, record["arm_id"])}
+    return "; ".join(sorted(names))
+
+
+def _lots(record: dict) -> str:
+    return "; ".join(a["lot__lot_number"] for a in record["applications"] if _same_arm(a, record["arm_id"]))
+
+
+def _format_day(value: Any, *, offsets: bool) -> str:
+    if value is None:
+        return ""
+    return f"day {value}" if offsets else value.isoformat()
+
+
+def _adverse_text(record: dict, identity: Identity) -> str:
+    parts = []
+    patient_id = record["treatment__patient_id"]
+    for event in record["adverse_events"]:
+        if not _same_arm(event, record["arm_id"]):
+            continue
+        onset = identity.day(event["onset_date"], patient_id=patient_id, anchor=record["anchor"])
+        resolved = identity.day(event["resolution_date"], patient_id=patient_id, anchor=record["anchor"])
+        text = f"{event['kind']} ({event['severity']}), onset {_format_day(onset, offsets=identity.uses_offsets)}"
+        text += f", resolved {_format_day(resolved, offsets=identity.uses_offsets)}" if resolved is not None else ", ongoing"
+        if event["arm__label"]:
+            text += f", {event['arm__label']}"
+        parts.append(text)
+    return " | ".join(parts)
+
+
+def outcome_columns(identity: Identity) -> list[Column]:
+    """The outcome log's columns, in order, with how to read each from a record."""
+
+    def moment(key: str) -> Callable[[dict], Any]:
+        return lambda r: identity.moment(r[key], patient_id=r["treatment__patient_id"], anchor=r["anchor"])
+
+    if identity.identified:
+        people: list[Column] = [
+            ("assessment_id", lambda r: r["id"]),
+            ("patient_id", lambda r: r["treatment__patient_id"]),
+            ("patient_reference", lambda r: r["treatment__patient__reference"]),
+            ("given_name", lambda r: r["treatment__patient__given_name"]),
+            ("family_name", lambda r: r["treatment__patient__family_name"]),
+            ("date_of_birth", lambda r: r["treatment__patient__date_of_birth"]),
+            ("email", lambda r: r["treatment__patient__email"]),
+            ("treatment_id", lambda r: r["treatment_id"]),
+        ]
+    else:
+        people = [
+            ("assessment", lambda r: identity.token("assessment", r["id"])),
+            ("patient", lambda r: identity.patient(r["treatment__patient_id"])),
+            ("treatment", lambda r: identity.token("treatment", r["treatment_id"])),
+        ]
+    treatment: list[Column] = [
+        ("treatment_status", lambda r: r["treatment__status"]),
+        ("procedure", lambda r: r["treatment__protocol_version__protocol__procedure"]),
+        (identity.when("procedure_ended"), moment("treatment__ended_at")),
+        ("areas", lambda r: r["treatment__areas"]),
+        ("clinician", lambda r: r["treatment__clinician__username"]),
+        ("protocol", lambda r: r["treatment__protocol_version__protocol__name"]),
+        ("protocol_version", lambda r: r["treatment__protocol_version__number"]),
+        ("arm", lambda r: r["arm__label"]),
+        ("arm_is_control", lambda r: r["arm__is_control"]),
+        ("arm_product", _arm_product),
+        ("products", _products),
+        ("lots", _lots),
+        ("time_point_day", lambda r: r["time_point_day"]),
+        ("phase", lambda r: r["phase"]),
+        ("source", lambda r: r["source"]),
+    ]
+    scores: list[Column] = [(name, lambda r, name=name: r[name]) for name in SCORES]
+    tail: list[Column] = [("adverse_events", lambda r: _adverse_text(r, identity))]
+    if identity.identified:
+        tail.append(("notes", lambda r: r["notes"]))
+    tail += [("recorded_by", lambda r: r["recorded_by__username"]), (identity.when("recorded"), moment("recorded_at"))]
+    return people + treatment + scores + tail
+
+# --- reminder ledger ------------------------------------------------------------------
+
+_REMINDER_FIELDS = (
+    "id", "treatment_id", "treatment__patient_id", "treatment__protocol_version__protocol__name",
+    "treatment__protocol_version__number", "step__order", "step__title", "step__kind", "occurrence", "occurs_at",
+    "due_at", "status", "attempts", "queued_at", "sent_at", "done_at", "last_error",
+    # Read even for de-identified exports, only to scrub them out of error texts.
+    "treatment__patient__given_name", "treatment__patient__family_name",
+)
+
+
+def reminder_records(export: Export, *, batch_size: int = BATCH_SIZE) -> Iterator[dict]:
+    """Every reminder of the ledger export, oldest due first."""
+    fields = _REMINDER_FIELDS
+    if export.identified:
+        fields += ("treatment__patient__reference", "treatment__patient__email")
+    rows = reminder_queryset(export).values(*fields).order_by("due_at", "id").iterator(chunk_size=batch_size)
+    offsets = export.date_handling == Export.DateHandling.DAY_OFFSETS
+    for batch in _batches(rows, batch_size):
+        anchors = _first_treatments(row["treatment__patient_id"] for row in batch) if offsets else {}
+        for row in batch:
+            row["anchor"] = anchors.get(row["treatment__patient_id"])
+            yield row
+
+
+def reminder_columns(identity: Identity) -> list[Column]:
+    """The delivery ledger's columns: every reminder with its step, due time, status, attempts, sent time and error."""
+
+    def moment(key: str) -> Callable[[dict], Any]:
+        return lambda r: identity.moment(r[key], patient_id=r["treatment__patient_id"], anchor=r["anchor"])
+
+    def error(record: dict) -> str:
+        if identity.identified:
+            return record["last_error"]
+        names = (record["treatment__patient__given_name"], record["treatment__patient__family_name"])
+        return scrub_text(record["last_error"], names=names)
+
+    if identity.identified:
+        people: list[Column] = [
+            ("reminder_id", lambda r: r["id"]),
+            ("patient_id", lambda r: r["treatment__patient_id"]),
+            ("patient_reference", lambda r: r["treatment__patient__reference"]),
+            ("patient_name", lambda r: f"{r['treatment__patient__given_name']} {r['treatment__patient__family_name']}"),
+            ("patient_email", lambda r: r["treatment__patient__email"]),
+            ("treatment_id", lambda r: r["treatment_id"]),
+        ]
+    else:
+        people = [
+            ("reminder", lambda r: identity.token("reminder", r["id"])),
+            ("patient", lambda r: identity.patient(r["treatment__patient_id"])),
+            ("treatment", lambda r: identity.token("treatment", r["treatment_id"])),
+        ]
+    return people + [
+        ("protocol", lambda r: r["treatment__protocol_version__protocol__name"]),
+        ("protocol_version", lambda r: r["treatment__protocol_version__number"]),
+        ("step_order", lambda r: r["step__order"]),
+        ("step", lambda r: r["step__title"]),
+        ("step_kind", lambda r: r["step__kind"]),
+        ("occurrence", lambda r: r["occurrence"]),
+        (identity.when("occurs"), moment("occurs_at")),
+        (identity.when("due"), moment("due_at")),
+        ("status", lambda r: r["status"]),
+        ("attempts", lambda r: r["attempts"]),
+        (identity.when("queued"), moment("queued_at")),
+        (identity.when("sent"), moment("sent_at")),
+        (identity.when("done"), moment("done_at")),
+        ("last_error", error),
+    ]

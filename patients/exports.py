@@ -1,0 +1,410 @@
+"""Exports an auditor can trust: the outcome log and the reminder delivery ledger.
+
+This module is the service the admin, the API and the Celery task call:
+validating a request, running it (streamed to a response or into a stored
+file), the manifest, the access-log entry and the retention of files.  The
+pipeline is the same for every format:
+
+    selection (``export_rows``: scoped queryset, ``values()``, ``.iterator()``)
+      → records, enriched one batch at a time, people and dates de-identified
+      → rows (CSV / XLSX) or FHIR resources (``export_formats``)
+      → bytes, chunk by chunk, hashed as they pass.
+
+Nothing ever holds the whole export: the database cursor yields rows in
+chunks, side data (applications, adverse events, first-treatment dates) is
+fetched per batch, and every writer emits bytes as it goes (XLSX through
+openpyxl's write-only mode into a temporary file).  So the memory used is the
+same for a hundred rows as for a million.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files import File
+from django.db import models, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from clinic.audit import record_event
+from clinic.models import Clinic, Membership
+from clinic.roles import Capability
+from clinic.scoping import can, scoped
+from patients.export_formats import FhirBuilder, RunStats, csv_chunks, fhir_chunks, xlsx_chunks
+from patients.export_rows import (
+    Identity,
+    count_rows,
+    outcome_columns,
+    outcome_records,
+    reminder_columns,
+    reminder_records,
+)
+from patients.models import Export
+from protocols.models import Protocol
+
+UTC = dt.UTC
+#: how often a running export writes its progress
+PROGRESS_EVERY = 1000
+#: exports up to this many rows stream straight to the browser; larger ones run as a task
+DEFAULT_INLINE_MAX_ROWS = 5000
+
+CONTENT_TYPES = {
+    Export.Format.CSV: "text/csv; charset=utf-8; header=present",
+    Export.Format.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    Export.Format.FHIR: "application/fhir+json",
+}
+EXTENSIONS = {Export.Format.CSV: "csv", Export.Format.XLSX: "xlsx", Export.Format.FHIR: "fhir.json"}
+
+
+def inline_max_rows() -> int:
+    return getattr(settings, "AFTERCARE_EXPORT_INLINE_MAX_ROWS", DEFAULT_INLINE_MAX_ROWS)
+
+
+# --- requests ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What someone asked to export. Objects are already resolved within the asker's reach."""
+
+    clinic: Clinic
+    kind: str = Export.Kind.OUTCOMES
+    format: str = Export.Format.CSV
+    identified: bool = False
+    date_handling: str = Export.DateHandling.SHIFTED
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    protocol: Protocol | None = None
+    clinician: Any = None
+
+    def filters_json(self) -> dict[str, Any]:
+        return {
+            "date_from": self.date_from.isoformat() if self.date_from else None,
+            "date_to": self.date_to.isoformat() if self.date_to else None,
+            "protocol": self.protocol.pk if self.protocol else None,
+            "clinician": self.clinician.pk if self.clinician else None,
+        }
+
+
+class ExportRequestError(Exception):
+    """The request cannot be run; ``errors`` maps form fields to messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def export_clinics(user: Any) -> models.QuerySet[Clinic]:
+    """The clinics whose data ``user`` may export."""
+    return scoped(Clinic.objects.all(), user, Capability.EXPORT)
+
+
+def protocol_choices(user: Any) -> models.QuerySet[Protocol]:
+    clinic_ids = export_clinics(user).values("pk")
+    return scoped(Protocol.objects.all(), user).filter(models.Q(clinic__in=clinic_ids) | models.Q(clinic__isnull=True))
+
+
+def clinician_choices(user: Any) -> models.QuerySet:
+    """Staff who may have recorded treatments in the clinics ``user`` may export."""
+    members = Membership.objects.filter(clinic__in=export_clinics(user).values("pk")).values("user_id")
+    return get_user_model().objects.filter(pk__in=members).order_by("username")
+
+
+def request_errors(*, user: Any, request: ExportRequest) -> dict[str, list[str]]:
+    """Everything wrong with ``request`` for ``user``, by field; empty when it may run."""
+    errors: dict[str, list[str]] = defaultdict(list)
+    clinic = request.clinic
+    if not can(user, Capability.EXPORT, clinic):
+        errors["clinic"].append("You may not export this clinic's data.")
+    if request.date_from and request.date_to and request.date_from > request.date_to:
+        errors["date_to"].append("The end date is before the start date.")
+    if request.protocol and request.protocol.clinic_id not in (None, clinic.pk):
+        errors["protocol"].append("This protocol belongs to another clinic.")
+    if request.clinician and not Membership.objects.filter(user=request.clinician, clinic=clinic).exists():
+        errors["clinician"].append("This person is not on this clinic's staff.")
+    if request.kind == Export.Kind.REMINDERS and request.format == Export.Format.FHIR:
+        errors["format"].append("The reminder ledger is exported as CSV or XLSX.")
+    if not request.identified:
+        if request.date_handling == Export.DateHandling.ACTUAL:
+            errors["date_handling"].append("Real dates identify people; shift them or use day offsets.")
+        elif request.date_handling == Export.DateHandling.DAY_OFFSETS and request.format == Export.Format.FHIR:
+            errors["date_handling"].append("FHIR needs calendar dates: choose shifted dates for a de-identified bundle.")
+    return dict(errors)
+
+
+def start_export(*, user: Any, request: ExportRequest, background: bool = False) -> Export:
+    """Validate ``request`` and record the job; raises ``ExportRequestError`` with field errors.
+
+    A job of at most ``inline_max_rows()`` rows is marked ``streamed``: the
+    caller sends it straight to the browser with ``stream_export``.  A larger
+    one (or any, with ``background``) is queued for a worker once the
+    surrounding transaction commits.
+    """
+    errors = request_errors(user=user, request=request)
+    if errors:
+        raise ExportRequestError(errors)
+    export = Export(
+        clinic=request.clinic,
+        requested_by=user,
+        kind=request.kind,
+        format=request.format,
+        filters=request.filters_json(),
+        identified=request.identified,
+        # Identified exports carry real dates by definition; the choice only
+        # matters for de-identified ones.
+        date_handling=Export.DateHandling.ACTUAL if request.identified else request.date_handling,
+    )
+    export.rows_total = count_rows(export)
+    export.streamed = not background and export.rows_total <= inline_max_rows()
+    export.save()
+    if not export.streamed:
+        from patients.export_tasks import run_export  # the task module imports this one
+
+        transaction.on_commit(lambda: run_export.delay(export.pk))
+    return export
+
+
+# --- running an export ----------------------------------------------------------------------
+
+
+def _counted(records: Iterable[dict], stats: RunStats, on_row: Callable[[int], None] | None) -> Iterator[dict]:
+    for record in records:
+        yield record
+        stats.rows += 1
+        if on_row is not None:
+            on_row(stats.rows)
+
+
+def file_chunks(export: Export, *, stats: RunStats, on_row: Callable[[int], None] | None = None) -> Iterator[bytes]:
+    """The export file's bytes, chunk by chunk, counting and hashing into ``stats``."""
+    identity = Identity.for_export(export)
+    if export.kind == Export.Kind.OUTCOMES:
+        records = _counted(outcome_records(export), stats, on_row)
+        columns = outcome_columns(identity)
+    else:
+        records = _counted(reminder_records(export), stats, on_row)
+        columns = reminder_columns(identity)
+    if export.format == Export.Format.FHIR:
+        builder = FhirBuilder(identity, clinic=export.clinic)
+        bundle_id = str(uuid.uuid4())
+        chunks = fhir_chunks(builder.resources(records), bundle_id=bundle_id, timestamp=timezone.now(), stats=stats)
+    else:
+        stats.columns = [name for name, _ in columns]
+        rows = ([read(record) for _, read in columns] for record in records)
+        if export.format == Export.Format.XLSX:
+            chunks = xlsx_chunks(stats.columns, rows, title=export.get_kind_display())
+        else:
+            chunks = csv_chunks(stats.columns, rows)
+    for chunk in chunks:
+        stats.digest.update(chunk)
+        stats.size += len(chunk)
+        yield chunk
+
+
+def download_name(export: Export) -> str:
+    created = export.created_at.astimezone(ZoneInfo(export.clinic.time_zone))
+    identified = "identified" if export.identified else "deidentified"
+    return f"{export.kind}-{export.clinic.slug}-{identified}-{created:%Y%m%d-%H%M%S}-{export.pk}.{EXTENSIONS[export.format]}"
+
+
+def describe_filters(export: Export) -> dict[str, Any]:
+    """The filters as an auditor reads them: dates, and names next to ids."""
+    described: dict[str, Any] = {
+        "date_field": "procedure date" if export.kind == Export.Kind.OUTCOMES else "reminder due date",
+        "date_from": export.filters.get("date_from"),
+        "date_to": export.filters.get("date_to"),
+        "time_zone": export.clinic.time_zone,
+    }
+    if export.filters.get("protocol"):
+        protocol = Protocol.objects.filter(pk=export.filters["protocol"]).first()
+        described["protocol"] = {"id": export.filters["protocol"], "name": protocol.name if protocol else None}
+    if export.filters.get("clinician"):
+        person = get_user_model().objects.filter(pk=export.filters["clinician"]).first()
+        described["clinician"] = {"id": export.filters["clinician"], "username": person.get_username() if person else None}
+    return described
+
+
+_DATE_NOTES = {
+    Export.DateHandling.ACTUAL: "Times are ISO 8601 in UTC.",
+    Export.DateHandling.SHIFTED: (
+        "Every date of a patient is shifted by the same random number of days (1 to 365, either way), "
+        "different for each patient and each export; intervals within a patient are kept."
+    ),
+    Export.DateHandling.DAY_OFFSETS: (
+        "Dates are replaced by whole days (clinic-local calendar days) since the patient's first recorded treatment."
+    ),
+}
+
+
+def build_manifest(export: Export, stats: RunStats) -> dict[str, Any]:
+    """Row count, filters, generated-by, generated-at and the SHA-256 of the file."""
+    manifest: dict[str, Any] = {
+        "export_id": export.pk,
+        "kind": export.kind,
+        "format": export.format,
+        "clinic": {"id": export.clinic_id, "name": export.clinic.name},
+        "filters": describe_filters(export),
+        "identified": export.identified,
+        "date_handling": export.date_handling,
+        "date_note": _DATE_NOTES[export.date_handling],
+        "row_count": stats.rows,
+        "file_name": download_name(export),
+        "bytes": stats.size,
+        "sha256": stats.sha256,
+        "generated_by": export.requested_by.get_username(),
+        "generated_at": (export.started_at or export.created_at).astimezone(UTC).isoformat(),
+        "finished_at": timezone.now().astimezone(UTC).isoformat(),
+    }
+    if stats.columns:
+        manifest["columns"] = stats.columns
+    if export.format == Export.Format.FHIR:
+        manifest["resource_count"] = stats.resources
+        # fhir.resources ships R4B (4.3) models; the five resources used here
+        # have the same structure in R4 and R4B.
+        manifest["fhir_version"] = "R4 (each resource validated with the fhir.resources R4B models)"
+    if not export.identified:
+        manifest["pseudonyms"] = (
+            "HMAC-SHA-256 of the database id under a random key drawn for this export and never stored."
+        )
+    return manifest
+
+
+def _start(export: Export) -> None:
+    export.status = Export.Status.RUNNING
+    export.started_at = timezone.now()
+    export.save(update_fields=["status", "started_at"])
+
+
+def _finish(export: Export, *, stats: RunStats, status: str, request: HttpRequest | None = None, error: str = "") -> None:
+    """Record the outcome on the job and in the access log, with the manifest."""
+    export.manifest = build_manifest(export, stats)
+    export.status = status
+    export.rows_done = stats.rows
+    export.row_count = stats.rows
+    export.sha256 = stats.sha256 if status == Export.Status.DONE else ""
+    export.file_name = export.manifest["file_name"]
+    export.error = error
+    export.finished_at = timezone.now()
+    if status == Export.Status.DONE and not export.streamed:
+        export.expires_at = export.finished_at + dt.timedelta(hours=settings.AFTERCARE_EXPORT_KEEP_HOURS)
+    export.save()
+    record_event(
+        actor=export.requested_by,
+        action="export.run",
+        clinic=export.clinic,
+        obj=export,
+        detail={"status": status, "manifest": export.manifest, "error": error},
+        request=request,
+    )
+
+
+def stream_export(export: Export, *, request: HttpRequest | None = None) -> Iterator[bytes]:
+    """The export's bytes for a streaming HTTP response; the job is finished when the last byte has gone.
+
+    If the download is interrupted the job is marked aborted and still logged:
+    part of the data has left the building.
+    """
+    _start(export)
+    stats = RunStats()
+    try:
+        yield from file_chunks(export, stats=stats)
+    except GeneratorExit:
+        _finish(export, stats=stats, status=Export.Status.ABORTED, request=request, error="The download was interrupted.")
+        raise
+    except Exception as exc:
+        _finish(export, stats=stats, status=Export.Status.FAILED, request=request, error=str(exc)[:500])
+        raise
+    _finish(export, stats=stats, status=Export.Status.DONE, request=request)
+
+
+class _Progress:
+    """Writes rows done to the job every ``PROGRESS_EVERY`` rows, with an update() that touches one row."""
+
+    def __init__(self, export_id: int) -> None:
+        self.export_id = export_id
+
+    def __call__(self, rows: int) -> None:
+        if rows % PROGRESS_EVERY == 0:
+            Export.objects.filter(pk=self.export_id).update(rows_done=rows)
+
+
+def claim_export(export_id: int) -> Export | None:
+    """Mark a pending job running; None if another worker has it or it is gone."""
+    claimed = Export.objects.filter(pk=export_id, status=Export.Status.PENDING).update(
+        status=Export.Status.RUNNING, started_at=timezone.now()
+    )
+    if claimed != 1:
+        return None
+    return Export.objects.select_related("clinic", "requested_by").get(pk=export_id)
+
+
+def run_export(export_id: int) -> Export | None:
+    """Run a pending export into a stored file (the Celery task's body).
+
+    The file is written to a temporary file first and only then handed to
+    storage, so a failed run leaves no half file behind; the requester's
+    export role is checked again because it may have been withdrawn while the
+    job waited.
+    """
+    export = claim_export(export_id)
+    if export is None:
+        return None
+    stats = RunStats()
+    if not can(export.requested_by, Capability.EXPORT, export.clinic):
+        _finish(export, stats=stats, status=Export.Status.FAILED, error="The requester may no longer export this clinic's data.")
+        return export
+    try:
+        export.rows_total = count_rows(export)
+        export.save(update_fields=["rows_total"])
+        with tempfile.TemporaryFile() as spool:
+            for chunk in file_chunks(export, stats=stats, on_row=_Progress(export.pk)):
+                spool.write(chunk)
+            spool.seek(0)
+            export.file.save(f"{uuid.uuid4().hex}.{EXTENSIONS[export.format]}", File(spool), save=False)
+    except Exception as exc:
+        _finish(export, stats=stats, status=Export.Status.FAILED, error=str(exc)[:500])
+        raise
+    _finish(export, stats=stats, status=Export.Status.DONE)
+    return export
+
+
+def record_download(*, export: Export, user: Any, request: HttpRequest | None = None) -> None:
+    """Log that a stored export file was handed to someone."""
+    record_event(
+        actor=user, action="export.download", clinic=export.clinic, obj=export,
+        detail={"sha256": export.sha256, "file_name": export.file_name}, request=request,
+    )
+
+# --- retention ---------------------------------------------------------------------------------
+
+#: a running job not finished after this long lost its worker (the task's hard limit is shorter)
+STALE_AFTER = dt.timedelta(hours=6)
+
+
+def delete_expired_exports(*, now: dt.datetime) -> int:
+    """Delete the files of exports past their retention period; the job rows stay as the record."""
+    deleted = 0
+    for export in Export.objects.filter(status=Export.Status.DONE, expires_at__lte=now).iterator():
+        if export.file:
+            export.file.delete(save=False)
+        # Conditional, so a job that changed meanwhile is not overwritten.
+        deleted += Export.objects.filter(pk=export.pk, status=Export.Status.DONE).update(
+            status=Export.Status.EXPIRED, file=""
+        )
+    return deleted
+
+
+def fail_stale_exports(*, now: dt.datetime) -> int:
+    """Mark jobs whose worker or web process died mid-run as failed, so nobody waits on them forever."""
+    return Export.objects.filter(status=Export.Status.RUNNING, started_at__lt=now - STALE_AFTER).update(
+        status=Export.Status.FAILED, error="The run stopped without finishing (worker or server restarted).", finished_at=now
+    )
