@@ -1,0 +1,5 @@
+"""Admin of the patients app, one module per concept."""
+
+from __future__ import annotations
+
+from patients.admin import exports, outcomes, patients, treatments  # noqa: F401

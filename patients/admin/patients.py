@@ -1,0 +1,315 @@
+"""Admin pages: patients, with their intakes and screenings on the patient page.
+
+The pages are thin: every decision (duplicates, answers, screening, override,
+permissions) is made by the services in ``patients.patient_records``,
+``patients.intake`` and ``patients.screenings``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from clinic.admin_base import ClinicScopedAdmin
+from clinic.audit import record_event
+from clinic.roles import Capability
+from clinic.scoping import can
+from patients.intake import IntakeForm, reconfirm_intake, record_intake, send_intake_link
+from patients.models import Patient, Screening, ScreeningOverride
+from patients.patient_records import find_duplicates, record_patient_created, record_patient_viewed
+from patients.screenings import override_screening, run_screening, versions_usable_by
+from protocols.facts import FACTS_BY_CODE
+
+# --- forms ------------------------------------------------------------------------------
+
+
+class PatientAdminForm(forms.ModelForm):
+    confirm_duplicate = forms.BooleanField(
+        required=False, label="This is a different person: create the record anyway",
+        help_text="Tick only after checking the existing record named above.",
+    )
+
+    class Meta:
+        model = Patient
+        fields = [
+            "clinic", "reference", "given_name", "family_name", "date_of_birth", "email", "phone",
+            "preferred_language", "time_zone", "fitzpatrick_type", "reminder_consent", "consent_at", "consent_source",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.instance.pk is None and not cleaned.get("confirm_duplicate") and cleaned.get("clinic"):
+            duplicates = find_duplicates(
+                clinic=cleaned["clinic"], given_name=cleaned.get("given_name", ""),
+                family_name=cleaned.get("family_name", ""), date_of_birth=cleaned.get("date_of_birth"),
+                email=cleaned.get("email", ""),
+            )
+            if duplicates:
+                links = format_html_join(
+                    ", ", '<a href="{}">{}</a>',
+                    ((reverse("admin:patients_patient_change", args=[p.pk]), str(p)) for p in duplicates),
+                )
+                raise ValidationError(
+                    format_html("This patient may already be on record: {}. Open the existing record, or tick "
+                                "the confirmation box below to create a new one.", links)
+                )
+        return cleaned
+
+
+class ScreenForm(forms.Form):
+    protocol_version = forms.ModelChoiceField(queryset=None, label="Protocol version")
+    planned_for = forms.DateField(label="Planned procedure date", widget=forms.DateInput(attrs={"type": "date"}))
+    intake = forms.ModelChoiceField(queryset=None, required=False, empty_label="The latest intake")
+
+    def __init__(self, *args: Any, patient: Patient, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["protocol_version"].queryset = versions_usable_by(patient.clinic)
+        self.fields["intake"].queryset = patient.intakes.order_by("-answered_at")
+        self.fields["planned_for"].initial = timezone.localdate()
+
+
+class OverrideForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}), label="Why the treatment may go ahead",
+        help_text="Your clinical reasoning, e.g. oncology clearance on file, prophylaxis prescribed.",
+    )
+
+
+# --- the patient admin -------------------------------------------------------------------
+
+
+def _outcome_badge(outcome: str, label: str) -> str:
+    return format_html('<span class="outcome outcome-{}">{}</span>', outcome, label)
+
+
+@admin.register(Patient)
+class PatientAdmin(ClinicScopedAdmin):
+    form = PatientAdminForm
+    change_form_template = "admin/patients/patient/change_form.html"
+    list_display = ["family_name", "given_name", "date_of_birth", "email", "clinic", "latest_screening"]
+    list_filter = ["clinic", "reminder_consent"]
+    search_fields = ["family_name", "given_name", "email", "reference"]
+    actions = ["send_intake_links"]
+    readonly_fields = ["opted_out_at", "created_at"]
+    fieldsets = [
+        (None, {"fields": ["clinic", "reference", "given_name", "family_name", "date_of_birth"]}),
+        ("Contact", {"fields": ["email", "phone", "preferred_language", "time_zone"]}),
+        ("Skin", {"fields": ["fitzpatrick_type"]}),
+        ("Email reminders", {"fields": ["reminder_consent", "consent_at", "consent_source", "opted_out_at"]}),
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Patient | None = None) -> list[str]:
+        # A patient's records belong to one clinic; moving them would hand them to another tenant.
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "clinic"] if obj is not None else fields
+
+    def get_fieldsets(self, request: HttpRequest, obj: Patient | None = None) -> list[Any]:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is None:
+            fieldsets.append(("Duplicates", {"fields": ["confirm_duplicate"]}))
+        return fieldsets
+
+    @admin.display(description="Latest screening")
+    def latest_screening(self, patient: Patient) -> str:
+        screening = Screening.objects.filter(patient=patient).order_by("-run_at").first()
+        if screening is None:
+            return "—"
+        return _outcome_badge(screening.outcome, screening.get_outcome_display())
+
+    def save_model(self, request: HttpRequest, obj: Patient, form: forms.Form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            record_patient_created(
+                patient=obj, created_by=request.user,
+                confirmed_duplicate=bool(form.cleaned_data.get("confirm_duplicate")), request=request,
+            )
+
+    # --- the patient page ---------------------------------------------------------
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        patient = self.get_object(request, object_id)
+        if patient is not None:
+            if request.method == "GET":
+                record_patient_viewed(patient=patient, viewer=request.user, request=request)
+            extra_context = {**(extra_context or {}), **self._history_context(request, patient)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _history_context(self, request: HttpRequest, patient: Patient) -> dict[str, Any]:
+        screenings = list(
+            Screening.objects.filter(patient=patient).select_related("protocol_version__protocol", "run_by")
+            .annotate(has_override=models.Exists(ScreeningOverride.objects.filter(screening=models.OuterRef("pk"))))
+            .order_by("-run_at")
+        )
+        return {
+            "intakes": patient.intakes.select_related("recorded_by", "confirmed_by").order_by("-answered_at"),
+            "screenings": screenings,
+            "can_screen": can(request.user, Capability.SCREEN, patient.clinic),
+            "can_edit": can(request.user, Capability.EDIT_PATIENTS, patient.clinic),
+        }
+
+    # --- the list action ----------------------------------------------------------
+    @admin.action(description="Send intake link by email")
+    def send_intake_links(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        sent = 0
+        for patient in queryset.select_related("clinic"):
+            if not can(request.user, Capability.EDIT_PATIENTS, patient.clinic):
+                raise PermissionDenied
+            try:
+                send_intake_link(patient=patient, sent_by=request.user, request=request)
+                sent += 1
+            except ValidationError:
+                self.message_user(request, f"{patient} has no email address; no link sent.", messages.WARNING)
+        if sent:
+            self.message_user(request, f"Intake link sent to {sent} patient(s).", messages.SUCCESS)
+
+    # --- extra pages ----------------------------------------------------------------
+    def get_urls(self) -> list[Any]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/screen/", wrap(self.screen_view), name="patients_patient_screen"),
+            path("<path:object_id>/screenings/<int:screening_id>/", wrap(self.screening_view),
+                 name="patients_patient_screening"),
+            path("<path:object_id>/intakes/add/", wrap(self.intake_add_view), name="patients_patient_intake_add"),
+            path("<path:object_id>/intakes/<int:intake_id>/", wrap(self.intake_view),
+                 name="patients_patient_intake"),
+            path("<path:object_id>/send-intake-link/", wrap(self.send_link_view),
+                 name="patients_patient_send_intake_link"),
+            *super().get_urls(),
+        ]
+
+    def _patient_or_404(self, request: HttpRequest, object_id: str) -> Patient:
+        patient = self.get_object(request, object_id)  # scoped: another clinic's patient is a 404
+        if patient is None:
+            raise Http404("No such patient.")
+        return patient
+
+    def _page(
+        self, request: HttpRequest, template: str, patient: Patient, title: str, *, status: int = 200, **context: Any
+    ) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "patient": patient, "title": title,
+            "patient_url": reverse("admin:patients_patient_change", args=[patient.pk]), **context,
+        }
+        return TemplateResponse(request, template, context, status=status)
+
+    def screen_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        patient = self._patient_or_404(request, object_id)
+        if not can(request.user, Capability.SCREEN, patient.clinic):
+            raise PermissionDenied
+        form = ScreenForm(request.POST or None, patient=patient)
+        if request.method == "POST" and form.is_valid():
+            try:
+                screening = run_screening(patient=patient, run_by=request.user, request=request, **form.cleaned_data)
+            except ValidationError as error:
+                _add_service_errors(form, error)
+            else:
+                return HttpResponseRedirect(
+                    reverse("admin:patients_patient_screening", args=[patient.pk, screening.pk])
+                )
+        return self._page(request, "admin/patients/patient/screen.html", patient, f"Screen {patient.full_name}",
+                          form=form, status=400 if form.is_bound else 200)
+
+    def screening_view(self, request: HttpRequest, object_id: str, screening_id: int) -> HttpResponse:
+        patient = self._patient_or_404(request, object_id)
+        screening = Screening.objects.filter(patient=patient, pk=screening_id).select_related(
+            "protocol_version__protocol", "run_by", "intake").first()
+        if screening is None:
+            raise Http404("No such screening.")
+        may_override = can(request.user, Capability.OVERRIDE_SCREENING, patient.clinic)
+        form = OverrideForm(request.POST or None)
+        if request.method == "POST":
+            if not may_override:
+                raise PermissionDenied("Only a clinician may override a screening.")
+            if form.is_valid():
+                try:
+                    override_screening(screening=screening, clinician=request.user,
+                                       reason=form.cleaned_data["reason"], request=request)
+                except ValidationError as error:
+                    _add_service_errors(form, error)
+                else:
+                    messages.success(request, "Override recorded.")
+                    return HttpResponseRedirect(request.path)
+        else:
+            record_event(actor=request.user, action="screening.view", clinic=patient.clinic, obj=screening,
+                         request=request)
+        override = ScreeningOverride.objects.filter(screening=screening).select_related("clinician").first()
+        return self._page(
+            request, "admin/patients/patient/screening.html", patient, f"Screening of {patient.full_name}",
+            screening=screening, override=override, form=form, may_override=may_override,
+            overridable=screening.outcome == Screening.Outcome.NEEDS_OVERRIDE and override is None,
+            status=400 if form.is_bound else 200,
+        )
+
+    def intake_add_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        patient = self._patient_or_404(request, object_id)
+        if not can(request.user, Capability.EDIT_PATIENTS, patient.clinic):
+            raise PermissionDenied
+        form = IntakeForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                record_intake(patient=patient, answers=form.answers(), recorded_by=request.user, request=request)
+            except ValidationError as error:
+                _add_service_errors(form, error)
+            else:
+                messages.success(request, "Intake recorded.")
+                return HttpResponseRedirect(reverse("admin:patients_patient_change", args=[patient.pk]))
+        return self._page(request, "admin/patients/patient/intake_form.html", patient,
+                          f"New intake for {patient.full_name}", form=form, status=400 if form.is_bound else 200)
+
+    def intake_view(self, request: HttpRequest, object_id: str, intake_id: int) -> HttpResponse:
+        patient = self._patient_or_404(request, object_id)
+        intake = patient.intakes.filter(pk=intake_id).select_related("recorded_by", "confirmed_by").first()
+        if intake is None:
+            raise Http404("No such intake.")
+        if request.method == "POST":
+            if not can(request.user, Capability.EDIT_PATIENTS, patient.clinic):
+                raise PermissionDenied
+            reconfirm_intake(intake=intake, confirmed_by=request.user, request=request)
+            messages.success(request, "Intake re-confirmed today.")
+            return HttpResponseRedirect(request.path)
+        record_event(actor=request.user, action="intake.view", clinic=patient.clinic, obj=intake, request=request)
+        rows = [(FACTS_BY_CODE[code].question if code in FACTS_BY_CODE else code, _show(value))
+                for code, value in intake.answers.items()]
+        history = intake.history.select_related("history_user").order_by("-history_date")
+        return self._page(request, "admin/patients/patient/intake.html", patient, f"Intake of {patient.full_name}",
+                          intake=intake, rows=rows, history=history,
+                          can_edit=can(request.user, Capability.EDIT_PATIENTS, patient.clinic))
+
+    def send_link_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        patient = self._patient_or_404(request, object_id)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not can(request.user, Capability.EDIT_PATIENTS, patient.clinic):
+            raise PermissionDenied
+        try:
+            send_intake_link(patient=patient, sent_by=request.user, request=request)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            messages.success(request, f"Intake link sent to {patient.email}.")
+        return HttpResponseRedirect(reverse("admin:patients_patient_change", args=[patient.pk]))
+
+
+def _show(value: Any) -> str:
+    if value is True:
+        return "Yes"
+    if value is False:
+        return "No"
+    return str(value)
+
+
+def _add_service_errors(form: forms.Form, error: ValidationError) -> None:
+    """Put a service's field-keyed errors on the form's fields (or on the form)."""
+    if not hasattr(error, "error_dict"):
+        form.add_error(None, error)
+        return
+    for field, messages_ in error.message_dict.items():
+        form.add_error(field if field in form.fields else None, messages_)

@@ -1,0 +1,437 @@
+"""Admin pages: treatments (recorded through the service, with their timeline) and the reminder outbox.
+
+Thin: ``patients.treatments`` records, reschedules and cancels treatments and
+resends or cancels one reminder; these pages collect input and show results.
+A recorded treatment is a clinical record: its page is read-only, and the
+procedure time changes only through "Reschedule", which moves the reminders too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
+from django.forms import formset_factory
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from clinic.admin_base import ClinicScopedAdmin, ScopedInline
+from clinic.roles import Capability
+from clinic.scoping import can, can_anywhere, scoped
+from patients import treatments
+from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
+from patients.screenings import assert_screening_allows_treatment
+from protocols.models import ExosomeProduct, ProductLot
+
+DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+
+
+# --- forms --------------------------------------------------------------------------------
+
+
+class ChoosePatientForm(forms.Form):
+    patient = forms.ModelChoiceField(queryset=Patient.objects.none(), label="Patient")
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["patient"].queryset = scoped(
+            Patient.objects.select_related("clinic"), user, Capability.RECORD_TREATMENT
+        )
+
+
+def allowing_screenings(patient: Patient) -> list[int]:
+    """Ids of the patient's screenings that allow a treatment now (outcome, override, age)."""
+    allowed = []
+    now = timezone.now()
+    for screening in Screening.objects.filter(patient=patient).select_related("protocol_version"):
+        try:
+            assert_screening_allows_treatment(
+                screening=screening, patient=patient, protocol_version=screening.protocol_version, on=now
+            )
+        except ValidationError:
+            continue
+        allowed.append(screening.pk)
+    return allowed
+
+
+class RecordTreatmentForm(forms.Form):
+    screening = forms.ModelChoiceField(
+        queryset=Screening.objects.none(),
+        help_text="Only this patient's screenings that allow treatment (clear, caution or overridden; under 30 days old).",
+    )
+    started_at = forms.DateTimeField(widget=DATETIME_INPUT, label="Procedure started")
+    ended_at = forms.DateTimeField(widget=DATETIME_INPUT, label="Procedure ended", help_text="Steps count from here.")
+    areas = forms.CharField(max_length=200, help_text="e.g. full face, perioral")
+    device = forms.CharField(max_length=120, required=False)
+    needle_depth_mm = forms.DecimalField(max_digits=4, decimal_places=2, required=False, label="Needle depth (mm)")
+    energy = forms.CharField(max_length=60, required=False, help_text="e.g. 15 mJ, 40 W")
+    density = forms.CharField(max_length=60, required=False, help_text="e.g. 5 %, 100 spots/cm²")
+    passes = forms.IntegerField(min_value=1, required=False)
+    settings_notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+    def __init__(self, *args: Any, patient: Patient, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["screening"].queryset = Screening.objects.filter(pk__in=allowing_screenings(patient)).select_related(
+            "protocol_version__protocol"
+        )
+        zone = patient.clinic.time_zone
+        for name in ("started_at", "ended_at"):
+            self.fields[name].help_text = f"{self.fields[name].help_text} Clinic time ({zone}).".strip()
+
+
+class ApplicationForm(forms.Form):
+    lot = forms.ModelChoiceField(queryset=ProductLot.objects.none(), help_text="Only lots that are not expired or recalled.")
+    volume_ml = forms.DecimalField(max_digits=5, decimal_places=2, min_value=0, label="Volume (ml)")
+    # No initial value: an untouched extra row must stay "unchanged" so the formset skips it.
+    minutes_after_procedure = forms.IntegerField(min_value=0, required=False, help_text="Empty means right after.")
+    arm = forms.CharField(max_length=40, required=False, help_text="Split-face only: the arm's label.")
+
+    def __init__(self, *args: Any, patient: Patient, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["lot"].queryset = ProductLot.objects.filter(
+            clinic=patient.clinic, recalled=False, expiry_date__gte=timezone.localdate()
+        ).select_related("product")
+
+
+class ArmForm(forms.Form):
+    label = forms.CharField(max_length=40, help_text="e.g. left, right")
+    is_control = forms.BooleanField(required=False, label="Control")
+    product = forms.ModelChoiceField(queryset=ExosomeProduct.objects.none(), required=False)
+    control_description = forms.CharField(max_length=200, required=False, help_text="e.g. saline")
+
+    def __init__(self, *args: Any, patient: Patient, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["product"].queryset = ExosomeProduct.objects.filter(
+            models.Q(clinic=patient.clinic) | models.Q(clinic__isnull=True), is_active=True
+        )
+
+
+ApplicationFormSet = formset_factory(ApplicationForm, extra=2)
+ArmFormSet = formset_factory(ArmForm, extra=2, max_num=2)
+
+
+class RescheduleForm(forms.Form):
+    started_at = forms.DateTimeField(widget=DATETIME_INPUT, label="Procedure started")
+    ended_at = forms.DateTimeField(widget=DATETIME_INPUT, label="Procedure ended")
+
+
+class CancelTreatmentForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Kept with the treatment's history.")
+
+
+def _filled(formset: forms.BaseFormSet) -> list[dict[str, Any]]:
+    return [form.cleaned_data for form in formset if form.has_changed() and form.cleaned_data]
+
+
+def apply_service_errors(error: ValidationError, form: forms.Form) -> list[str]:
+    """Put a service's field errors on ``form``; return the ones that belong to no field of it."""
+    leftover = []
+    for name, messages_ in error.message_dict.items():
+        for message in messages_:
+            if name in form.fields:
+                form.add_error(name, message)
+            else:
+                leftover.append(f"{name.replace('_', ' ').capitalize()}: {message}")
+    return leftover
+
+
+# --- inlines (read-only on the treatment page) ----------------------------------------------
+
+
+class ApplicationInline(ScopedInline):
+    model = ExosomeApplication
+    fields = ["arm", "lot", "volume_ml", "minutes_after_procedure", "applied_by"]
+    readonly_fields = fields
+    change_capability = Capability.RECORD_TREATMENT
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ArmInline(ApplicationInline):
+    model = TreatmentArm
+    fields = ["label", "is_control", "product", "control_description"]
+    readonly_fields = fields
+
+
+# --- the treatment admin ----------------------------------------------------------------------
+
+
+@admin.register(Treatment)
+class TreatmentAdmin(ClinicScopedAdmin):
+    change_capability = Capability.RECORD_TREATMENT
+    log_views = True  # device settings, lots and the timeline of one patient
+    change_form_template = "admin/patients/treatment/change_form.html"
+    list_display = ["ended_at", "patient", "protocol_version", "clinician", "status", "reminder_summary"]
+    # "patient" lets the patient page link here: ?patient__id__exact=<id>
+    list_filter = ["patient", "status", "protocol_version"]
+    search_fields = ["patient__family_name", "patient__given_name", "patient__reference"]
+    date_hierarchy = "ended_at"
+    inlines = [ArmInline, ApplicationInline]
+    fields = [
+        "clinic", "patient", "protocol_version", "screening", "clinician", "started_at", "ended_at", "areas",
+        "device", "needle_depth_mm", "energy", "density", "passes", "settings_notes", "status", "cancelled_at",
+        "cancelled_by", "cancel_reason", "created_at",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet:
+        counted = {
+            f"reminders_{name}": models.Count("reminders", filter=models.Q(reminders__status__in=statuses))
+            for name, statuses in (
+                ("sent", [Reminder.Status.SENT]), ("failed", [Reminder.Status.FAILED]), ("pending", Reminder.PENDING)
+            )
+        }
+        return (
+            super().get_queryset(request)
+            .select_related("patient", "protocol_version__protocol", "clinician")
+            .annotate(**counted)
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The record itself is never edited in a form; reschedule and cancel are their own pages.
+        return False if obj is not None else super().has_change_permission(request, obj)
+
+    @admin.display(description="Reminders")
+    def reminder_summary(self, treatment: Treatment) -> str:
+        # Counted in the changelist query (get_queryset), not one query per row.
+        sent, failed, pending = treatment.reminders_sent, treatment.reminders_failed, treatment.reminders_pending
+        if failed:
+            return format_html('{} sent, {} pending, <strong class="errornote">{} failed</strong>', sent, pending, failed)
+        return f"{sent} sent, {pending} pending"
+
+    # --- pages ------------------------------------------------------------------------------
+    def get_urls(self) -> list[Any]:
+        wrap = self.admin_site.admin_view
+        # The reminder action comes first: "<path:object_id>/cancel/" would swallow it.
+        return [
+            path(
+                "<path:object_id>/reminders/<int:reminder_id>/<str:what>/",
+                wrap(self.reminder_action_view), name="patients_treatment_reminder_action",
+            ),
+            path("<path:object_id>/reschedule/", wrap(self.reschedule_view), name="patients_treatment_reschedule"),
+            path("<path:object_id>/cancel/", wrap(self.cancel_view), name="patients_treatment_cancel"),
+            *super().get_urls(),
+        ]
+
+    def _treatment_or_404(self, request: HttpRequest, object_id: str) -> Treatment:
+        treatment = self.get_object(request, object_id)  # scoped: another clinic's treatment is a 404
+        if treatment is None:
+            raise Http404("No such treatment.")
+        return treatment
+
+    def _page(self, request: HttpRequest, template: str, title: str, *, status: int = 200, **context: Any) -> HttpResponse:
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": title, **context}
+        return TemplateResponse(request, template, context, status=status)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        treatment = self.get_object(request, object_id)
+        if treatment is not None:
+            clinic = treatment.clinic
+            extra_context = {
+                **(extra_context or {}),
+                "timeline": treatments.timeline_for(treatment=treatment),
+                "patient_zone": treatment.patient.zone_name,
+                "can_manage_reminders": can(request.user, Capability.MANAGE_REMINDERS, clinic),
+                "can_record": can(request.user, Capability.RECORD_TREATMENT, clinic),
+                "is_cancelled": treatment.status == Treatment.Status.CANCELLED,
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        """Record a treatment: first choose the patient, then the screening, procedure and applications."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        patient_id = request.GET.get("patient") or request.POST.get("patient")
+        if not patient_id:
+            chooser = ChoosePatientForm(user=request.user)
+            return self._page(request, "admin/patients/treatment/record.html", "Record a treatment", chooser=chooser)
+        chooser = ChoosePatientForm({"patient": patient_id}, user=request.user)
+        if not chooser.is_valid():
+            return self._page(
+                request, "admin/patients/treatment/record.html", "Record a treatment", chooser=chooser, status=400
+            )
+        patient = chooser.cleaned_data["patient"]
+        # Staff type the procedure time on the clinic's clock.
+        with timezone.override(ZoneInfo(patient.clinic.time_zone)):
+            return self._record(request, patient)
+
+    def _record(self, request: HttpRequest, patient: Patient) -> HttpResponse:
+        data = request.POST if request.method == "POST" else None
+        form = RecordTreatmentForm(data, patient=patient)
+        applications = ApplicationFormSet(data, prefix="applications", form_kwargs={"patient": patient})
+        arms = ArmFormSet(data, prefix="arms", form_kwargs={"patient": patient})
+        other_errors: list[str] = []
+        if data is not None and form.is_valid() and applications.is_valid() and arms.is_valid():
+            try:
+                treatment = self._record_through_service(request, patient, form, applications, arms)
+            except ValidationError as error:
+                other_errors = apply_service_errors(error, form)
+            else:
+                self.message_user(request, f"Treatment recorded with {treatment.reminders.count()} reminder(s).")
+                return HttpResponseRedirect(reverse("admin:patients_treatment_change", args=[treatment.pk]))
+        return self._page(
+            request, "admin/patients/treatment/record.html", f"Record a treatment for {patient.full_name}",
+            patient=patient, form=form, applications=applications, arms=arms, other_errors=other_errors,
+            status=400 if data is not None else 200,
+        )
+
+    def _record_through_service(
+        self, request: HttpRequest, patient: Patient, form: RecordTreatmentForm,
+        applications: forms.BaseFormSet, arms: forms.BaseFormSet,
+    ) -> Treatment:
+        data = dict(form.cleaned_data)
+        screening = data.pop("screening")
+        return treatments.record_treatment(
+            patient=patient, protocol_version=screening.protocol_version, screening=screening,
+            clinician=request.user, request=request,
+            applications=[
+                treatments.ApplicationInput(
+                    lot=item["lot"], volume_ml=item["volume_ml"],
+                    minutes_after_procedure=item.get("minutes_after_procedure") or 0, arm_label=item.get("arm") or "",
+                )
+                for item in _filled(applications)
+            ],
+            arms=[
+                treatments.ArmInput(
+                    label=item["label"], is_control=item.get("is_control", False), product=item.get("product"),
+                    control_description=item.get("control_description", ""),
+                )
+                for item in _filled(arms)
+            ],
+            **data,
+        )
+
+    def reschedule_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        treatment = self._treatment_or_404(request, object_id)
+        if not can(request.user, Capability.RECORD_TREATMENT, treatment.clinic):
+            raise PermissionDenied
+        with timezone.override(ZoneInfo(treatment.clinic.time_zone)):
+            initial = {"started_at": timezone.localtime(treatment.started_at), "ended_at": timezone.localtime(treatment.ended_at)}
+            form = RescheduleForm(request.POST or None, initial=initial)
+            other_errors: list[str] = []
+            if request.method == "POST" and form.is_valid():
+                try:
+                    moved = treatments.reschedule_treatment(
+                        treatment=treatment, by=request.user, request=request, **form.cleaned_data
+                    )
+                except ValidationError as error:
+                    other_errors = apply_service_errors(error, form)
+                else:
+                    self.message_user(request, f"Procedure time changed; {moved} pending reminder(s) moved.")
+                    return HttpResponseRedirect(reverse("admin:patients_treatment_change", args=[treatment.pk]))
+            return self._page(
+                request, "admin/patients/treatment/action_form.html", "Reschedule the procedure",
+                treatment=treatment, form=form, other_errors=other_errors, submit_label="Reschedule",
+                intro="Correct when the procedure happened. Reminders not yet sent move with it; sent ones stay as they are.",
+                status=400 if request.method == "POST" else 200,
+            )
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        treatment = self._treatment_or_404(request, object_id)
+        if not can(request.user, Capability.RECORD_TREATMENT, treatment.clinic):
+            raise PermissionDenied
+        form = CancelTreatmentForm(request.POST or None)
+        other_errors: list[str] = []
+        if request.method == "POST" and form.is_valid():
+            try:
+                cancelled = treatments.cancel_treatment(
+                    treatment=treatment, by=request.user, reason=form.cleaned_data["reason"], request=request
+                )
+            except ValidationError as error:
+                other_errors = apply_service_errors(error, form)
+            else:
+                self.message_user(request, f"Treatment cancelled; {cancelled} pending reminder(s) cancelled.")
+                return HttpResponseRedirect(reverse("admin:patients_treatment_change", args=[treatment.pk]))
+        return self._page(
+            request, "admin/patients/treatment/action_form.html", "Cancel the treatment",
+            treatment=treatment, form=form, other_errors=other_errors, submit_label="Cancel treatment",
+            intro="The treatment stays on record as cancelled; reminders that have not gone out are cancelled.",
+            status=400 if request.method == "POST" else 200,
+        )
+
+    def reminder_action_view(self, request: HttpRequest, object_id: str, reminder_id: int, what: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        treatment = self._treatment_or_404(request, object_id)
+        reminder = Reminder.objects.filter(treatment=treatment, pk=reminder_id).select_related("treatment__patient").first()
+        services = {"resend": treatments.resend_reminder, "cancel": treatments.cancel_reminder}
+        if reminder is None or what not in services:
+            raise Http404("No such reminder.")
+        try:
+            services[what](reminder=reminder, by=request.user, request=request)
+        except ValidationError as error:
+            self.message_user(request, " ".join(error.messages), messages.ERROR)
+        else:
+            done = "will be sent again within a minute" if what == "resend" else "was cancelled"
+            self.message_user(request, f"The reminder “{reminder.step.title}” {done}.")
+        return HttpResponseRedirect(reverse("admin:patients_treatment_change", args=[treatment.pk]) + "#timeline")
+
+
+# --- the reminder outbox ------------------------------------------------------------------------
+
+
+@admin.register(Reminder)
+class ReminderAdmin(ClinicScopedAdmin):
+    """The outbox, read-only: what was sent, what failed and why; resend or cancel in bulk."""
+
+    log_views = True
+    list_display = ["due_at", "treatment_link", "step", "occurrence", "status", "attempts", "last_error", "sent_at"]
+    list_filter = ["status"]
+    search_fields = ["treatment__patient__family_name", "treatment__patient__given_name"]
+    date_hierarchy = "due_at"
+    actions = ["resend_selected", "cancel_selected"]
+    fields = [
+        "treatment", "step", "occurrence", "occurs_at", "due_at", "status", "attempts", "last_attempt_at",
+        "last_error", "queued_at", "lease_until", "sent_at", "done_at", "resend_count", "created_at", "updated_at",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet:
+        return super().get_queryset(request).select_related("step", "treatment__patient")
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_manage_permission(self, request: HttpRequest) -> bool:
+        return can_anywhere(request.user, Capability.MANAGE_REMINDERS)
+
+    @admin.display(description="Treatment")
+    def treatment_link(self, reminder: Reminder) -> str:
+        url = reverse("admin:patients_treatment_change", args=[reminder.treatment_id])
+        return format_html('<a href="{}">{}</a>', url, reminder.treatment.patient)
+
+    def _each(self, request: HttpRequest, queryset: models.QuerySet, service: Any, verb: str) -> None:
+        done, refused = 0, []
+        for reminder in queryset.select_related("treatment__patient", "step"):
+            try:
+                service(reminder=reminder, by=request.user, request=request)
+                done += 1
+            except (ValidationError, PermissionDenied) as error:
+                refused.append(f"{reminder.step.title}: {' '.join(getattr(error, 'messages', [str(error)]))}")
+        if done:
+            self.message_user(request, f"{done} reminder(s) {verb}.")
+        for message in refused:
+            self.message_user(request, message, messages.WARNING)
+
+    @admin.action(description="Send the selected reminders again", permissions=["manage"])
+    def resend_selected(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        self._each(request, queryset, treatments.resend_reminder, "will be sent again")
+
+    @admin.action(description="Cancel the selected reminders", permissions=["manage"])
+    def cancel_selected(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        self._each(request, queryset, treatments.cancel_reminder, "cancelled")
+

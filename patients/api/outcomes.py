@@ -1,0 +1,284 @@
+"""API endpoints: outcome assessments, adverse events, a treatment's outcomes, and protocol reports.
+
+``/api/v1/outcomes/``, ``/api/v1/adverse-events/``, ``/api/v1/treatments/{id}/outcomes/`` and
+``/api/v1/reports/protocols/{id}/``.  Thin: serializers check shapes and
+scoping; ``patients.outcomes`` decides and records, ``patients.review`` counts.
+Writes need ``Capability.LOG_OUTCOMES``; reads any role in the row's clinic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import django_filters
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from clinic.api.base import ScopedModelViewSet, ScopedPrimaryKeyRelatedField
+from clinic.api.router import router
+from clinic.roles import Capability
+from clinic.scoping import scoped
+from patients import outcomes
+from patients.measures import measures_for_treatment
+from patients.models import AdverseEvent, OutcomeAssessment, Treatment, TreatmentArm
+from patients.review import GroupSummary, compare_protocols, parse_filters, protocol_report, split_face_comparison
+from protocols.models import Protocol
+
+
+def _as_drf_error(error: DjangoValidationError) -> serializers.ValidationError:
+    """A service's Django ValidationError as a 400 with field errors."""
+    if hasattr(error, "error_dict"):
+        return serializers.ValidationError(error.message_dict)
+    return serializers.ValidationError({"non_field_errors": error.messages})
+
+
+def _score() -> serializers.IntegerField:
+    # Plain integers: the service checks the scale and names it in its message.
+    return serializers.IntegerField(required=False, allow_null=True)
+
+
+# --- assessments ------------------------------------------------------------------------------------
+
+
+class OutcomeAssessmentSerializer(serializers.ModelSerializer):
+    treatment = ScopedPrimaryKeyRelatedField(queryset=Treatment.objects.all(), capability=Capability.LOG_OUTCOMES)
+    arm = ScopedPrimaryKeyRelatedField(queryset=TreatmentArm.objects.all(), required=False, allow_null=True)
+    time_point_day = serializers.IntegerField()
+    phase = serializers.ChoiceField(choices=OutcomeAssessment.Phase.choices, required=False, allow_blank=True)
+    erythema = _score()
+    erythema_words = serializers.CharField(source="get_erythema_display", read_only=True, allow_null=True)
+    oedema = _score()
+    pain = _score()
+    pruritus = _score()
+    gais = _score()
+    reepithelialisation_percent = _score()
+    photos = serializers.SerializerMethodField()
+    correction_reason = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, help_text="Required when correcting (PATCH): why."
+    )
+
+    class Meta:
+        model = OutcomeAssessment
+        fields = [
+            "id", "treatment", "arm", "time_point_day", "phase", "source", "erythema", "erythema_words", "oedema",
+            "reepithelialisation_complete", "reepithelialisation_percent", "pain", "pruritus", "gais",
+            "applied_as_instructed", "problem_flagged", "notes", "recorded_by", "recorded_at", "photos",
+            "correction_reason",
+        ]
+        read_only_fields = ["source", "recorded_by", "recorded_at", "applied_as_instructed", "problem_flagged"]
+
+    def get_validators(self) -> list[Any]:
+        return []  # "one entry per time point" is the service's rule, with its own message
+
+    @extend_schema_field({"type": "array", "items": {"type": "string", "format": "uri"}})
+    def get_photos(self, assessment: OutcomeAssessment) -> list[str]:
+        """Staff download URLs (the session or token must belong to the photo's clinic)."""
+        return [reverse("patients:photo-download", args=[photo.pk]) for photo in assessment.photos.all()]
+
+
+CLINICIAN_FIELDS = [
+    "erythema", "oedema", "reepithelialisation_complete", "reepithelialisation_percent", "pain", "pruritus", "gais", "notes",
+]
+
+
+class OutcomeFilter(django_filters.FilterSet):
+    # Ids, not model choices: a choice filter would answer "not a valid choice"
+    # for another clinic's treatment and so reveal which ids exist.
+    treatment = django_filters.NumberFilter(field_name="treatment_id")
+    arm = django_filters.NumberFilter(field_name="arm_id")
+
+    class Meta:
+        model = OutcomeAssessment
+        fields = ["treatment", "arm", "source", "time_point_day"]
+
+
+class OutcomeAssessmentViewSet(ScopedModelViewSet):
+    """Clinician and patient-reported outcome assessments. POST records; PATCH corrects (history keeps the original)."""
+
+    queryset = OutcomeAssessment.objects.prefetch_related("photos").order_by("treatment_id", "time_point_day", "phase", "pk")
+    serializer_class = OutcomeAssessmentSerializer
+    write_capability = Capability.LOG_OUTCOMES
+    filterset_class = OutcomeFilter
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def perform_create(self, serializer: OutcomeAssessmentSerializer) -> None:
+        data = serializer.validated_data
+        scores = {name: data[name] for name in CLINICIAN_FIELDS if name in data}
+        try:
+            serializer.instance = outcomes.record_assessment(
+                treatment=data["treatment"], by=self.request.user, time_point_day=data["time_point_day"],
+                scores=scores, arm=data.get("arm"), phase=data.get("phase") or "",
+            )
+        except DjangoValidationError as error:
+            raise _as_drf_error(error) from None
+
+    def perform_update(self, serializer: OutcomeAssessmentSerializer) -> None:
+        data = dict(serializer.validated_data)
+        reason = data.pop("correction_reason", "")
+        if "treatment" in data and data.pop("treatment") != serializer.instance.treatment:
+            raise serializers.ValidationError({"treatment": "An entry cannot move to another treatment."})
+        try:
+            serializer.instance = outcomes.correct_assessment(
+                assessment=serializer.instance, by=self.request.user, changes=data, reason=reason
+            )
+        except DjangoValidationError as error:
+            raise _as_drf_error(error) from None
+
+
+# --- adverse events ------------------------------------------------------------------------------------
+
+
+class AdverseEventSerializer(serializers.ModelSerializer):
+    treatment = ScopedPrimaryKeyRelatedField(queryset=Treatment.objects.all(), capability=Capability.LOG_OUTCOMES)
+    arm = ScopedPrimaryKeyRelatedField(queryset=TreatmentArm.objects.all(), required=False, allow_null=True)
+    kind = serializers.CharField(help_text=f"One of: {', '.join(AdverseEvent.Kind.values)}")
+    severity = serializers.CharField(help_text=f"One of: {', '.join(AdverseEvent.Severity.values)}")
+    correction_reason = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, help_text="Required when correcting (PATCH): why."
+    )
+
+    class Meta:
+        model = AdverseEvent
+        fields = [
+            "id", "treatment", "arm", "kind", "severity", "onset_date", "resolution_date", "description",
+            "action_taken", "recorded_by", "recorded_at", "notified_at", "correction_reason",
+        ]
+        read_only_fields = ["recorded_by", "recorded_at", "notified_at"]
+
+    def get_validators(self) -> list[Any]:
+        return []
+
+
+class AdverseEventFilter(django_filters.FilterSet):
+    treatment = django_filters.NumberFilter(field_name="treatment_id")
+
+    class Meta:
+        model = AdverseEvent
+        fields = ["treatment", "kind", "severity"]
+
+
+class AdverseEventViewSet(ScopedModelViewSet):
+    """Adverse events. Moderate or worse emails the clinic's clinicians once recorded."""
+
+    queryset = AdverseEvent.objects.order_by("-onset_date", "-pk")
+    serializer_class = AdverseEventSerializer
+    write_capability = Capability.LOG_OUTCOMES
+    filterset_class = AdverseEventFilter
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def perform_create(self, serializer: AdverseEventSerializer) -> None:
+        data = dict(serializer.validated_data)
+        data.pop("correction_reason", None)
+        try:
+            serializer.instance = outcomes.record_adverse_event(by=self.request.user, **data)
+        except DjangoValidationError as error:
+            raise _as_drf_error(error) from None
+
+    def perform_update(self, serializer: AdverseEventSerializer) -> None:
+        data = dict(serializer.validated_data)
+        reason = data.pop("correction_reason", "")
+        if "treatment" in data and data.pop("treatment") != serializer.instance.treatment:
+            raise serializers.ValidationError({"treatment": "An event cannot move to another treatment."})
+        try:
+            serializer.instance = outcomes.correct_adverse_event(
+                event=serializer.instance, by=self.request.user, changes=data, reason=reason
+            )
+        except DjangoValidationError as error:
+            raise _as_drf_error(error) from None
+
+
+# --- a treatment's outcomes -------------------------------------------------------------------------------
+
+
+class TreatmentOutcomesViewSet(viewsets.ViewSet):
+    """Everything recorded about one treatment's healing, with its derived measures."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("treatment_id", OpenApiTypes.INT, OpenApiParameter.PATH)],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def list(self, request: Request, treatment_id: str) -> Response:
+        treatment = get_object_or_404(
+            scoped(Treatment.objects.select_related("protocol_version"), request.user), pk=treatment_id
+        )
+        assessments = OutcomeAssessment.objects.filter(treatment=treatment).prefetch_related("photos").order_by(
+            "time_point_day", "phase", "arm_id", "source"
+        )
+        events = AdverseEvent.objects.filter(treatment=treatment).order_by("onset_date", "pk")
+        context = {"request": request}
+        return Response({
+            "treatment": treatment.pk,
+            "time_points": outcomes.time_points_for(treatment.protocol_version),
+            "measures": [
+                {**dataclasses.asdict(m), "adherence": m.adherence}
+                for m in measures_for_treatment(treatment=treatment, now=timezone.now())
+            ],
+            "assessments": OutcomeAssessmentSerializer(assessments, many=True, context=context).data,
+            "adverse_events": AdverseEventSerializer(events, many=True, context=context).data,
+        })
+
+
+# --- reports ------------------------------------------------------------------------------------------------
+
+
+def _summary(summary: GroupSummary) -> dict[str, Any]:
+    return {**dataclasses.asdict(summary), "adverse_event_rate": summary.adverse_event_rate, "adherence": summary.adherence}
+
+
+FILTER_PARAMETERS = [
+    OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The protocol"),
+    OpenApiParameter("date_from", OpenApiTypes.DATE, description="Treatments that ended on or after this date"),
+    OpenApiParameter("date_to", OpenApiTypes.DATE, description="…and on or before this date"),
+    OpenApiParameter("clinician", OpenApiTypes.INT, description="Only this clinician's treatments"),
+    OpenApiParameter("fitzpatrick_type", OpenApiTypes.INT, description="Only patients of this Fitzpatrick type (1–6)"),
+    OpenApiParameter("compare_with", OpenApiTypes.INT, description="Another protocol to put side by side"),
+]
+
+
+class ProtocolReportViewSet(viewsets.ViewSet):
+    """The numbers behind the review pages, for one protocol (observational, clinic-scoped)."""
+
+    @extend_schema(parameters=FILTER_PARAMETERS, responses=OpenApiTypes.OBJECT)
+    def retrieve(self, request: Request, pk: str) -> Response:
+        protocol = get_object_or_404(scoped(Protocol.objects.all(), request.user), pk=pk)
+        params = request.query_params.copy()
+        params.pop("protocol", None)
+        try:
+            filters = parse_filters(data=params, user=request.user)
+        except DjangoValidationError as error:
+            raise _as_drf_error(error) from None
+        now = timezone.now()
+        report = protocol_report(user=request.user, protocol=protocol, filters=filters, now=now)
+        split_face = split_face_comparison(user=request.user, filters=report.filters, now=now)
+        body: dict[str, Any] = {
+            "protocol": {"id": protocol.pk, "name": protocol.name, "procedure": protocol.procedure},
+            "filters": filters.as_query(),
+            "overall": _summary(report.overall),
+            "versions": [_summary(version) for version in report.versions],
+            "split_face": dataclasses.asdict(split_face),
+            "note": report.note,
+        }
+        other = params.get("compare_with", "")
+        if other:
+            if not other.isdigit():
+                raise serializers.ValidationError({"compare_with": "Give the id of another protocol."})
+            second = get_object_or_404(scoped(Protocol.objects.all(), request.user), pk=int(other))
+            body["comparison"] = [
+                _summary(s) for s in compare_protocols(user=request.user, protocols=(protocol, second), filters=filters, now=now)
+            ]
+        return Response(body)
+
+
+router.register("outcomes", OutcomeAssessmentViewSet, basename="outcome")
+router.register("adverse-events", AdverseEventViewSet, basename="adverse-event")
+# A route of its own, so it needs nothing from the treatments viewset.
+router.register(r"treatments/(?P<treatment_id>[0-9]+)/outcomes", TreatmentOutcomesViewSet, basename="treatment-outcomes")
+router.register("reports/protocols", ProtocolReportViewSet, basename="protocol-report")

@@ -1,0 +1,215 @@
+"""API endpoints: patients, their intakes and screenings, and screening overrides.
+
+Thin: serializers validate shapes, the services in ``patients.patient_records``,
+``patients.intake`` and ``patients.screenings`` decide.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from clinic.api.base import ScopedModelViewSet, ScopedPrimaryKeyRelatedField, ScopedReadOnlyViewSet
+from clinic.api.router import router
+from clinic.audit import record_event
+from clinic.models import Clinic
+from clinic.roles import Capability
+from patients.intake import record_intake
+from patients.models import Intake, Patient, Screening, ScreeningOverride
+from patients.patient_records import DuplicatePatientError, create_patient, record_patient_viewed
+from patients.screenings import override_screening, run_screening, screening_is_overridden
+from protocols.models import ProtocolVersion
+
+
+def as_drf_error(error: DjangoValidationError) -> serializers.ValidationError:
+    """A service's Django ValidationError as a 400 with field errors."""
+    if hasattr(error, "error_dict"):
+        return serializers.ValidationError(error.message_dict)
+    return serializers.ValidationError({"non_field_errors": error.messages})
+
+
+# --- serializers ------------------------------------------------------------------
+
+
+class PatientSerializer(serializers.ModelSerializer):
+    clinic = ScopedPrimaryKeyRelatedField(queryset=Clinic.objects.all(), capability=Capability.EDIT_PATIENTS)
+    confirm_duplicate = serializers.BooleanField(
+        write_only=True, required=False, default=False,
+        help_text="Create even though a patient with the same name and birth date, or email, exists.",
+    )
+
+    class Meta:
+        model = Patient
+        fields = [
+            "id", "clinic", "reference", "given_name", "family_name", "date_of_birth", "email", "phone",
+            "preferred_language", "time_zone", "fitzpatrick_type", "reminder_consent", "consent_at",
+            "consent_source", "opted_out_at", "created_at", "confirm_duplicate",
+        ]
+        read_only_fields = ["opted_out_at", "created_at"]
+
+    def validate_clinic(self, clinic: Clinic) -> Clinic:
+        if self.instance is not None and clinic.pk != self.instance.clinic_id:
+            raise serializers.ValidationError("A patient cannot be moved to another clinic.")
+        return clinic
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("reminder_consent") and not (attrs.get("consent_source") or getattr(self.instance, "consent_source", "")):
+            raise serializers.ValidationError({"consent_source": "Say how the patient gave consent."})
+        return attrs
+
+
+class IntakeSerializer(serializers.ModelSerializer):
+    effective_at = serializers.DateTimeField(read_only=True)
+
+    class Meta:
+        model = Intake
+        fields = ["id", "patient", "answered_at", "answers", "source", "recorded_by", "confirmed_at",
+                  "confirmed_by", "effective_at", "created_at"]
+        read_only_fields = ["patient", "source", "recorded_by", "confirmed_at", "confirmed_by", "created_at"]
+        extra_kwargs = {"answered_at": {"required": False}}
+
+
+class OverrideSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ScreeningOverride
+        fields = ["id", "screening", "reason", "clinician", "created_at"]
+        read_only_fields = ["screening", "clinician", "created_at"]
+
+
+class ScreeningSerializer(serializers.ModelSerializer):
+    override = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Screening
+        fields = ["id", "patient", "protocol_version", "intake", "planned_for", "outcome", "findings",
+                  "run_by", "run_at", "override"]
+        read_only_fields = fields
+
+    def get_override(self, screening: Screening) -> dict[str, Any] | None:
+        if not screening_is_overridden(screening):
+            return None
+        return OverrideSerializer(ScreeningOverride.objects.get(screening=screening)).data
+
+
+class RunScreeningSerializer(serializers.Serializer):
+    protocol_version = ScopedPrimaryKeyRelatedField(queryset=ProtocolVersion.objects.select_related("protocol"))
+    planned_for = serializers.DateField()
+    intake = ScopedPrimaryKeyRelatedField(queryset=Intake.objects.all(), required=False, allow_null=True)
+
+
+class OverrideRequestSerializer(serializers.Serializer):
+    reason = serializers.CharField(allow_blank=False, trim_whitespace=True)
+
+
+# --- views -----------------------------------------------------------------------------
+
+
+class PatientViewSet(ScopedModelViewSet):
+    """Patients of the clinics you belong to; nested intakes and screenings."""
+
+    queryset = Patient.objects.select_related("clinic")
+    serializer_class = PatientSerializer
+    write_capability = Capability.EDIT_PATIENTS
+    action_capabilities = {"screenings": Capability.SCREEN, "intakes": Capability.EDIT_PATIENTS}
+    filterset_fields = ["clinic", "email", "date_of_birth"]
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        confirm = data.pop("confirm_duplicate", False) or request.query_params.get("confirm_duplicate") == "true"
+        try:
+            patient = create_patient(data=data, created_by=request.user, confirm_duplicate=confirm, request=request)
+        except DuplicatePatientError as error:
+            return Response(
+                {"confirm_duplicate": [str(error.messages[0])], "duplicate_of": [p.pk for p in error.duplicates]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        except DjangoValidationError as error:
+            raise as_drf_error(error) from None
+        return Response(self.get_serializer(patient).data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer: PatientSerializer) -> None:
+        serializer.validated_data.pop("confirm_duplicate", None)
+        serializer.save()
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        patient = self.get_object()
+        record_patient_viewed(patient=patient, viewer=request.user, request=request)
+        return Response(self.get_serializer(patient).data)
+
+    @extend_schema(request=IntakeSerializer, responses=IntakeSerializer(many=True))
+    @action(detail=True, methods=["get", "post"])
+    def intakes(self, request: Request, pk: str | None = None) -> Response:
+        patient = self.get_object()
+        if request.method == "GET":
+            return Response(IntakeSerializer(patient.intakes.order_by("-answered_at", "-pk"), many=True).data)
+        serializer = IntakeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            intake = record_intake(
+                patient=patient, answers=serializer.validated_data.get("answers", {}), recorded_by=request.user,
+                answered_at=serializer.validated_data.get("answered_at"), request=request,
+            )
+        except DjangoValidationError as error:
+            errors = error.message_dict
+            # Fact-keyed problems are errors of the "answers" field.
+            raise serializers.ValidationError(
+                errors if set(errors) <= {"answers", "answered_at"} else {"answers": errors}
+            ) from None
+        return Response(IntakeSerializer(intake).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=RunScreeningSerializer, responses=ScreeningSerializer(many=True))
+    @action(detail=True, methods=["get", "post"])
+    def screenings(self, request: Request, pk: str | None = None) -> Response:
+        patient = self.get_object()
+        if request.method == "GET":
+            queryset = Screening.objects.filter(patient=patient).order_by("-run_at", "-pk")
+            return Response(ScreeningSerializer(queryset, many=True).data)
+        serializer = RunScreeningSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        try:
+            screening = run_screening(patient=patient, run_by=request.user, request=request, **serializer.validated_data)
+        except DjangoValidationError as error:
+            raise as_drf_error(error) from None
+        return Response(ScreeningSerializer(screening).data, status=status.HTTP_201_CREATED)
+
+
+class ScreeningViewSet(ScopedReadOnlyViewSet):
+    """Screenings are read-only records; the only write is a clinician's override."""
+
+    queryset = Screening.objects.select_related("patient", "protocol_version")
+    serializer_class = ScreeningSerializer
+    action_capabilities = {"override": Capability.OVERRIDE_SCREENING}
+    filterset_fields = ["patient", "outcome", "protocol_version"]
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        screening = self.get_object()
+        record_event(actor=request.user, action="screening.view", clinic=screening.patient.clinic, obj=screening,
+                     request=request)
+        return Response(self.get_serializer(screening).data)
+
+    @extend_schema(request=OverrideRequestSerializer, responses=OverrideSerializer)
+    @action(detail=True, methods=["post"])
+    def override(self, request: Request, pk: str | None = None) -> Response:
+        screening = self.get_object()
+        serializer = OverrideRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            override = override_screening(
+                screening=screening, clinician=request.user, reason=serializer.validated_data["reason"],
+                request=request,
+            )
+        except DjangoValidationError as error:
+            raise as_drf_error(error) from None
+        return Response(OverrideSerializer(override).data, status=status.HTTP_201_CREATED)
+
+
+router.register("patients", PatientViewSet, basename="patient")
+router.register("screenings", ScreeningViewSet, basename="screening")

@@ -1,0 +1,75 @@
+"""The reminder outbox: the database is the source of truth for what is sent, and when."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from django.conf import settings
+from django.db import models
+
+
+class Reminder(models.Model):
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        AWAITING_RETRY = "awaiting_retry", "Awaiting retry"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        SKIPPED = "skipped", "Skipped"
+
+    CLINIC_PATH = "treatment__clinic"
+    #: not yet handed to a worker: the dispatcher may claim these once due
+    READY = (Status.SCHEDULED, Status.AWAITING_RETRY)
+    #: will still be sent unless someone intervenes (what cancelling stops)
+    PENDING = (Status.SCHEDULED, Status.AWAITING_RETRY, Status.QUEUED)
+    #: a worker holds the row until ``lease_until``
+    LEASED = (Status.QUEUED, Status.SENDING)
+
+    treatment = models.ForeignKey("patients.Treatment", on_delete=models.PROTECT, related_name="reminders")
+    step = models.ForeignKey("protocols.ProtocolStep", on_delete=models.PROTECT, related_name="+")
+    occurrence = models.PositiveIntegerField(default=0, help_text="0 for the first time a repeating step happens.")
+    occurs_at = models.DateTimeField(help_text="When the step itself happens (UTC).")
+    due_at = models.DateTimeField(help_text="When the email goes out (UTC), after quiet hours.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.SCHEDULED)
+    attempts = models.PositiveIntegerField(default=0, help_text="Send attempts since it was (re)scheduled.")
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    resend_count = models.PositiveIntegerField(
+        default=0, help_text="Times staff asked to send it again; each resend is a new message with a new Message-ID."
+    )
+    last_error = models.TextField(blank=True, help_text="The mail server's answer, or why the reminder was skipped.")
+    lease_until = models.DateTimeField(null=True, blank=True, help_text="A worker holds the row until then.")
+    queued_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True, help_text="When the patient said they did the step.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["due_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["treatment", "step", "occurrence"], name="one_reminder_per_occurrence"),
+        ]
+        indexes = [
+            # The dispatcher's query: rows ready to go, oldest first. Partial so
+            # it stays small however many sent rows pile up.
+            models.Index(
+                fields=["due_at"],
+                name="reminder_ready",
+                condition=models.Q(status__in=["scheduled", "awaiting_retry"]),
+            ),
+            models.Index(
+                fields=["lease_until"], name="reminder_leased", condition=models.Q(status__in=["queued", "sending"])
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step.title} #{self.occurrence} for treatment {self.treatment_id} ({self.status})"
+
+    @property
+    def message_id(self) -> str:
+        """The same on every attempt, so a duplicate after a crash is recognisable as one."""
+        domain = urlparse(settings.SITE_URL).hostname or "aftercare.invalid"
+        resend = f".r{self.resend_count}" if self.resend_count else ""
+        return f"<reminder-{self.pk}.{self.treatment_id}.{self.step_id}.{self.occurrence}{resend}@{domain}>"

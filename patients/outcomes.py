@@ -1,0 +1,585 @@
+"""Recording and correcting outcome assessments and adverse events.
+
+Every write goes through these functions, whether it comes from the admin, the
+API, the patient's self-report page or the demo seeder, so the same rules hold
+everywhere:
+
+* only clinicians (``Capability.LOG_OUTCOMES``) of the treatment's clinic enter
+  or correct clinician scores;
+* scores outside their scale are refused with a message that names the scale,
+  and nothing is stored;
+* a correction edits the row, and simple_history keeps the earlier state with
+  who corrected it and why, so the original entry is never lost;
+* adverse events of moderate severity or worse email the clinic's clinicians
+  once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping
+from functools import partial
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from clinic.models import Membership, Role
+from clinic.roles import Capability
+from clinic.scoping import can
+from patients.links import consume_link
+from patients.models import AdverseEvent, OutcomeAssessment, PatientLink, Treatment, TreatmentArm
+from patients.photos import PreparedPhoto, store_photo
+from protocols.models import ProtocolStep, ProtocolVersion, StepKind
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIME_POINTS: tuple[int, ...] = (0, 1, 3, 7, 14, 28)
+LAST_TIME_POINT_DAY = 730
+
+#: field → (lowest, highest, what the scale is, in words a clinician recognises)
+SCALES: dict[str, tuple[int, int, str]] = {
+    "erythema": (0, 4, "Erythema (CEA) is scored 0 (clear) to 4 (severe)"),
+    "oedema": (0, 4, "Oedema is scored 0 (none) to 4 (severe)"),
+    "pain": (0, 10, "Pain is rated 0 (no pain) to 10 (worst imaginable)"),
+    "pruritus": (0, 10, "Itching is rated 0 (none) to 10 (worst imaginable)"),
+    "gais": (-1, 3, "GAIS is -1 (worse) to 3 (very much improved)"),
+    "reepithelialisation_percent": (0, 100, "Re-epithelialisation is a percentage of the area, 0 to 100"),
+}
+# The Clinician's Erythema Assessment anchors, shown next to the score wherever staff enter it.
+ERYTHEMA_ANCHORS: dict[int, str] = {
+    0: "clear — clear skin with no signs of erythema",
+    1: "almost clear — slight redness",
+    2: "mild — mild erythema, definite redness",
+    3: "moderate — marked redness",
+    4: "severe — fiery redness",
+}
+OEDEMA_ANCHORS: dict[int, str] = {
+    0: "none", 1: "slight — barely perceptible", 2: "mild — visible, well defined", 3: "moderate — raised about 1 mm",
+    4: "severe — raised more than 1 mm or spreading beyond the treated area",
+}
+# The same 0–4 words for patients, with what each looks like in plain language.
+PATIENT_REDNESS: dict[int, tuple[str, str]] = {
+    0: ("Clear", "My skin looks its usual colour."),
+    1: ("Almost clear", "A faint pink tinge I notice only when I look closely."),
+    2: ("Mild", "Light pink, easy to see, but not strong."),
+    3: ("Moderate", "Clearly red, like a sunburn."),
+    4: ("Severe", "Deep, intense red; it may feel hot or burn."),
+}
+FLAGS = ("reepithelialisation_complete", "applied_as_instructed")
+SCORE_FIELDS = (*SCALES, *FLAGS, "problem_flagged", "notes")
+CORRECTABLE_FIELDS = (*SCORE_FIELDS, "time_point_day", "phase", "arm")
+NOTIFY_SEVERITIES = frozenset(
+    {AdverseEvent.Severity.MODERATE, AdverseEvent.Severity.SEVERE, AdverseEvent.Severity.LIFE_THREATENING}
+)
+# simple_history stores the reason in a 100-character column.
+REASON_MAX_LENGTH = 100
+
+
+# --- time points -------------------------------------------------------------------
+
+
+def step_days(step: ProtocolStep) -> list[int]:
+    """The day(s) after the procedure on which a step happens, counting repeats."""
+    if step.timing == ProtocolStep.Timing.LOCAL_TIME:
+        first = step.day or 0
+    else:
+        per_unit = {"minutes": 1, "hours": 60, "days": 24 * 60}[step.offset_unit]
+        # Floor division: an offset of -30 minutes is on day -1, +30 minutes on day 0.
+        first = ((step.offset_value or 0) * per_unit) // (24 * 60)
+    every = step.repeat_every_days or 0
+    count = step.repeat_count if every else 1
+    return [first + n * every for n in range(count)]
+
+
+def outcome_check_days(steps: Iterable[ProtocolStep]) -> list[int]:
+    """Sorted distinct days of the outcome-check steps among ``steps``."""
+    days = {day for step in steps if step.kind == StepKind.OUTCOME_CHECK for day in step_days(step)}
+    return sorted(day for day in days if day >= 0)
+
+
+def time_points_for(version: ProtocolVersion) -> list[int]:
+    """The days on which outcomes are assessed: the protocol's outcome checks, or the defaults."""
+    return outcome_check_days(version.steps.all()) or list(DEFAULT_TIME_POINTS)
+
+
+# --- validation ---------------------------------------------------------------------
+
+
+def check_scores(scores: Mapping[str, Any]) -> dict[str, Any]:
+    """Check every score against its scale; ValidationError naming each bad field, or the cleaned scores."""
+    unknown = set(scores) - set(SCORE_FIELDS)
+    if unknown:
+        raise ValidationError(dict.fromkeys(sorted(unknown), "This is not an outcome field."))
+    errors: dict[str, str] = {}
+    cleaned: dict[str, Any] = dict(scores)
+    for name, (low, high, scale) in SCALES.items():
+        value = scores.get(name)
+        if value is None:
+            continue
+        # bool is an int in Python; "True" is not a score.
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors[name] = f"{scale}; {value!r} is not a whole number."
+        elif not low <= value <= high:
+            errors[name] = f"{scale}; {value} is out of range."
+    for name in FLAGS:
+        if scores.get(name) not in (None, True, False):
+            errors[name] = "Answer yes, no, or leave it empty."
+    if "problem_flagged" in scores and not isinstance(scores["problem_flagged"], bool):
+        errors["problem_flagged"] = "Answer yes or no."
+    if "notes" in scores and not isinstance(scores["notes"], str):
+        errors["notes"] = "Notes are text."
+    if errors:
+        raise ValidationError(errors)
+    _check_reepithelialisation(cleaned)
+    return cleaned
+
+
+def _check_reepithelialisation(scores: dict[str, Any]) -> None:
+    complete, percent = scores.get("reepithelialisation_complete"), scores.get("reepithelialisation_percent")
+    if complete is True and percent is not None and percent < 100:
+        raise ValidationError(
+            {"reepithelialisation_percent": f"Complete re-epithelialisation means 100 % of the area, not {percent} %."}
+        )
+    if complete is False and percent == 100:
+        raise ValidationError({"reepithelialisation_complete": "100 % of the area means re-epithelialisation is complete."})
+    if complete is None and percent == 100:
+        # Re-epithelialised everywhere is complete; record it so days-to-complete can be derived.
+        scores["reepithelialisation_complete"] = True
+
+
+def _check_time_point(*, treatment: Treatment, day: Any, phase: str, gais: Any, now: dt.datetime) -> None:
+    if isinstance(day, bool) or not isinstance(day, int) or not 0 <= day <= LAST_TIME_POINT_DAY:
+        raise ValidationError({"time_point_day": f"The day must be a whole number from 0 to {LAST_TIME_POINT_DAY}."})
+    if phase not in OutcomeAssessment.Phase.values:
+        raise ValidationError({"phase": "Choose before, after, or leave it empty."})
+    if phase and day != 0:
+        raise ValidationError({"phase": "Before/after applies only to day 0, the day of the procedure."})
+    if gais is not None and day == 0:
+        raise ValidationError({"gais": "GAIS rates change since before the procedure, so it is not scored on day 0."})
+    zone = ZoneInfo(treatment.patient.zone_name)
+    # Local dates, with a day's grace for time zones: a check cannot be assessed before it happens.
+    if treatment.ended_at.astimezone(zone).date() + dt.timedelta(days=day) > now.astimezone(zone).date() + dt.timedelta(days=1):
+        raise ValidationError({"time_point_day": f"Day {day} after this procedure has not come yet."})
+
+
+def _check_arm(*, treatment: Treatment, arm: TreatmentArm | None, required: bool) -> None:
+    if arm is not None and arm.treatment_id != treatment.pk:
+        raise ValidationError({"arm": "This arm belongs to another treatment."})
+    if arm is None and required and treatment.arms.exists():
+        raise ValidationError({"arm": "This is a split-face treatment: say which arm (side) the scores are for."})
+
+
+def _check_treatment(treatment: Treatment) -> None:
+    if treatment.status != Treatment.Status.RECORDED:
+        raise ValidationError({"treatment": "This treatment was cancelled; outcomes cannot be recorded for it."})
+
+
+def _require_clinician(user: Any, treatment: Treatment) -> None:
+    if not can(user, Capability.LOG_OUTCOMES, treatment.clinic_id):
+        raise PermissionDenied("Only clinicians of this clinic may enter or correct clinician scores.")
+
+
+def _check_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"correction_reason": "Say why the entry is being corrected."})
+    if len(reason) > REASON_MAX_LENGTH:
+        raise ValidationError({"correction_reason": f"Keep the reason under {REASON_MAX_LENGTH} characters."})
+    return reason
+
+
+def _duplicate_message(*, day: int, phase: str, arm: TreatmentArm | None) -> str:
+    where = f"day {day}" + (f" ({phase})" if phase else "") + (f" for arm {arm.label}" if arm else "")
+    return f"Scores for {where} are already recorded; correct that entry instead."
+
+
+# --- clinician assessments ----------------------------------------------------------
+
+
+def _check_not_recorded(
+    *, treatment: Treatment, arm: TreatmentArm | None, day: int, phase: str, other_than: int | None = None
+) -> None:
+    # The unique constraints are the guarantee; this gives the friendly message first.
+    taken = OutcomeAssessment.objects.filter(
+        treatment=treatment, arm=arm, time_point_day=day, phase=phase, source=OutcomeAssessment.Source.CLINICIAN
+    ).exclude(pk=other_than)
+    if taken.exists():
+        raise ValidationError({"time_point_day": _duplicate_message(day=day, phase=phase, arm=arm)})
+
+
+def check_new_assessment(
+    *,
+    treatment: Treatment,
+    by: Any,
+    time_point_day: int,
+    scores: Mapping[str, Any],
+    arm: TreatmentArm | None = None,
+    phase: str = "",
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Everything ``record_assessment`` checks, without saving; returns the cleaned scores."""
+    now = now or timezone.now()
+    _require_clinician(by, treatment)
+    _check_treatment(treatment)
+    cleaned = check_scores(scores)
+    _check_time_point(treatment=treatment, day=time_point_day, phase=phase, gais=cleaned.get("gais"), now=now)
+    _check_arm(treatment=treatment, arm=arm, required=True)
+    _check_not_recorded(treatment=treatment, arm=arm, day=time_point_day, phase=phase)
+    return cleaned
+
+
+def record_assessment(
+    *,
+    treatment: Treatment,
+    by: Any,
+    time_point_day: int,
+    scores: Mapping[str, Any],
+    arm: TreatmentArm | None = None,
+    phase: str = "",
+    now: dt.datetime | None = None,
+) -> OutcomeAssessment:
+    """Record a clinician's scores for one time point (and arm) of a treatment.
+
+    Raises PermissionDenied unless ``by`` is a clinician of the treatment's
+    clinic, and ValidationError (field → message) for out-of-range scores, a
+    wrong arm, a day that has not come yet, or a time point already recorded.
+    """
+    now = now or timezone.now()
+    cleaned = check_new_assessment(
+        treatment=treatment, by=by, time_point_day=time_point_day, scores=scores, arm=arm, phase=phase, now=now
+    )
+    assessment = OutcomeAssessment(
+        treatment=treatment, arm=arm, time_point_day=time_point_day, phase=phase,
+        source=OutcomeAssessment.Source.CLINICIAN, recorded_by=by, recorded_at=now, **cleaned,
+    )
+    assessment._history_user = by
+    try:
+        with transaction.atomic():
+            assessment.save()
+    except IntegrityError:
+        # Lost a race with another entry for the same time point.
+        raise ValidationError(
+            {"time_point_day": _duplicate_message(day=time_point_day, phase=phase, arm=arm)}
+        ) from None
+    return assessment
+
+
+def check_correction(
+    *, assessment: OutcomeAssessment, by: Any, changes: Mapping[str, Any], reason: str, now: dt.datetime | None = None
+) -> dict[str, Any] | None:
+    """Everything ``correct_assessment`` checks, without saving.
+
+    Returns the new field values, or None when ``changes`` change nothing.
+    """
+    now = now or timezone.now()
+    treatment = assessment.treatment
+    _require_clinician(by, treatment)
+    if assessment.source != OutcomeAssessment.Source.CLINICIAN:
+        raise PermissionDenied("Patient-reported outcomes are corrected only by the patient, through their link.")
+    unknown = set(changes) - set(CORRECTABLE_FIELDS)
+    if unknown:
+        raise ValidationError(dict.fromkeys(sorted(unknown), "This field cannot be corrected."))
+    if all(getattr(assessment, name) == value for name, value in changes.items()):
+        return None
+    reason = _check_reason(reason)
+    cleaned = check_scores({name: changes.get(name, getattr(assessment, name)) for name in SCORE_FIELDS})
+    day = changes.get("time_point_day", assessment.time_point_day)
+    phase = changes.get("phase", assessment.phase)
+    arm = changes.get("arm", assessment.arm)
+    _check_time_point(treatment=treatment, day=day, phase=phase, gais=cleaned.get("gais"), now=now)
+    _check_arm(treatment=treatment, arm=arm, required=True)
+    _check_not_recorded(treatment=treatment, arm=arm, day=day, phase=phase, other_than=assessment.pk)
+    return {**cleaned, "time_point_day": day, "phase": phase, "arm": arm}
+
+
+def correct_assessment(
+    *, assessment: OutcomeAssessment, by: Any, changes: Mapping[str, Any], reason: str, now: dt.datetime | None = None
+) -> OutcomeAssessment:
+    """Correct a clinician's entry. The earlier state stays in its history, with ``by`` and ``reason``."""
+    values = check_correction(assessment=assessment, by=by, changes=changes, reason=reason, now=now)
+    if values is None:
+        return assessment
+    for name, value in values.items():
+        setattr(assessment, name, value)
+    assessment._history_user = by
+    assessment._change_reason = reason.strip()
+    try:
+        with transaction.atomic():
+            assessment.save()
+    except IntegrityError:
+        assessment.refresh_from_db()
+        raise ValidationError(
+            {"time_point_day": _duplicate_message(day=values["time_point_day"], phase=values["phase"], arm=values["arm"])}
+        ) from None
+    return assessment
+
+
+# --- patient self-report ---------------------------------------------------------------
+
+SELF_REPORT_FIELDS = ("erythema", "pain", "pruritus", "applied_as_instructed", "problem_flagged", "notes")
+
+
+def self_report_for(link: PatientLink) -> OutcomeAssessment | None:
+    """The patient's earlier answers for this link's treatment and day, if any."""
+    return OutcomeAssessment.objects.filter(
+        treatment_id=link.treatment_id, time_point_day=link.time_point_day, source=OutcomeAssessment.Source.PATIENT
+    ).first()
+
+
+def record_self_report(
+    *, link: PatientLink, answers: Mapping[str, Any], photo: PreparedPhoto | None = None, now: dt.datetime | None = None
+) -> tuple[OutcomeAssessment, bool]:
+    """Store the patient's answers for the link's time point: the first time, or as a correction.
+
+    Returns the assessment and whether it was created.  There is one
+    self-report per treatment and day, so a second submission (through the same
+    or another link for that day) edits the first and history keeps both.
+    ``photo`` is checked before this is called (``photos.prepare_photo``), so
+    a bad picture is refused before any answer is stored.
+    """
+    now = now or timezone.now()
+    if link.purpose != PatientLink.Purpose.SELF_REPORT or link.treatment_id is None or link.time_point_day is None:
+        raise ValidationError("This link is not for reporting how your skin looks.")
+    unknown = set(answers) - set(SELF_REPORT_FIELDS)
+    if unknown:
+        raise ValidationError(dict.fromkeys(sorted(unknown), "This is not a question on the form."))
+    treatment = link.treatment
+    _check_treatment(treatment)
+    cleaned = check_scores(answers)
+    try:
+        with transaction.atomic():
+            return _save_self_report(link=link, treatment=treatment, cleaned=cleaned, photo=photo, now=now)
+    except IntegrityError:
+        # Two submissions raced to create the same time point: the loser corrects the winner's row.
+        with transaction.atomic():
+            return _save_self_report(link=link, treatment=treatment, cleaned=cleaned, photo=photo, now=now)
+
+
+def _save_self_report(
+    *, link: PatientLink, treatment: Treatment, cleaned: dict[str, Any], photo: PreparedPhoto | None, now: dt.datetime
+) -> tuple[OutcomeAssessment, bool]:
+    existing = (
+        OutcomeAssessment.objects.select_for_update()
+        .filter(treatment=treatment, time_point_day=link.time_point_day, source=OutcomeAssessment.Source.PATIENT)
+        .first()
+    )
+    if existing is None:
+        assessment = OutcomeAssessment(
+            treatment=treatment, time_point_day=link.time_point_day, source=OutcomeAssessment.Source.PATIENT,
+            recorded_at=now, via_link=link, **cleaned,
+        )
+        newly_flagged = bool(cleaned.get("problem_flagged"))
+    else:
+        assessment = existing
+        newly_flagged = bool(cleaned.get("problem_flagged")) and not existing.problem_flagged
+        blank = OutcomeAssessment()
+        for name in SELF_REPORT_FIELDS:
+            # A question left empty this time is empty: the form always shows every earlier answer.
+            setattr(assessment, name, cleaned.get(name, getattr(blank, name)))
+        assessment._change_reason = "Corrected by the patient through their link"
+    assessment.save()
+    if photo is not None:
+        store_photo(assessment=assessment, photo=photo, uploaded_by=None)
+    consume_link(link)
+    if newly_flagged:
+        transaction.on_commit(partial(notify_problem_flag, assessment_id=assessment.pk))
+    return assessment, existing is None
+
+
+# --- adverse events ------------------------------------------------------------------
+
+ADVERSE_EVENT_FIELDS = ("kind", "severity", "onset_date", "resolution_date", "arm", "description", "action_taken")
+
+
+def _check_adverse_event(*, treatment: Treatment, values: Mapping[str, Any], today: dt.date) -> None:
+    errors: dict[str, str] = {}
+    if values.get("kind") not in AdverseEvent.Kind.values:
+        errors["kind"] = "Choose the kind of adverse event from the list."
+    if values.get("severity") not in AdverseEvent.Severity.values:
+        errors["severity"] = "Choose mild, moderate, severe or life-threatening."
+    onset, resolution = values.get("onset_date"), values.get("resolution_date")
+    treated_on = treatment.ended_at.astimezone(ZoneInfo(treatment.clinic.time_zone)).date()
+    if not isinstance(onset, dt.date):
+        errors["onset_date"] = "Give the date the event started."
+    elif onset < treated_on:
+        errors["onset_date"] = f"An adverse event of this treatment cannot start before it ({treated_on:%Y-%m-%d})."
+    elif onset > today:
+        errors["onset_date"] = "The onset date is in the future."
+    if resolution is not None and isinstance(onset, dt.date) and resolution < onset:
+        errors["resolution_date"] = "The event cannot resolve before it started."
+    if resolution is not None and resolution > today:
+        errors["resolution_date"] = "The resolution date is in the future."
+    if values.get("kind") == AdverseEvent.Kind.OTHER and not (values.get("description") or "").strip():
+        errors["description"] = "Describe the event when its kind is 'other'."
+    if errors:
+        raise ValidationError(errors)
+    _check_arm(treatment=treatment, arm=values.get("arm"), required=False)
+
+
+def check_new_adverse_event(
+    *, treatment: Treatment, by: Any, values: Mapping[str, Any], now: dt.datetime | None = None
+) -> None:
+    """Everything ``record_adverse_event`` checks, without saving."""
+    now = now or timezone.now()
+    _require_clinician(by, treatment)
+    _check_treatment(treatment)
+    unknown = set(values) - set(ADVERSE_EVENT_FIELDS)
+    if unknown:
+        raise ValidationError(dict.fromkeys(sorted(unknown), "This is not an adverse-event field."))
+    _check_adverse_event(treatment=treatment, values=values, today=_clinic_today(treatment, now))
+
+
+def _clinic_today(treatment: Treatment, now: dt.datetime) -> dt.date:
+    return now.astimezone(ZoneInfo(treatment.clinic.time_zone)).date()
+
+
+def record_adverse_event(
+    *,
+    treatment: Treatment,
+    by: Any,
+    kind: str,
+    severity: str,
+    onset_date: dt.date,
+    resolution_date: dt.date | None = None,
+    arm: TreatmentArm | None = None,
+    description: str = "",
+    action_taken: str = "",
+    now: dt.datetime | None = None,
+) -> AdverseEvent:
+    """Record an adverse event of a treatment; moderate or worse emails the clinic's clinicians after commit."""
+    now = now or timezone.now()
+    values = {
+        "kind": kind, "severity": severity, "onset_date": onset_date, "resolution_date": resolution_date,
+        "arm": arm, "description": description, "action_taken": action_taken,
+    }
+    check_new_adverse_event(treatment=treatment, by=by, values=values, now=now)
+    event = AdverseEvent(treatment=treatment, recorded_by=by, recorded_at=now, **values)
+    event._history_user = by
+    event.save()
+    if severity in NOTIFY_SEVERITIES:
+        # After commit: no email about an event that was rolled back.
+        transaction.on_commit(partial(notify_adverse_event, event_id=event.pk))
+    return event
+
+
+def check_adverse_event_correction(
+    *, event: AdverseEvent, by: Any, changes: Mapping[str, Any], reason: str, now: dt.datetime | None = None
+) -> dict[str, Any] | None:
+    """Everything ``correct_adverse_event`` checks; the new values, or None when nothing changes."""
+    now = now or timezone.now()
+    _require_clinician(by, event.treatment)
+    unknown = set(changes) - set(ADVERSE_EVENT_FIELDS)
+    if unknown:
+        raise ValidationError(dict.fromkeys(sorted(unknown), "This field cannot be corrected."))
+    if all(getattr(event, name) == value for name, value in changes.items()):
+        return None
+    _check_reason(reason)
+    values = {name: changes.get(name, getattr(event, name)) for name in ADVERSE_EVENT_FIELDS}
+    _check_adverse_event(treatment=event.treatment, values=values, today=_clinic_today(event.treatment, now))
+    return values
+
+
+def correct_adverse_event(
+    *, event: AdverseEvent, by: Any, changes: Mapping[str, Any], reason: str, now: dt.datetime | None = None
+) -> AdverseEvent:
+    """Update an adverse event (e.g. its resolution); history keeps the earlier state with who and why.
+
+    An event raised to moderate or worse that has not been notified yet is notified after commit.
+    """
+    values = check_adverse_event_correction(event=event, by=by, changes=changes, reason=reason, now=now)
+    if values is None:
+        return event
+    for name, value in values.items():
+        setattr(event, name, value)
+    event._history_user = by
+    event._change_reason = reason.strip()
+    event.save()
+    if event.severity in NOTIFY_SEVERITIES and event.notified_at is None:
+        transaction.on_commit(partial(notify_adverse_event, event_id=event.pk))
+    return event
+
+
+# --- notifications -----------------------------------------------------------------------
+
+
+def clinician_emails(clinic_id: int) -> list[str]:
+    """Addresses of the clinic's active clinicians."""
+    return sorted(
+        set(
+            Membership.objects.filter(
+                clinic_id=clinic_id, role=Role.CLINICIAN, is_active=True, user__is_active=True
+            )
+            .exclude(user__email="")
+            .values_list("user__email", flat=True)
+        )
+    )
+
+
+def _send_to_clinicians(*, clinic_id: int, template: str, context: dict[str, Any]) -> int:
+    recipients = clinician_emails(clinic_id)
+    subject = " ".join(render_to_string(f"emails/{template}_subject.txt", context).split())
+    text = render_to_string(f"emails/{template}.txt", context)
+    html = render_to_string(f"emails/{template}.html", context)
+    messages = []
+    for address in recipients:
+        # One message per clinician, so colleagues' addresses are not shared in To:.
+        message = EmailMultiAlternatives(subject=subject, body=text, to=[address])
+        message.attach_alternative(html, "text/html")
+        messages.append(message)
+    if messages:
+        get_connection().send_messages(messages)
+    return len(messages)
+
+
+def notify_adverse_event(*, event_id: int, now: dt.datetime | None = None) -> int:
+    """Email the clinic's clinicians about one adverse event, once. Returns how many were emailed.
+
+    The row is claimed with a conditional update before sending, so two calls
+    for the same event send one set of emails; a failed send releases the claim
+    so the event shows as not notified in the admin and can be sent again.
+    """
+    now = now or timezone.now()
+    claimed = AdverseEvent.objects.filter(pk=event_id, notified_at__isnull=True).update(notified_at=now)
+    if claimed != 1:
+        return 0
+    try:
+        event = AdverseEvent.objects.select_related("treatment__clinic", "treatment__patient", "arm").get(pk=event_id)
+        context = {
+            "event": event,
+            "clinic": event.treatment.clinic,
+            "treatment": event.treatment,
+            "admin_url": settings.SITE_URL + reverse("admin:patients_adverseevent_change", args=[event.pk]),
+        }
+        return _send_to_clinicians(clinic_id=event.treatment.clinic_id, template="adverse_event", context=context)
+    except Exception:
+        AdverseEvent.objects.filter(pk=event_id).update(notified_at=None)
+        logger.exception("Could not email clinicians about adverse event %s", event_id)
+        return 0
+
+
+def notify_problem_flag(*, assessment_id: int) -> int:
+    """Email the clinic's clinicians that a patient flagged a problem in a self-report."""
+    try:
+        assessment = OutcomeAssessment.objects.select_related("treatment__clinic", "treatment__patient").get(
+            pk=assessment_id
+        )
+        context = {
+            "assessment": assessment,
+            "clinic": assessment.treatment.clinic,
+            "treatment": assessment.treatment,
+            "admin_url": settings.SITE_URL + reverse("admin:patients_outcomeassessment_change", args=[assessment.pk]),
+        }
+        return _send_to_clinicians(
+            clinic_id=assessment.treatment.clinic_id, template="adverse_event_flagged_by_patient", context=context
+        )
+    except Exception:
+        logger.exception("Could not email clinicians about the problem flagged in assessment %s", assessment_id)
+        return 0

@@ -1,0 +1,47 @@
+"""The one entry point for signed patient links; each purpose has its own handler."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.module_loading import import_string
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+
+from clinic.ratelimit import allow, client_address
+from patients.links import LinkError, read_link
+from patients.models.link import PatientLink
+
+HANDLERS: dict[str, str] = {
+    PatientLink.Purpose.INTAKE: "patients.views.intake.intake_link",
+    PatientLink.Purpose.DONE: "patients.views.reminders.step_done_link",
+    PatientLink.Purpose.UNSUBSCRIBE: "patients.views.reminders.unsubscribe_link",
+    PatientLink.Purpose.SELF_REPORT: "patients.views.self_report.self_report_link",
+}
+
+
+# CSRF is checked per handler below: the one-click unsubscribe handler opts
+# out (mail clients POST it without a token, RFC 8058); every other one is protected.
+@csrf_exempt
+@never_cache
+def link(request: HttpRequest, token: str) -> HttpResponse:
+    # No login to lock out, so limit how fast one address can try tokens.
+    if not allow(scope="patient-link", key=client_address(request),
+                 limit=settings.AFTERCARE_PATIENT_LINK_RATE_PER_MINUTE):
+        message = "Too many attempts from your connection. Please wait a minute and try again."
+        return render(request, "patient/link_error.html", {"message": message}, status=429)
+    try:
+        patient_link = read_link(token)
+    except LinkError as error:
+        return render(request, "patient/link_error.html", {"message": str(error)}, status=410)
+    handler = import_string(HANDLERS[patient_link.purpose])
+    if not getattr(handler, "csrf_exempt", False):
+        handler = csrf_protect(handler)
+    response = handler(request, patient_link)
+    # The token must not leak to anything the page links to.  "strict-origin"
+    # sends at most the origin, never the path; "no-referrer" would also make
+    # browsers send "Origin: null" with the page's own forms, which fails CSRF.
+    response["Referrer-Policy"] = "strict-origin"
+    response["X-Robots-Tag"] = "noindex"
+    return response

@@ -1,0 +1,125 @@
+"""The patient's self-report, opened from the signed link in a reminder: how the skin looks, on a phone, no login.
+
+One report per treatment and day.  Opening the link again shows the earlier
+answers, and sending them again corrects the report (history keeps the
+first).  Bad answers or a bad photo re-show the form with the message and
+store nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from patients.models import OutcomeAssessment, PatientLink, Treatment
+from patients.outcomes import PATIENT_REDNESS, record_self_report, self_report_for
+from patients.photos import prepare_photo
+
+PAIN_WORDS = {0: "no pain", 5: "moderate", 10: "worst pain imaginable"}
+ITCH_WORDS = {0: "no itching", 5: "moderate", 10: "worst itching imaginable"}
+SERUM_ANSWERS = {"yes": True, "no": False, "unsure": None}
+
+
+def _scale(words: dict[int, str]) -> list[tuple[int, str]]:
+    return [(n, f"{n} — {words[n]}" if n in words else str(n)) for n in range(11)]
+
+
+class SelfReportForm(forms.Form):
+    erythema = forms.TypedChoiceField(
+        label="How red is the treated skin right now?", coerce=int, widget=forms.RadioSelect,
+        choices=[(n, label) for n, (label, _text) in PATIENT_REDNESS.items()],
+        error_messages={"required": "Choose the description closest to how your skin looks.",
+                        "invalid_choice": "Choose one of the five descriptions."},
+    )
+    pain = forms.TypedChoiceField(
+        label="How much pain do you have? (0 = none, 10 = worst imaginable)", coerce=int, choices=_scale(PAIN_WORDS),
+        error_messages={"required": "Choose a number from 0 to 10.", "invalid_choice": "Choose a number from 0 to 10."},
+    )
+    pruritus = forms.TypedChoiceField(
+        label="How itchy is it? (0 = not at all, 10 = worst imaginable)", coerce=int, choices=_scale(ITCH_WORDS),
+        error_messages={"required": "Choose a number from 0 to 10.", "invalid_choice": "Choose a number from 0 to 10."},
+    )
+    applied_as_instructed = forms.ChoiceField(
+        label="Did you apply the serum as instructed?", widget=forms.RadioSelect,
+        choices=[("yes", "Yes"), ("no", "No, not always"), ("unsure", "Not sure, or no serum in my plan")],
+        error_messages={"required": "Please answer yes, no or not sure."},
+    )
+    problem_flagged = forms.BooleanField(required=False, label="I have a problem I want the clinic to know about")
+    notes = forms.CharField(
+        required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 4}),
+        label="What is happening? (optional)", help_text="For example: oozing, crusts, blisters, spreading redness, fever.",
+    )
+    photo = forms.FileField(
+        required=False, label="A photo of the treated area (optional)",
+        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
+        help_text="Only staff of your clinic can see it.",
+    )
+
+    def clean_photo(self) -> Any:
+        upload = self.cleaned_data.get("photo")
+        if not upload:
+            return None
+        try:
+            return prepare_photo(upload)
+        except ValidationError as error:
+            raise ValidationError(error.message_dict["photo"]) from None
+
+    def answers(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "erythema": data["erythema"], "pain": data["pain"], "pruritus": data["pruritus"],
+            "applied_as_instructed": SERUM_ANSWERS[data["applied_as_instructed"]],
+            "problem_flagged": data["problem_flagged"], "notes": data["notes"],
+        }
+
+    @staticmethod
+    def initial_from(report: OutcomeAssessment | None) -> dict[str, Any]:
+        if report is None:
+            return {}
+        serum = {value: key for key, value in SERUM_ANSWERS.items()}[report.applied_as_instructed]
+        return {
+            "erythema": report.erythema, "pain": report.pain, "pruritus": report.pruritus,
+            "applied_as_instructed": serum, "problem_flagged": report.problem_flagged, "notes": report.notes,
+        }
+
+
+def _not_usable(request: HttpRequest, link: PatientLink, message: str) -> HttpResponse:
+    return render(request, "patient/link_error.html", {"message": message, "clinic": link.patient.clinic}, status=410)
+
+
+def _treated_on(treatment: Treatment) -> dt.date:
+    return treatment.ended_at.astimezone(ZoneInfo(treatment.patient.zone_name)).date()
+
+
+def self_report_link(request: HttpRequest, link: PatientLink) -> HttpResponse:
+    """Show the self-report form for the link's day; store the answers, or correct the earlier ones."""
+    clinic = link.patient.clinic
+    if link.treatment_id is None or link.time_point_day is None:
+        return _not_usable(request, link, f"This link is incomplete. Please contact {clinic.name} at {clinic.contact_email}.")
+    treatment = link.treatment
+    if treatment.status != Treatment.Status.RECORDED:
+        message = f"This treatment was cancelled, so no report is needed. Questions? Write to {clinic.contact_email}."
+        return _not_usable(request, link, message)
+    earlier = self_report_for(link)
+    bound = request.method == "POST"
+    form = SelfReportForm(
+        request.POST if bound else None, request.FILES if bound else None, initial=SelfReportForm.initial_from(earlier)
+    )
+    context = {
+        "clinic": clinic, "patient": link.patient, "form": form, "earlier": earlier, "day": link.time_point_day,
+        "treated_on": _treated_on(treatment), "redness": [(n, label, text) for n, (label, text) in PATIENT_REDNESS.items()],
+    }
+    if bound and form.is_valid():
+        try:
+            report, created = record_self_report(link=link, answers=form.answers(), photo=form.cleaned_data["photo"])
+        except ValidationError as error:
+            form.add_error(None, error.messages)
+        else:
+            return render(request, "patient/self_report_done.html", {**context, "report": report, "created": created})
+    return render(request, "patient/self_report.html", context, status=400 if bound else 200)

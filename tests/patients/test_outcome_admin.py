@@ -1,0 +1,288 @@
+"""The outcome admin: clinicians enter and correct scores, everyone in the clinic views, nobody else sees anything."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.urls import reverse
+
+from patients.models import AdverseEvent, OutcomeAssessment, OutcomePhoto, TreatmentArm
+from patients.outcomes import record_assessment
+from tests.factories import TreatmentFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+NOW = dt.datetime(2026, 3, 20, 12, 0, tzinfo=dt.UTC)
+ADD = reverse("admin:patients_outcomeassessment_add")
+LIST = reverse("admin:patients_outcomeassessment_changelist")
+
+
+@pytest.fixture(autouse=True)
+def setup(settings, tmp_path):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.MEDIA_ROOT = tmp_path / "media"
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+def _treatment(clinic):
+    ended = NOW - dt.timedelta(days=10)
+    return TreatmentFactory(screening__patient__clinic=clinic, started_at=ended - dt.timedelta(hours=1), ended_at=ended)
+
+
+@pytest.fixture
+def treatment(clinic_a):
+    return _treatment(clinic_a)
+
+
+def _form(treatment, **overrides):
+    data = {
+        "treatment": str(treatment.pk), "arm": "", "time_point_day": "3", "phase": "", "erythema": "2", "oedema": "1",
+        "reepithelialisation_complete": "unknown", "reepithelialisation_percent": "", "pain": "4", "pruritus": "",
+        "gais": "", "notes": "", "correction_reason": "",
+        "photos-TOTAL_FORMS": "0", "photos-INITIAL_FORMS": "0", "photos-MIN_NUM_FORMS": "0", "photos-MAX_NUM_FORMS": "1000",
+    }
+    return {**data, **overrides}
+
+
+def test_the_add_form_shows_the_cea_anchor_words(client, clinician, treatment):
+    client.force_login(clinician)
+    body = client.get(ADD + f"?treatment={treatment.pk}").content.decode()
+    for words in ["0 — clear — clear skin with no signs of erythema", "2 — mild — mild erythema, definite redness",
+                  "4 — severe — fiery redness", "Erythema Assessment (CEA)"]:
+        assert words in body
+
+
+def test_a_clinician_enters_scores_through_the_admin(client, clinician, treatment):
+    client.force_login(clinician)
+    response = client.post(ADD, _form(treatment))
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
+    entry = OutcomeAssessment.objects.get()
+    assert (entry.erythema, entry.oedema, entry.pain, entry.recorded_by) == (2, 1, 4, clinician)
+
+
+def test_out_of_range_scores_show_on_the_form_and_nothing_is_stored(client, clinician, treatment):
+    client.force_login(clinician)
+    response = client.post(ADD, _form(treatment, pain="14", time_point_day="30"))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "pain" in errors
+    assert not OutcomeAssessment.objects.exists()
+    response = client.post(ADD, _form(treatment, time_point_day="30"))
+    assert "has not come yet" in str(response.context["adminform"].form.errors)
+    assert not OutcomeAssessment.objects.exists()
+
+
+def test_a_photo_that_is_not_an_image_is_refused_on_the_form(client, clinician, treatment):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(clinician)
+    response = client.post(ADD, {**_form(treatment), "photo": SimpleUploadedFile("a.jpg", b"MZ\x90\x00 windows exe")})
+    assert "not a photo we can read" in str(response.context["adminform"].form.errors)
+    assert not OutcomeAssessment.objects.exists()
+    assert not OutcomePhoto.objects.exists()
+
+
+def test_a_correction_needs_a_reason_and_keeps_the_original_in_history(client, clinician, treatment):
+    entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 3})
+    client.force_login(clinician)
+    url = reverse("admin:patients_outcomeassessment_change", args=[entry.pk])
+    data = _form(treatment, erythema="1")
+    data.pop("treatment")
+    response = client.post(url, data)
+    assert response.status_code == 200
+    assert "correction_reason" in response.context["adminform"].form.errors
+    response = client.post(url, {**data, "correction_reason": "Scored before cleansing"})
+    assert response.status_code == 302
+    entry.refresh_from_db()
+    assert entry.erythema == 1
+    assert list(entry.history.order_by("history_id").values_list("erythema", flat=True)) == [3, 1]
+    history = client.get(reverse("admin:patients_outcomeassessment_history", args=[entry.pk]))
+    assert history.status_code == 200
+    assert "Scored before cleansing" in history.content.decode()
+
+
+def test_a_coordinator_views_but_cannot_enter_or_change_scores(client, coordinator, clinician, treatment):
+    entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 3})
+    client.force_login(coordinator)
+    assert client.get(LIST).status_code == 200
+    assert client.get(ADD).status_code == 403
+    url = reverse("admin:patients_outcomeassessment_change", args=[entry.pk])
+    page = client.get(url)
+    assert page.status_code == 200
+    assert 'name="erythema"' not in page.content.decode()
+    client.post(url, _form(treatment, erythema="0", correction_reason="no"))
+    entry.refresh_from_db()
+    assert entry.erythema == 3
+
+
+def test_a_patient_report_is_read_only_even_for_clinicians(client, clinician, treatment):
+    report = OutcomeAssessment.objects.create(treatment=treatment, time_point_day=3, source="patient", erythema=2)
+    client.force_login(clinician)
+    page = client.get(reverse("admin:patients_outcomeassessment_change", args=[report.pk])).content.decode()
+    assert 'name="erythema"' not in page
+    assert "The patient&#x27;s answers" in page
+
+
+def test_another_clinics_entries_are_invisible(client, clinician_b, clinician, treatment):
+    entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 3})
+    client.force_login(clinician_b)
+    listing = client.get(LIST)
+    assert listing.status_code == 200
+    assert listing.context["cl"].result_count == 0
+    change = client.get(reverse("admin:patients_outcomeassessment_change", args=[entry.pk]))
+    assert change.status_code in (302, 404)  # "does not exist", never the entry
+    assert client.get(reverse("admin:patients_outcomeassessment_history", args=[entry.pk])).status_code == 404
+
+
+def test_a_clinician_of_another_clinic_cannot_enter_scores_for_its_treatment(client, clinician_b, treatment):
+    client.force_login(clinician_b)
+    response = client.post(ADD, _form(treatment))
+    assert response.status_code == 200
+    assert "treatment" in response.context["adminform"].form.errors
+    assert not OutcomeAssessment.objects.exists()
+
+
+def test_the_changelist_query_count_does_not_grow_with_rows(client, clinician, clinic_a, django_assert_max_num_queries):
+    def build(n):
+        for _ in range(n):
+            treatment = _treatment(clinic_a)
+            arm = TreatmentArm.objects.create(treatment=treatment, label="left")
+            TreatmentArm.objects.create(treatment=treatment, label="right", is_control=True)
+            record_assessment(treatment=treatment, by=clinician, time_point_day=3, arm=arm, scores={"erythema": 2})
+
+    client.force_login(clinician)
+    build(2)
+    client.get(LIST)  # warm the session
+    with django_assert_max_num_queries(40) as few:
+        assert client.get(LIST).status_code == 200
+    build(15)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = client.get(LIST)
+    assert response.context["cl"].result_count == 17
+
+
+# --- adverse events --------------------------------------------------------------------------------
+
+
+def _event_form(treatment, **overrides):
+    data = {
+        "treatment": str(treatment.pk), "arm": "", "kind": "infection", "severity": "moderate",
+        "onset_date": "2026-03-18", "resolution_date": "", "description": "", "action_taken": "Oral antibiotics",
+        "correction_reason": "",
+    }
+    return {**data, **overrides}
+
+
+def test_a_clinician_records_an_adverse_event_and_colleagues_are_emailed(
+    client, clinician, treatment, mailoutbox, django_capture_on_commit_callbacks
+):
+    client.force_login(clinician)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("admin:patients_adverseevent_add"), _event_form(treatment))
+    assert response.status_code == 302
+    event = AdverseEvent.objects.get()
+    assert (event.kind, event.recorded_by, event.notified_at) == ("infection", clinician, NOW)
+    assert [m.to for m in mailoutbox] == [[clinician.email]]
+
+
+def test_a_bad_adverse_event_shows_errors_and_stores_nothing(client, clinician, treatment):
+    client.force_login(clinician)
+    response = client.post(
+        reverse("admin:patients_adverseevent_add"), _event_form(treatment, onset_date="2026-01-01", kind="other")
+    )
+    errors = response.context["adminform"].form.errors
+    assert "onset_date" in errors
+    assert not AdverseEvent.objects.exists()
+
+
+def test_adverse_events_of_another_clinic_are_invisible(client, clinician_b, treatment):
+    AdverseEvent.objects.create(
+        treatment=treatment, kind="pih", severity="mild", onset_date=NOW.date(), recorded_by=UserFactory()
+    )
+    client.force_login(clinician_b)
+    assert client.get(reverse("admin:patients_adverseevent_changelist")).context["cl"].result_count == 0
+
+
+def test_the_photo_list_shows_thumbnails_of_the_clinics_photos_only(client, clinician, clinician_b, treatment):
+    import io
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image
+
+    from patients.photos import store_photo
+
+    entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 3})
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(buffer, format="JPEG")
+    photo = store_photo(assessment=entry, photo=SimpleUploadedFile("p.jpg", buffer.getvalue()), uploaded_by=clinician)
+    client.force_login(clinician)
+    page = client.get(reverse("admin:patients_outcomephoto_changelist")).content.decode()
+    assert reverse("patients:photo-thumbnail", args=[photo.pk]) in page
+    inline = client.get(reverse("admin:patients_outcomeassessment_change", args=[entry.pk])).content.decode()
+    assert reverse("patients:photo-download", args=[photo.pk]) in inline
+    client.force_login(clinician_b)
+    assert client.get(reverse("admin:patients_outcomephoto_changelist")).context["cl"].result_count == 0
+
+
+def test_opening_an_entry_is_in_the_access_log(client, auditor, clinician, treatment):
+    from clinic.models import AuditEvent
+
+    entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 3})
+    client.force_login(auditor)
+    client.get(reverse("admin:patients_outcomeassessment_change", args=[entry.pk]))
+    assert AuditEvent.objects.filter(action="view", actor=auditor, object_id=str(entry.pk)).count() == 1
+
+
+def test_the_adverse_event_and_photo_lists_keep_a_flat_query_count(
+    client, clinician, clinic_a, django_assert_max_num_queries
+):
+    import io
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image
+
+    from patients.photos import store_photo
+
+    def build(n):
+        for _ in range(n):
+            treatment = _treatment(clinic_a)
+            arm = TreatmentArm.objects.create(treatment=treatment, label="left")
+            AdverseEvent.objects.create(
+                treatment=treatment, arm=arm, kind="milia", severity="moderate", onset_date=NOW.date(), recorded_by=clinician
+            )
+            entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, arm=arm, scores={"erythema": 1})
+            buffer = io.BytesIO()
+            Image.new("RGB", (20, 20)).save(buffer, format="JPEG")
+            store_photo(assessment=entry, photo=SimpleUploadedFile("p.jpg", buffer.getvalue()), uploaded_by=clinician)
+
+    client.force_login(clinician)
+    build(2)
+    counts = {}
+    for name in ["admin:patients_adverseevent_changelist", "admin:patients_outcomephoto_changelist"]:
+        client.get(reverse(name))
+        with django_assert_max_num_queries(40) as few:
+            client.get(reverse(name))
+        counts[name] = len(few.captured_queries)
+    build(10)
+    for name, count in counts.items():
+        with django_assert_max_num_queries(count):
+            assert client.get(reverse(name)).context["cl"].result_count == 12
+
+
+def test_the_resend_action_emails_about_events_not_yet_notified(client, clinician, treatment, mailoutbox):
+    event = AdverseEvent.objects.create(
+        treatment=treatment, kind="infection", severity="severe", onset_date=NOW.date(), recorded_by=clinician
+    )
+    mild = AdverseEvent.objects.create(
+        treatment=treatment, kind="milia", severity="mild", onset_date=NOW.date(), recorded_by=clinician
+    )
+    client.force_login(clinician)
+    client.post(
+        reverse("admin:patients_adverseevent_changelist"),
+        {"action": "send_notification", "_selected_action": [event.pk, mild.pk]},
+    )
+    assert len(mailoutbox) == 1
+    event.refresh_from_db()
+    assert event.notified_at == NOW

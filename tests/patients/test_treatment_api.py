@@ -1,0 +1,141 @@
+"""The treatment and reminder endpoints: record through the service, timeline, resend/cancel, scoping."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import time_machine
+from rest_framework.test import APIClient
+
+from patients.models import Reminder, Treatment
+from tests.factories import LotFactory, ProductFactory, ScreeningFactory, treatable_patient
+
+pytestmark = pytest.mark.django_db
+
+UTC = dt.UTC
+NOW = dt.datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
+Status = Reminder.Status
+STEPS = [{"title": "Cleanse tonight", "day": 0, "local_time": dt.time(20, 0)},
+         {"title": "Check-in", "kind": "follow_up_visit", "day": 7, "local_time": dt.time(15, 0)}]
+
+
+@pytest.fixture(autouse=True)
+def frozen():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+@pytest.fixture
+def plan(clinic_a):
+    return treatable_patient(clinic_a, steps=STEPS, time_zone="Europe/Berlin")
+
+
+def api_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def payload(plan, **overrides):
+    patient, version, screening = plan
+    return {
+        "patient": patient.pk, "protocol_version": version.pk, "screening": screening.pk,
+        "started_at": "2026-05-04T08:15:00Z", "ended_at": "2026-05-04T09:00:00Z", "areas": "full face",
+        **overrides,
+    }
+
+
+def recorded(plan, clinician) -> Treatment:
+    response = api_for(clinician).post("/api/v1/treatments/", payload(plan), format="json")
+    assert response.status_code == 201, response.json()
+    return Treatment.objects.get(pk=response.json()["id"])
+
+
+def test_it_records_a_treatment_with_an_application_and_returns_its_timeline(plan, clinician, clinic_a):
+    lot = LotFactory(product=ProductFactory(clinic=clinic_a))
+    api = api_for(clinician)
+    response = api.post(
+        "/api/v1/treatments/",
+        payload(plan, applications=[{"lot": lot.pk, "volume_ml": "2.00", "minutes_after_procedure": 5}]),
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["applications"][0]["lot_number"] == lot.lot_number
+    timeline = api.get(f"/api/v1/treatments/{body['id']}/timeline/").json()
+    assert [(entry["step_title"], entry["state"]) for entry in timeline] == [
+        ("Cleanse tonight", "upcoming"), ("Check-in", "upcoming"),
+    ]
+    assert timeline[0]["occurs_at"] == "2026-05-04T18:00:00Z"  # 20:00 in Berlin
+    assert timeline[0]["reminder"]["status"] == "scheduled"
+
+
+def test_it_answers_bad_input_with_field_errors_and_records_nothing(plan, clinician, clinic_a):
+    patient, version, _ = plan
+    blocked = ScreeningFactory(patient=patient, protocol_version=version, outcome="blocked")
+    recalled = LotFactory(product=ProductFactory(clinic=clinic_a), recalled=True, recall_reason="cold chain")
+    response = api_for(clinician).post(
+        "/api/v1/treatments/",
+        payload(plan, screening=blocked.pk, applications=[{"lot": recalled.pk, "volume_ml": "1.00"}]),
+        format="json",
+    )
+    assert response.status_code == 400
+    errors = response.json()
+    assert "blocks this procedure" in errors["screening"][0]
+    assert "recalled" in errors["applications"][0]
+    assert not Treatment.objects.exists()
+    assert api_for(clinician).post("/api/v1/treatments/", {"areas": ""}, format="json").status_code == 400
+
+
+def test_it_lets_only_clinicians_record(plan, coordinator):
+    assert api_for(coordinator).post("/api/v1/treatments/", payload(plan), format="json").status_code == 403
+    assert not Treatment.objects.exists()
+
+
+def test_it_keeps_other_clinics_out(plan, clinician, clinician_b):
+    treatment = recorded(plan, clinician)
+    reminder = Reminder.objects.filter(treatment=treatment).first()
+    other = api_for(clinician_b)
+    response = other.post("/api/v1/treatments/", payload(plan), format="json")
+    assert response.status_code == 400
+    assert "patient" in response.json()
+    assert other.get(f"/api/v1/treatments/{treatment.pk}/").status_code == 404
+    assert other.get(f"/api/v1/treatments/{treatment.pk}/timeline/").status_code == 404
+    assert other.get("/api/v1/treatments/").json()["results"] == []
+    assert other.get("/api/v1/reminders/").json()["results"] == []
+    assert other.post(f"/api/v1/reminders/{reminder.pk}/cancel/").status_code == 404
+    assert other.post(f"/api/v1/treatments/{treatment.pk}/cancel/", {"reason": "x"}, format="json").status_code == 404
+    reminder.refresh_from_db()
+    assert reminder.status == Status.SCHEDULED
+
+
+def test_it_lists_reminders_with_filters_and_resends_or_cancels_one(plan, clinician, coordinator, auditor):
+    treatment = recorded(plan, clinician)
+    first, second = Reminder.objects.filter(treatment=treatment).order_by("due_at")
+    Reminder.objects.filter(pk=first.pk).update(status=Status.FAILED, last_error="550 no such user")
+    api = api_for(coordinator)
+    failed = api.get("/api/v1/reminders/", {"status": "failed", "patient": treatment.patient_id}).json()["results"]
+    assert [(r["id"], r["last_error"]) for r in failed] == [(first.pk, "550 no such user")]
+    assert api_for(auditor).post(f"/api/v1/reminders/{first.pk}/resend/").status_code == 403
+    resent = api.post(f"/api/v1/reminders/{first.pk}/resend/")
+    assert resent.status_code == 200
+    assert (resent.json()["status"], resent.json()["resend_count"]) == ("scheduled", 1)
+    assert api.post(f"/api/v1/reminders/{second.pk}/cancel/").json()["status"] == "cancelled"
+    again = api.post(f"/api/v1/reminders/{second.pk}/cancel/")
+    assert again.status_code == 400
+    assert "reminder" in again.json()
+
+
+def test_it_reschedules_and_cancels_a_treatment(plan, clinician):
+    treatment = recorded(plan, clinician)
+    api = api_for(clinician)
+    moved = api.post(f"/api/v1/treatments/{treatment.pk}/reschedule/",
+                     {"started_at": "2026-05-03T08:15:00Z", "ended_at": "2026-05-03T09:00:00Z"}, format="json")
+    assert moved.status_code == 200
+    tonight = Reminder.objects.get(treatment=treatment, step__title="Cleanse tonight")
+    assert tonight.status == Status.SKIPPED  # day 0 evening is now in the past
+    assert api.post(f"/api/v1/treatments/{treatment.pk}/cancel/", {"reason": ""}, format="json").status_code == 400
+    cancelled = api.post(f"/api/v1/treatments/{treatment.pk}/cancel/", {"reason": "Entered twice"}, format="json")
+    assert cancelled.json()["status"] == "cancelled"
+    assert Reminder.objects.get(treatment=treatment, step__title="Check-in").status == Status.CANCELLED

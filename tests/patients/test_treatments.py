@@ -1,0 +1,307 @@
+"""Treatment services: record with its timeline in one transaction, reschedule, cancel, resend, cancel one."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from clinic.models import AuditEvent, Role
+from patients import treatments
+from patients.models import ExosomeApplication, Reminder, Treatment, TreatmentArm
+from patients.treatments import ApplicationInput, ArmInput
+from tests.factories import LotFactory, ProductFactory, ScreeningFactory, staff, treatable_patient
+
+pytestmark = pytest.mark.django_db
+
+UTC = dt.UTC
+BERLIN = ZoneInfo("Europe/Berlin")
+NOW = dt.datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
+ENDED = dt.datetime(2026, 5, 4, 9, 0, tzinfo=UTC)  # 11:00 in Berlin
+Status = Reminder.Status
+
+STEPS = [
+    {"title": "Cleanse tonight", "day": 0, "local_time": dt.time(20, 0)},
+    {"title": "Serum nightly", "kind": "home_application", "day": 1, "local_time": dt.time(20, 0),
+     "repeat_count": 3, "repeat_every_days": 1},
+    {"title": "Apply exosomes in clinic", "kind": "in_clinic_application", "timing": "offset", "offset_value": 0,
+     "day": None, "local_time": None, "sends_reminder": False},
+    {"title": "Check-in visit", "kind": "follow_up_visit", "day": 7, "local_time": dt.time(15, 0),
+     "remind_minutes_before": 24 * 60},
+]
+
+
+@pytest.fixture(autouse=True)
+def frozen():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def plan(clinic_a):
+    return treatable_patient(clinic_a, steps=STEPS, time_zone="Europe/Berlin")
+
+
+@pytest.fixture
+def lot(clinic_a):
+    return LotFactory(product=ProductFactory(clinic=clinic_a))
+
+
+def record(plan, clinician, **overrides):
+    patient, version, screening = plan
+    values = {
+        "patient": patient, "protocol_version": version, "screening": screening, "clinician": clinician,
+        "started_at": ENDED - dt.timedelta(minutes=45), "ended_at": ENDED, "areas": "full face",
+    }
+    return treatments.record_treatment(**{**values, **overrides})
+
+
+def local(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(BERLIN).replace(tzinfo=None)
+
+
+# --- recording ----------------------------------------------------------------------------
+
+
+def test_it_records_the_treatment_with_its_application_and_the_patients_timeline(plan, clinician, lot):
+    treatment = record(plan, clinician, applications=[ApplicationInput(lot=lot, volume_ml=Decimal("2.5"))],
+                       needle_depth_mm=Decimal("1.5"), passes=2)
+    assert treatment.status == Treatment.Status.RECORDED
+    application = ExosomeApplication.objects.get(treatment=treatment)
+    assert (application.lot, application.volume_ml, application.applied_by) == (lot, Decimal("2.50"), clinician)
+    rows = list(Reminder.objects.filter(treatment=treatment).select_related("step").order_by("occurs_at"))
+    assert [(r.step.title, r.occurrence) for r in rows] == [
+        ("Cleanse tonight", 0), ("Serum nightly", 0), ("Serum nightly", 1), ("Serum nightly", 2),
+        ("Check-in visit", 0),
+    ]
+    assert {r.status for r in rows} == {Status.SCHEDULED}
+    assert local(rows[0].occurs_at) == dt.datetime(2026, 5, 4, 20, 0)
+    assert local(rows[3].occurs_at) == dt.datetime(2026, 5, 7, 20, 0)
+    visit = rows[4]
+    assert local(visit.occurs_at) == dt.datetime(2026, 5, 11, 15, 0)
+    assert local(visit.due_at) == dt.datetime(2026, 5, 10, 15, 0)  # a day before
+    assert AuditEvent.objects.filter(action="treatment.record", object_id=str(treatment.pk)).exists()
+
+
+def test_it_never_duplicates_reminder_rows_when_scheduling_again(plan, clinician):
+    treatment = record(plan, clinician)
+    before = list(Reminder.objects.filter(treatment=treatment).values_list("pk", "due_at"))
+    assert treatments.schedule_reminders(treatment=treatment) == 5
+    assert treatments.schedule_reminders(treatment=treatment) == 5
+    assert list(Reminder.objects.filter(treatment=treatment).values_list("pk", "due_at")) == before
+
+
+def test_it_stores_steps_already_past_at_recording_as_skipped(plan, clinician, frozen):
+    frozen.move_to(dt.datetime(2026, 5, 6, 10, 0, tzinfo=UTC))  # recorded two days late
+    treatment = record(plan, clinician)
+    statuses = dict(
+        Reminder.objects.filter(treatment=treatment).values_list("occurs_at", "status")
+    )
+    assert statuses[dt.datetime(2026, 5, 4, 18, 0, tzinfo=UTC)] == Status.SKIPPED
+    assert statuses[dt.datetime(2026, 5, 5, 18, 0, tzinfo=UTC)] == Status.SKIPPED
+    assert statuses[dt.datetime(2026, 5, 6, 18, 0, tzinfo=UTC)] == Status.SCHEDULED
+
+
+def test_it_refuses_a_coordinator_and_writes_nothing(plan, coordinator):
+    with pytest.raises(PermissionDenied):
+        record(plan, coordinator)
+    assert not Treatment.objects.exists()
+
+
+def test_it_refuses_a_clinician_of_another_clinic(plan, clinician_b):
+    with pytest.raises(PermissionDenied):
+        record(plan, clinician_b)
+    assert not Treatment.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("outcome", "age_days", "message"),
+    [
+        ("blocked", 0, "blocks this procedure"),
+        ("needs_override", 0, "override"),
+        ("clear", 31, "older than 30 days"),
+    ],
+)
+def test_it_refuses_a_screening_that_does_not_allow_treatment(plan, clinician, outcome, age_days, message):
+    patient, version, _ = plan
+    screening = ScreeningFactory(
+        patient=patient, protocol_version=version, outcome=outcome, run_at=NOW - dt.timedelta(days=age_days)
+    )
+    with pytest.raises(ValidationError) as caught:
+        record(plan, clinician, screening=screening)
+    assert message in " ".join(caught.value.message_dict["screening"])
+    assert not Treatment.objects.exists()
+    assert not Reminder.objects.exists()
+
+
+def test_it_refuses_another_patients_screening(plan, clinician, clinic_a):
+    other, _version, other_screening = treatable_patient(clinic_a)
+    with pytest.raises(ValidationError) as caught:
+        record(plan, clinician, screening=other_screening)
+    assert "screening" in caught.value.message_dict
+
+
+@pytest.mark.parametrize(
+    ("lot_kwargs", "message"),
+    [
+        ({"recalled": True, "recall_reason": "sterility"}, "has been recalled"),
+        ({"expiry_date": dt.date(2026, 5, 1)}, "expired on 2026-05-01"),
+    ],
+)
+def test_it_refuses_an_unusable_lot_and_writes_nothing(plan, clinician, clinic_a, lot_kwargs, message):
+    lot = LotFactory(product=ProductFactory(clinic=clinic_a), received_date=dt.date(2026, 1, 1), **lot_kwargs)
+    with pytest.raises(ValidationError) as caught:
+        record(plan, clinician, applications=[ApplicationInput(lot=lot, volume_ml=Decimal("1"))])
+    assert message in caught.value.message_dict["applications"][0]
+    assert not Treatment.objects.exists()
+
+
+def test_it_refuses_another_clinics_lot(plan, clinician, clinic_b):
+    lot = LotFactory(product=ProductFactory(clinic=clinic_b))
+    with pytest.raises(ValidationError) as caught:
+        record(plan, clinician, applications=[ApplicationInput(lot=lot, volume_ml=Decimal("1"))])
+    assert "another clinic" in caught.value.message_dict["applications"][0]
+
+
+def test_it_refuses_impossible_times_with_field_errors(plan, clinician):
+    with pytest.raises(ValidationError) as caught:
+        record(plan, clinician, started_at=ENDED + dt.timedelta(minutes=5))
+    assert "cannot end before it started" in caught.value.message_dict["ended_at"][0]
+    with pytest.raises(ValidationError) as caught:
+        record(plan, clinician, started_at=NOW + dt.timedelta(hours=2), ended_at=NOW + dt.timedelta(hours=3))
+    assert "future" in caught.value.message_dict["ended_at"][0]
+
+
+def test_it_records_split_face_arms_with_the_application_on_the_exosome_side(plan, clinician, lot):
+    treatment = record(
+        plan, clinician,
+        arms=[ArmInput(label="left", product=lot.product), ArmInput(label="right", is_control=True,
+                                                                    control_description="saline")],
+        applications=[ApplicationInput(lot=lot, volume_ml=Decimal("1.5"), arm_label="Left")],
+    )
+    arms = {arm.label: arm for arm in TreatmentArm.objects.filter(treatment=treatment)}
+    assert set(arms) == {"left", "right"}
+    assert arms["right"].is_control
+    assert ExosomeApplication.objects.get(treatment=treatment).arm == arms["left"]
+
+
+def test_it_refuses_exosomes_on_the_control_arm_and_a_single_arm(plan, clinician, lot):
+    with pytest.raises(ValidationError) as caught:
+        record(
+            plan, clinician,
+            arms=[ArmInput(label="left", product=lot.product), ArmInput(label="right", is_control=True)],
+            applications=[ApplicationInput(lot=lot, volume_ml=Decimal("1"), arm_label="right")],
+        )
+    assert "control" in caught.value.message_dict["applications"][0]
+    with pytest.raises(ValidationError) as caught:
+        record(plan, clinician, arms=[ArmInput(label="left", product=lot.product)])
+    assert "exactly two arms" in caught.value.message_dict["arms"][0]
+    assert not Treatment.objects.exists()
+
+
+# --- rescheduling and cancelling ----------------------------------------------------------------
+
+
+def test_it_moves_pending_reminders_when_the_procedure_time_changes_and_keeps_sent_ones(plan, clinician):
+    treatment = record(plan, clinician)
+    tonight = Reminder.objects.get(treatment=treatment, step__title="Cleanse tonight")
+    Reminder.objects.filter(pk=tonight.pk).update(status=Status.SENT, sent_at=NOW)
+    queued = Reminder.objects.get(treatment=treatment, step__title="Serum nightly", occurrence=0)
+    Reminder.objects.filter(pk=queued.pk).update(status=Status.QUEUED, lease_until=NOW + dt.timedelta(minutes=5))
+
+    moved = treatments.reschedule_treatment(
+        treatment=treatment, started_at=ENDED - dt.timedelta(days=1, minutes=30), ended_at=ENDED - dt.timedelta(days=1),
+        by=clinician,
+    )
+
+    assert moved == 4
+    assert Reminder.objects.filter(treatment=treatment).count() == 5
+    tonight.refresh_from_db()
+    assert (tonight.status, tonight.occurs_at) == (Status.SENT, dt.datetime(2026, 5, 4, 18, 0, tzinfo=UTC))
+    queued.refresh_from_db()
+    assert queued.status == Status.SCHEDULED and queued.lease_until is None
+    assert local(queued.occurs_at) == dt.datetime(2026, 5, 4, 20, 0)  # day 1 is now today
+    visit = Reminder.objects.get(treatment=treatment, step__title="Check-in visit")
+    assert local(visit.occurs_at) == dt.datetime(2026, 5, 10, 15, 0)
+    treatment.refresh_from_db()
+    assert treatment.ended_at == ENDED - dt.timedelta(days=1)
+    assert treatment.history.count() == 2
+
+
+def test_it_cancels_a_treatment_and_its_pending_reminders_only(plan, clinician):
+    treatment = record(plan, clinician)
+    sent = Reminder.objects.filter(treatment=treatment).order_by("occurs_at").first()
+    Reminder.objects.filter(pk=sent.pk).update(status=Status.SENT)
+    with pytest.raises(ValidationError):
+        treatments.cancel_treatment(treatment=treatment, by=clinician, reason="  ")
+    assert treatments.cancel_treatment(treatment=treatment, by=clinician, reason="Patient moved away") == 4
+    treatment.refresh_from_db()
+    assert (treatment.status, treatment.cancelled_by, treatment.cancel_reason) == (
+        Treatment.Status.CANCELLED, clinician, "Patient moved away"
+    )
+    statuses = sorted(Reminder.objects.filter(treatment=treatment).values_list("status", flat=True))
+    assert statuses == [Status.CANCELLED] * 4 + [Status.SENT]
+    with pytest.raises(ValidationError):
+        treatments.reschedule_treatment(treatment=treatment, started_at=ENDED, ended_at=ENDED, by=clinician)
+
+
+# --- one reminder ---------------------------------------------------------------------------------
+
+
+def test_it_resends_a_sent_reminder_as_a_new_message(plan, clinician, coordinator):
+    treatment = record(plan, clinician)
+    reminder = Reminder.objects.filter(treatment=treatment).first()
+    Reminder.objects.filter(pk=reminder.pk).update(status=Status.SENT, attempts=1)
+    reminder.refresh_from_db()
+    first_id = reminder.message_id
+    with pytest.raises(ValidationError):
+        treatments.resend_reminder(reminder=Reminder.objects.filter(status=Status.SCHEDULED).first(), by=coordinator)
+    resent = treatments.resend_reminder(reminder=reminder, by=coordinator)
+    assert (resent.status, resent.attempts, resent.due_at) == (Status.SCHEDULED, 0, NOW)
+    assert resent.message_id != first_id
+    assert AuditEvent.objects.filter(action="reminder.resend", object_id=str(reminder.pk)).exists()
+
+
+def test_it_refuses_to_resend_to_a_patient_who_unsubscribed(plan, clinician):
+    treatment = record(plan, clinician)
+    reminder = Reminder.objects.filter(treatment=treatment).first()
+    Reminder.objects.filter(pk=reminder.pk).update(status=Status.SENT)
+    treatment.patient.__class__.objects.filter(pk=treatment.patient_id).update(opted_out_at=NOW)
+    reminder.refresh_from_db()
+    with pytest.raises(ValidationError, match="unsubscribed"):
+        treatments.resend_reminder(reminder=reminder, by=clinician)
+
+
+def test_it_cancels_one_pending_reminder_but_not_a_sent_one(plan, clinician, clinic_a):
+    treatment = record(plan, clinician)
+    first, second = Reminder.objects.filter(treatment=treatment).order_by("occurs_at")[:2]
+    assert treatments.cancel_reminder(reminder=first, by=clinician).status == Status.CANCELLED
+    Reminder.objects.filter(pk=second.pk).update(status=Status.SENT)
+    with pytest.raises(ValidationError):
+        treatments.cancel_reminder(reminder=second, by=clinician)
+    auditor = staff(Role.AUDITOR, clinic_a, username="auditor_x")
+    with pytest.raises(PermissionDenied):
+        treatments.cancel_reminder(reminder=Reminder.objects.filter(status=Status.SCHEDULED).first(), by=auditor)
+
+
+def test_it_shows_the_timeline_with_done_sent_failed_due_and_upcoming(plan, clinician, frozen):
+    treatment = record(plan, clinician)
+    rows = list(Reminder.objects.filter(treatment=treatment).order_by("occurs_at"))
+    Reminder.objects.filter(pk=rows[0].pk).update(status=Status.SENT, done_at=NOW)
+    Reminder.objects.filter(pk=rows[1].pk).update(status=Status.SENT)
+    Reminder.objects.filter(pk=rows[2].pk).update(status=Status.FAILED, last_error="550 no such user")
+    frozen.move_to(dt.datetime(2026, 5, 7, 18, 0, tzinfo=UTC))
+    entries = treatments.timeline_for(treatment=treatment)
+    assert [(e.step.title, e.state) for e in entries] == [
+        ("Apply exosomes in clinic", "past"),
+        ("Cleanse tonight", "done"),
+        ("Serum nightly", "sent"),
+        ("Serum nightly", "failed"),
+        ("Serum nightly", "due"),
+        ("Check-in visit", "upcoming"),
+    ]
+    assert entries[3].reminder.last_error == "550 no such user"
