@@ -26,7 +26,12 @@ from clinic.scoping import can
 from patients.intake import IntakeForm, reconfirm_intake, record_intake, send_intake_link
 from patients.models import Patient, Screening, ScreeningOverride
 from patients.patient_records import find_duplicates, record_patient_created, record_patient_viewed
-from patients.screenings import override_screening, run_screening, versions_usable_by
+from patients.screenings import (
+    assert_screening_allows_treatment,
+    override_screening,
+    run_screening,
+    versions_usable_by,
+)
 from protocols.facts import FACTS_BY_CODE
 
 # --- forms ------------------------------------------------------------------------------
@@ -153,6 +158,7 @@ class PatientAdmin(ClinicScopedAdmin):
             "screenings": screenings,
             "can_screen": can(request.user, Capability.SCREEN, patient.clinic),
             "can_edit": can(request.user, Capability.EDIT_PATIENTS, patient.clinic),
+            "treatments_url": reverse("admin:patients_treatment_changelist") + f"?patient__id__exact={patient.pk}",
         }
 
     # --- the list action ----------------------------------------------------------
@@ -245,7 +251,7 @@ class PatientAdmin(ClinicScopedAdmin):
             request, "admin/patients/patient/screening.html", patient, f"Screening of {patient.full_name}",
             screening=screening, override=override, form=form, may_override=may_override,
             overridable=screening.outcome == Screening.Outcome.NEEDS_OVERRIDE and override is None,
-            status=400 if form.is_bound else 200,
+            treat_url=_record_treatment_url(request, screening), status=400 if form.is_bound else 200,
         )
 
     def intake_add_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -296,6 +302,19 @@ class PatientAdmin(ClinicScopedAdmin):
         else:
             messages.success(request, f"Intake link sent to {patient.email}.")
         return HttpResponseRedirect(reverse("admin:patients_patient_change", args=[patient.pk]))
+
+
+def _record_treatment_url(request: HttpRequest, screening: Screening) -> str:
+    """Where to record a treatment on this screening, or "" when it does not allow one (or the user may not)."""
+    if not can(request.user, Capability.RECORD_TREATMENT, screening.patient.clinic):
+        return ""
+    try:
+        assert_screening_allows_treatment(
+            screening=screening, patient=screening.patient, protocol_version=screening.protocol_version, on=timezone.now()
+        )
+    except ValidationError:
+        return ""
+    return reverse("admin:patients_treatment_add") + f"?patient={screening.patient_id}&screening={screening.pk}"
 
 
 def _show(value: Any) -> str:

@@ -244,6 +244,7 @@ class TreatmentAdmin(ClinicScopedAdmin):
                 "patient_zone": treatment.patient.zone_name,
                 "can_manage_reminders": can(request.user, Capability.MANAGE_REMINDERS, clinic),
                 "can_record": can(request.user, Capability.RECORD_TREATMENT, clinic),
+                "can_log_outcomes": can(request.user, Capability.LOG_OUTCOMES, clinic),
                 "is_cancelled": treatment.status == Treatment.Status.CANCELLED,
             }
         return super().change_view(request, object_id, form_url, extra_context)
@@ -268,7 +269,8 @@ class TreatmentAdmin(ClinicScopedAdmin):
 
     def _record(self, request: HttpRequest, patient: Patient) -> HttpResponse:
         data = request.POST if request.method == "POST" else None
-        form = RecordTreatmentForm(data, patient=patient)
+        # "Record a treatment…" on a screening page names the screening to start from.
+        form = RecordTreatmentForm(data, patient=patient, initial={"screening": request.GET.get("screening")})
         applications = ApplicationFormSet(data, prefix="applications", form_kwargs={"patient": patient})
         arms = ArmFormSet(data, prefix="arms", form_kwargs={"patient": patient})
         other_errors: list[str] = []
