@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,10 @@ import pytest
 from tests.conftest import IN_CI
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "var" / "screenshots"
+# The README shows these; a run with AFTERCARE_SCREENSHOTS=1 refreshes them.
+PUBLISHED_SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 # Playwright's sync API runs an event loop in the test thread; the test itself
 # only touches the database between browser calls, never concurrently.
@@ -56,10 +60,16 @@ def phone(browser):  # noqa: ANN001, ANN201
     context.close()
 
 
-def screenshot(page, name: str) -> Path:  # noqa: ANN001
+def screenshot(page, name: str, *, publish: bool = False, full_page: bool = True) -> Path:  # noqa: ANN001
+    """Save a PNG under var/screenshots; with ``publish`` and AFTERCARE_SCREENSHOTS=1, also in docs/screenshots."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    if full_page:
+        page.evaluate("window.scrollTo(0, 0)")  # the admin's sticky sidebar is drawn where the window was scrolled
+    page.screenshot(path=str(path), full_page=full_page)
+    if publish and os.environ.get("AFTERCARE_SCREENSHOTS") == "1":
+        PUBLISHED_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, PUBLISHED_SCREENSHOTS / path.name)
     return path
 
 
