@@ -51,6 +51,9 @@ class MembershipAdmin(ClinicScopedAdmin):
 @admin.register(AuditEvent)
 class AuditEventAdmin(ClinicScopedAdmin):
     list_display = ["created_at", "actor_label", "action", "object_type", "object_id", "clinic", "request_id"]
+    # The clinic may be empty (operator actions), and Django's automatic
+    # select_related follows only required foreign keys: name it, or every row queries its clinic.
+    list_select_related = ["clinic"]
     list_filter = ["action", "clinic"]
     search_fields = ["actor_label", "object_id", "request_id"]
     date_hierarchy = "created_at"

@@ -20,17 +20,27 @@ def clinic_path(model: type[models.Model]) -> str:
     return getattr(model, "CLINIC_PATH", "clinic")
 
 
+def _active_roles(user: Any) -> list[tuple[int, str]]:
+    """(clinic id, role) of each active membership of ``user``, read once per user object.
+
+    An admin page asks about several capabilities (view, change, add, …);
+    reading every membership once keeps that to one query per request.
+    """
+    if "_aftercare_roles" not in user.__dict__:
+        user.__dict__["_aftercare_roles"] = list(
+            Membership.objects.filter(user=user, is_active=True).order_by().values_list("clinic_id", "role")
+        )
+    return user.__dict__["_aftercare_roles"]
+
+
 def clinic_ids(user: Any, capability: Capability = Capability.VIEW) -> set[int]:
     """Ids of the clinics in which ``user`` holds a role with ``capability``."""
     if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
         return set()
     cache = user.__dict__.setdefault("_aftercare_clinic_ids", {})
     if capability not in cache:
-        cache[capability] = set(
-            Membership.objects.filter(
-                user=user, is_active=True, role__in=roles_with(capability)
-            ).values_list("clinic_id", flat=True)
-        )
+        roles = roles_with(capability)
+        cache[capability] = {clinic_id for clinic_id, role in _active_roles(user) if role in roles}
     return cache[capability]
 
 

@@ -123,12 +123,18 @@ class PatientAdmin(ClinicScopedAdmin):
             fieldsets.append(("Duplicates", {"fields": ["confirm_duplicate"]}))
         return fieldsets
 
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet:
+        # The list shows each patient's latest screening: one subquery in the
+        # page's own query rather than one query per row.
+        latest = Screening.objects.filter(patient=models.OuterRef("pk")).order_by("-run_at", "-pk").values("outcome")[:1]
+        return super().get_queryset(request).annotate(latest_screening_outcome=models.Subquery(latest))
+
     @admin.display(description="Latest screening")
     def latest_screening(self, patient: Patient) -> str:
-        screening = Screening.objects.filter(patient=patient).order_by("-run_at").first()
-        if screening is None:
+        outcome = patient.latest_screening_outcome
+        if outcome is None:
             return "—"
-        return _outcome_badge(screening.outcome, screening.get_outcome_display())
+        return _outcome_badge(outcome, Screening.Outcome(outcome).label)
 
     def save_model(self, request: HttpRequest, obj: Patient, form: forms.Form, change: bool) -> None:
         super().save_model(request, obj, form, change)

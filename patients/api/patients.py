@@ -23,7 +23,7 @@ from clinic.roles import Capability
 from patients.intake import record_intake
 from patients.models import Intake, Patient, Screening, ScreeningOverride
 from patients.patient_records import DuplicatePatientError, create_patient, record_patient_viewed
-from patients.screenings import override_screening, run_screening, screening_is_overridden
+from patients.screenings import override_screening, run_screening
 from protocols.models import ProtocolVersion
 
 
@@ -92,9 +92,15 @@ class ScreeningSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_override(self, screening: Screening) -> dict[str, Any] | None:
-        if not screening_is_overridden(screening):
-            return None
-        return OverrideSerializer(ScreeningOverride.objects.get(screening=screening)).data
+        # Lists load each screening's override with it (select_related); one
+        # screening on its own asks the database, which knows about an
+        # override recorded after the screening was loaded.
+        relation = Screening._meta.get_field("override")
+        if relation.is_cached(screening):
+            override = relation.get_cached_value(screening)
+        else:
+            override = ScreeningOverride.objects.filter(screening=screening).first()
+        return None if override is None else OverrideSerializer(override).data
 
 
 class RunScreeningSerializer(serializers.Serializer):
@@ -170,7 +176,7 @@ class PatientViewSet(ScopedModelViewSet):
     def screenings(self, request: Request, pk: str | None = None) -> Response:
         patient = self.get_object()
         if request.method == "GET":
-            queryset = Screening.objects.filter(patient=patient).order_by("-run_at", "-pk")
+            queryset = Screening.objects.filter(patient=patient).select_related("override").order_by("-run_at", "-pk")
             return Response(ScreeningSerializer(queryset, many=True).data)
         serializer = RunScreeningSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
@@ -184,7 +190,7 @@ class PatientViewSet(ScopedModelViewSet):
 class ScreeningViewSet(ScopedReadOnlyViewSet):
     """Screenings are read-only records; the only write is a clinician's override."""
 
-    queryset = Screening.objects.select_related("patient", "protocol_version")
+    queryset = Screening.objects.select_related("patient", "protocol_version", "override")
     serializer_class = ScreeningSerializer
     action_capabilities = {"override": Capability.OVERRIDE_SCREENING}
     filterset_fields = ["patient", "outcome", "protocol_version"]
