@@ -1,55 +1,102 @@
-"""The demo clinic that `seed_demo` builds, stage by stage, each stage idempotent."""
+"""The demo clinic that `seed_demo` builds, stage by stage, each stage idempotent.
+
+The builders take a ``DemoClinicSpec`` so that a second, different clinic can be
+built beside the demo one (the isolation tests in tests/security seed two).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.contrib.auth import get_user_model
 
 from clinic.models import Clinic, Membership, Role
 
-DEMO_CLINIC_SLUG = "demo"
-DEMO_STAFF: list[tuple[str, str]] = [
-    ("demo_admin", Role.CLINIC_ADMIN),
-    ("demo_clinician", Role.CLINICIAN),
-    ("demo_coordinator", Role.COORDINATOR),
-    ("demo_auditor", Role.AUDITOR),
-]
+_STAFF_ROLES: tuple[tuple[str, str], ...] = (
+    ("admin", Role.CLINIC_ADMIN),
+    ("clinician", Role.CLINICIAN),
+    ("coordinator", Role.COORDINATOR),
+    ("auditor", Role.AUDITOR),
+)
+
+
+@dataclass(frozen=True)
+class DemoClinicSpec:
+    """Who a demo clinic is: its name, its staff's usernames, and a tag that marks its patients.
+
+    With a ``tag``, every patient's reference, family name and email carry it
+    (``ZEBQUILL-101``, ``Nwosu-Zebquill``), so one clinic's people can be told
+    from another's built from the same list.
+    """
+
+    slug: str
+    name: str
+    staff_prefix: str
+    time_zone: str = "Europe/London"
+    tag: str = ""
+
+    @property
+    def domain(self) -> str:
+        return f"{self.slug}-clinic.example"
+
+    @property
+    def staff(self) -> list[tuple[str, str]]:
+        return [(f"{self.staff_prefix}_{suffix}", role) for suffix, role in _STAFF_ROLES]
+
+    def username(self, role: str) -> str:
+        return next(username for username, staff_role in self.staff if staff_role == role)
+
+    def tagged(self, person: Any) -> Any:
+        """A demo patient spec (any dataclass with ``reference`` and ``family_name``) carrying this clinic's tag."""
+        if not self.tag:
+            return person
+        return dataclasses.replace(
+            person, reference=person.reference.replace("DEMO", self.tag.upper(), 1),
+            family_name=f"{person.family_name}-{self.tag}",
+        )
+
+
+DEMO_CLINIC = DemoClinicSpec(slug="demo", name="Demo Skin Clinic", staff_prefix="demo")
+DEMO_CLINIC_SLUG = DEMO_CLINIC.slug
+DEMO_STAFF: list[tuple[str, str]] = DEMO_CLINIC.staff
 
 
 @dataclass
 class DemoSummary:
     clinic: Clinic
+    spec: DemoClinicSpec = DEMO_CLINIC
     new_users: set[str] = field(default_factory=set)
     lines: list[str] = field(default_factory=list)
 
 
-def install_demo_clinic() -> DemoSummary:
+def install_demo_clinic(spec: DemoClinicSpec = DEMO_CLINIC) -> DemoSummary:
     clinic, _ = Clinic.objects.get_or_create(
-        slug=DEMO_CLINIC_SLUG,
+        slug=spec.slug,
         defaults={
-            "name": "Demo Skin Clinic",
-            "time_zone": "Europe/London",
-            "contact_email": "frontdesk@demo-clinic.example",
-            "sender_name": "Demo Skin Clinic aftercare",
+            "name": spec.name,
+            "time_zone": spec.time_zone,
+            "contact_email": f"frontdesk@{spec.domain}",
+            "sender_name": f"{spec.name} aftercare",
             "quiet_hours_start": dt.time(21, 0),
             "quiet_hours_end": dt.time(8, 0),
             # The demo is for trying the product locally; real clinics keep two-factor on.
             "require_two_factor": False,
         },
     )
-    summary = DemoSummary(clinic=clinic)
+    summary = DemoSummary(clinic=clinic, spec=spec)
     _install_staff(summary)
     return summary
 
 
 def _install_staff(summary: DemoSummary) -> None:
     User = get_user_model()  # noqa: N806
-    for username, role in DEMO_STAFF:
+    for username, role in summary.spec.staff:
         user, created = User.objects.get_or_create(
             username=username,
-            defaults={"email": f"{username}@demo-clinic.example", "is_staff": True, "first_name": role.label},
+            defaults={"email": f"{username}@{summary.spec.domain}", "is_staff": True, "first_name": role.label},
         )
         if created:
             user.set_unusable_password()  # the command sets a generated one and prints it
@@ -96,16 +143,21 @@ CLEAR_ANSWERS = {"pregnant": False, "breastfeeding": False, "hsv_history": False
 
 def install_demo_content(summary: DemoSummary) -> None:
     """Everything a clinic would have after a month of use; each part skips what already exists."""
-    from patients.demo import install_demo_patients
+    from patients.demo import DEMO_PATIENTS, install_demo_patients
     from protocols.defaults import install_default_rules, install_example_products, install_example_protocols
 
-    clinic = summary.clinic
-    clinician = get_user_model().objects.get(username="demo_clinician")
+    clinic, spec = summary.clinic, summary.spec
+    clinician = get_user_model().objects.get(username=spec.username(Role.CLINICIAN))
     rules = install_default_rules()
     lots = install_example_products(clinic=clinic)
     versions = install_example_protocols(clinic=clinic)
-    patients = install_demo_patients(clinic=clinic, versions=versions, clinician=clinician)
-    treated, assessments = _install_demo_treatments(clinic=clinic, versions=versions, lots=lots, clinician=clinician)
+    patients = install_demo_patients(
+        clinic=clinic, versions=versions, clinician=clinician, patients=[spec.tagged(p) for p in DEMO_PATIENTS]
+    )
+    treated, assessments = _install_demo_treatments(
+        clinic=clinic, versions=versions, lots=lots, clinician=clinician,
+        treatments=[spec.tagged(t) for t in _demo_treatments()],
+    )
     summary.lines += [
         f"{rules} new default contraindication rules" if rules else "default contraindication rules present",
         f"{len(versions)} published example protocols, {len(lots)} product lots (one expired on purpose)",
@@ -114,7 +166,9 @@ def install_demo_content(summary: DemoSummary) -> None:
     ]
 
 
-def _install_demo_treatments(*, clinic: Clinic, versions: dict, lots: list, clinician) -> tuple[int, int]:
+def _install_demo_treatments(
+    *, clinic: Clinic, versions: dict, lots: list, clinician: Any, treatments: list[DemoTreatment]
+) -> tuple[int, int]:
     from decimal import Decimal
 
     from django.utils import timezone
@@ -128,7 +182,7 @@ def _install_demo_treatments(*, clinic: Clinic, versions: dict, lots: list, clin
     today = timezone.localdate()
     lot = next(lot for lot in lots if lot.unusable_reason(today) is None and lot.product.source == "human")
     treated = created = 0
-    for spec in _demo_treatments():
+    for spec in treatments:
         version = versions[str(spec.procedure)]
         patient, _ = Patient.objects.get_or_create(
             clinic=clinic, reference=spec.reference,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,16 +53,19 @@ def _answers(spec: DemoPatient, today: dt.date) -> dict[str, Any]:
     }
 
 
-def install_demo_patients(*, clinic: Clinic, versions: dict[str, ProtocolVersion], clinician: Any) -> list[Patient]:
+def install_demo_patients(
+    *, clinic: Clinic, versions: dict[str, ProtocolVersion], clinician: Any, patients: Iterable[DemoPatient] = DEMO_PATIENTS
+) -> list[Patient]:
     """Create (once) four demo patients, each with an intake and a screening. Safe to run again.
 
     ``versions`` maps any key (e.g. the procedure code) to a published
     version; a patient whose procedure has no usable version gets no screening.
+    ``patients`` replaces the four (``DemoClinicSpec.tagged`` marks them per clinic).
     """
     today = timezone.localdate()
-    patients: list[Patient] = []
+    installed: list[Patient] = []
     usable = versions_usable_by(clinic)
-    for spec in DEMO_PATIENTS:
+    for spec in patients:
         patient, _ = Patient.objects.get_or_create(
             clinic=clinic, reference=spec.reference,
             defaults={
@@ -72,7 +76,7 @@ def install_demo_patients(*, clinic: Clinic, versions: dict[str, ProtocolVersion
                 "consent_source": Patient.ConsentSource.PAPER,
             },
         )
-        patients.append(patient)
+        installed.append(patient)
         if not patient.intakes.exists():
             record_intake(patient=patient, answers=_answers(spec, today), recorded_by=clinician)
         version = _version_for(spec.procedure, versions)
@@ -82,4 +86,4 @@ def install_demo_patients(*, clinic: Clinic, versions: dict[str, ProtocolVersion
             run_screening(
                 patient=patient, protocol_version=version, planned_for=today + dt.timedelta(days=7), run_by=clinician
             )
-    return patients
+    return installed
