@@ -6,7 +6,8 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.http import HttpRequest
+from django.db import models
+from django.http import Http404, HttpRequest
 
 from clinic.admin_base import ClinicScopedAdmin, ScopedInline
 from clinic.models import AuditEvent, Clinic, Membership
@@ -14,7 +15,28 @@ from clinic.roles import Capability
 from clinic.scoping import can_anywhere, clinic_ids
 
 
-class MembershipInline(ScopedInline):
+def colleagues(user: Any) -> models.QuerySet:
+    """The people whose accounts ``user`` may see: everyone for the operator, else members of the clinics they manage."""
+    people = get_user_model().objects.all()
+    if user.is_superuser:
+        return people
+    return people.filter(memberships__clinic_id__in=clinic_ids(user, Capability.MANAGE_CLINIC)).distinct()
+
+
+class ColleagueChoiceMixin:
+    """A membership's person is chosen among colleagues, like the autocomplete offers.
+
+    The select shows the label of the chosen id from the field's queryset: with
+    every user in it, ``?user=<id>`` printed another clinic's staff member.
+    """
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user":
+            kwargs["queryset"] = colleagues(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+
+
+class MembershipInline(ColleagueChoiceMixin, ScopedInline):
     model = Membership
     fields = ["user", "role", "is_active"]
     autocomplete_fields = ["user"]
@@ -40,7 +62,7 @@ class ClinicAdmin(ClinicScopedAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(ClinicScopedAdmin):
+class MembershipAdmin(ColleagueChoiceMixin, ClinicScopedAdmin):
     change_capability = Capability.MANAGE_CLINIC
     list_display = ["user", "clinic", "role", "is_active"]
     list_filter = ["clinic", "role", "is_active"]
@@ -90,14 +112,14 @@ class StaffUserAdmin(admin.ModelAdmin):
     list_display = ["username", "email", "first_name", "last_name", "is_active"]
 
     def get_queryset(self, request: HttpRequest) -> Any:
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        ids = clinic_ids(request.user, Capability.MANAGE_CLINIC)
-        return queryset.filter(memberships__clinic_id__in=ids).distinct()
+        return colleagues(request.user)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.is_superuser or can_anywhere(request.user, Capability.MANAGE_CLINIC)
+
+    def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> Any:
+        # Another clinic's person looks exactly like no one: a 404, not Django's redirect to the index.
+        raise Http404("Not found")

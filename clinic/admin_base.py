@@ -12,8 +12,10 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.filters import RelatedOnlyFieldListFilter
+from django.contrib.admin.widgets import ForeignKeyRawIdWidget
+from django.core.exceptions import ValidationError
 from django.db import models
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
 from clinic.audit import record_event
@@ -31,6 +33,34 @@ def is_scoped_model(model: type[models.Model]) -> bool:
     except Exception:  # noqa: BLE001 - a model without a clinic path is not tenant data
         return False
     return field.is_relation
+
+
+class ScopedRawIdWidget(ForeignKeyRawIdWidget):
+    """A raw-id input that names the chosen row only if it is one of the field's (scoped) choices.
+
+    Django's widget looks the typed or prefilled id up in the whole table to
+    print its label, so ``?treatment=<id>`` would show another clinic's row.
+    """
+
+    def __init__(self, *args: Any, queryset: models.QuerySet, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queryset = queryset
+
+    def label_and_url_for_value(self, value: Any) -> tuple[str, str]:
+        key = self.rel.get_related_field().name
+        try:
+            visible = self.queryset.filter(**{key: value}).exists()
+        except (ValueError, TypeError, ValidationError):
+            visible = False
+        return super().label_and_url_for_value(value) if visible else ("", "")
+
+
+def scoped_widget(formfield: Any) -> Any:
+    """Swap Django's raw-id widget for the scoped one on a foreign-key form field."""
+    widget = getattr(formfield, "widget", None)
+    if isinstance(widget, ForeignKeyRawIdWidget) and not isinstance(widget, ScopedRawIdWidget):
+        formfield.widget = ScopedRawIdWidget(widget.rel, widget.admin_site, queryset=formfield.queryset, using=widget.db)
+    return formfield
 
 
 class ClinicScopedAdmin(SimpleHistoryAdmin):
@@ -80,8 +110,9 @@ class ClinicScopedAdmin(SimpleHistoryAdmin):
         if related is Clinic:
             kwargs["queryset"] = scoped(Clinic.objects.all(), request.user, self.change_capability)
         elif is_scoped_model(related):
-            kwargs["queryset"] = scoped(related._default_manager.all(), request.user)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+            # Narrow a subclass's own choices further, never widen them back to the whole table.
+            kwargs["queryset"] = scoped(kwargs.get("queryset", related._default_manager.all()), request.user)
+        return scoped_widget(super().formfield_for_foreignkey(db_field, request, **kwargs))
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         related = db_field.remote_field.model
@@ -126,8 +157,6 @@ class ClinicScopedAdmin(SimpleHistoryAdmin):
     def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> Any:
         # Django redirects to the index for a missing row; another clinic's row
         # must look exactly like one that does not exist: a plain 404.
-        from django.http import Http404
-
         raise Http404("Not found")
 
     def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
@@ -135,9 +164,17 @@ class ClinicScopedAdmin(SimpleHistoryAdmin):
         self.get_object_or_403(request, object_id)
         return super().history_view(request, object_id, extra_context)
 
-    def get_object_or_403(self, request: HttpRequest, object_id: str) -> models.Model:
-        from django.http import Http404
+    def history_form_view(
+        self, request: HttpRequest, object_id: str, version_id: str, extra_context: Any = None
+    ) -> Any:
+        # One past version of a row: the row must be in reach (simple_history looks it up unscoped),
+        # and a model that keeps no history has no such page (simple_history would crash on it).
+        self.get_object_or_403(request, object_id)
+        if not hasattr(self.model._meta, "simple_history_manager_attribute"):
+            raise Http404("This record keeps no history.")
+        return super().history_form_view(request, object_id, version_id, extra_context)
 
+    def get_object_or_403(self, request: HttpRequest, object_id: str) -> models.Model:
         obj = self.get_object(request, object_id)
         if obj is None:
             raise Http404("Not found")
@@ -152,8 +189,8 @@ class ScopedInline(admin.TabularInline):
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         related = db_field.remote_field.model
         if is_scoped_model(related):
-            kwargs["queryset"] = scoped(related._default_manager.all(), request.user)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+            kwargs["queryset"] = scoped(kwargs.get("queryset", related._default_manager.all()), request.user)
+        return scoped_widget(super().formfield_for_foreignkey(db_field, request, **kwargs))
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return can_anywhere(request.user, Capability.VIEW)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -26,6 +29,29 @@ class AftercareAdminSite(admin.AdminSite):
             return False
         return user.is_superuser or can_anywhere(user, Capability.VIEW)
 
+    def admin_view(self, view: Callable, cacheable: bool = False) -> Callable:
+        model_admin = getattr(view, "__self__", None)
+        if isinstance(model_admin, admin.ModelAdmin):
+            view = _only_for_viewers(view, model_admin)
+        return super().admin_view(view, cacheable)
+
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         context = {"clinic_dashboards": dashboard_for(request.user, now=timezone.now()), **(extra_context or {})}
         return super().index(request, extra_context=context)
+
+
+def _only_for_viewers(view: Callable, model_admin: admin.ModelAdmin) -> Callable:
+    """Refuse (403) every page of a model the person may not see at all, before any row is looked up.
+
+    Django looks the row up first and redirects to the index when it is
+    missing, so without this a change or history URL of the operator's tables
+    (groups, tokens, schedules, lockouts) would tell staff which ids exist.
+    """
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not model_admin.has_view_or_change_permission(request):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return guarded

@@ -210,7 +210,10 @@ class ExportAdmin(ClinicScopedAdmin):
 
     def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
         # Export jobs keep their own record (and the access log); there is no edit history.
-        return HttpResponseRedirect(reverse("admin:patients_export_change", args=[object_id]))
+        if not object_id.isdigit():
+            raise Http404("No such export.")
+        export = self._export_or_404(request, int(object_id))  # another clinic's export: 404, not a redirect
+        return HttpResponseRedirect(reverse("admin:patients_export_change", args=[export.pk]))
 
     def download_view(self, request: HttpRequest, export_id: int) -> HttpResponse:
         return file_download(self._export_or_404(request, export_id), request=request)

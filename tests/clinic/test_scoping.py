@@ -109,6 +109,53 @@ def test_membership_choices_offer_only_the_admins_clinics(client, clinic_a, clin
     assert "Summit Dermatology" not in form
 
 
+def test_a_membership_form_names_no_one_from_another_clinic(client, clinic_a, clinic_b):
+    """The person box labels the id it is given, so its choices are the admin's colleagues, as in the autocomplete."""
+    client.force_login(staff(Role.CLINIC_ADMIN, clinic_a))
+    colleague = staff(Role.CLINICIAN, clinic_a, username="harbour_doctor")
+    outsider = staff(Role.CLINICIAN, clinic_b, username="summit_doctor")
+    assert "harbour_doctor" in client.get(f"/admin/clinic/membership/add/?user={colleague.pk}").content.decode()
+    assert "summit_doctor" not in client.get(f"/admin/clinic/membership/add/?user={outsider.pk}").content.decode()
+    posted = client.post("/admin/clinic/membership/add/", {"user": outsider.pk, "clinic": clinic_a.pk, "role": Role.CLINICIAN})
+    assert posted.status_code == 200
+    assert "summit_doctor" not in posted.content.decode()
+    assert not Membership.objects.filter(user=outsider, clinic=clinic_a).exists()
+
+
+def test_a_past_version_of_another_clinics_row_is_not_found(client, clinic_a, clinic_b):
+    client.force_login(staff(Role.CLINIC_ADMIN, clinic_a))
+    own, other = clinic_a.history.first(), clinic_b.history.first()
+    assert client.get(f"/admin/clinic/clinic/{clinic_a.pk}/history/{own.history_id}/").status_code == 200
+    assert client.get(f"/admin/clinic/clinic/{clinic_b.pk}/history/{other.history_id}/").status_code == 404
+    assert client.get(f"/admin/clinic/clinic/{clinic_a.pk}/history/{other.history_id}/").status_code == 404
+
+
+def test_a_record_that_keeps_no_history_has_no_past_version_page(client, clinic_a):
+    from clinic.audit import record_event
+
+    client.force_login(staff(Role.CLINIC_ADMIN, clinic_a))
+    event = record_event(actor=None, action="test", clinic=clinic_a)
+    assert client.get(f"/admin/clinic/auditevent/{event.pk}/history/1/").status_code == 404  # was a crash (500)
+
+
+def test_staff_get_403_on_every_page_of_the_operators_tables_whether_the_row_exists_or_not(client, clinic_a):
+    from django.contrib.auth.models import Group
+
+    client.force_login(staff(Role.CLINIC_ADMIN, clinic_a))
+    group = Group.objects.create(name="Operators")
+    for object_id in (group.pk, group.pk + 1000):
+        for page in ("change", "history", "delete"):
+            assert client.get(f"/admin/auth/group/{object_id}/{page}/").status_code == 403
+
+
+def test_another_clinics_person_is_not_found_on_the_user_pages(client, clinic_a, clinic_b):
+    client.force_login(staff(Role.CLINIC_ADMIN, clinic_a))
+    colleague, outsider = staff(Role.CLINICIAN, clinic_a), staff(Role.CLINICIAN, clinic_b)
+    assert client.get(f"/admin/auth/user/{colleague.pk}/change/").status_code == 200
+    for page in ("change", "history"):
+        assert client.get(f"/admin/auth/user/{outsider.pk}/{page}/").status_code == 404  # not a redirect to the index
+
+
 def test_an_auditor_cannot_post_changes_to_a_clinic(client, clinic_a):
     client.force_login(staff(Role.AUDITOR, clinic_a))
     response = client.post(f"/admin/clinic/clinic/{clinic_a.pk}/change/", {"name": "Renamed"})

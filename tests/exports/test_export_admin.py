@@ -143,6 +143,14 @@ def test_it_serves_a_file_only_to_the_requesters_clinic(client, auditor, clinic_
     assert client.get(f"/admin/patients/export/{export.pk}/download/").status_code == 200
 
 
+def test_the_history_link_of_another_clinics_export_is_not_found(client, auditor, clinic_a, clinic_b, outcome_data):
+    export = Export.objects.create(clinic=clinic_a, requested_by=auditor, kind="outcomes", format="csv")
+    client.force_login(auditor)
+    assert client.get(f"/admin/patients/export/{export.pk}/history/")["Location"] == f"/admin/patients/export/{export.pk}/change/"
+    client.force_login(staff(Role.AUDITOR, clinic_b))
+    assert client.get(f"/admin/patients/export/{export.pk}/history/").status_code == 404  # was a redirect for any id
+
+
 def test_it_refuses_downloads_after_the_file_expired(client, auditor, clinic_a, outcome_data):
     export = Export.objects.create(clinic=clinic_a, requested_by=auditor, kind="outcomes", format="csv")
     export_tasks.run_export(export.pk)

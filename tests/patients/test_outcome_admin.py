@@ -144,6 +144,22 @@ def test_a_clinician_of_another_clinic_cannot_enter_scores_for_its_treatment(cli
     assert not OutcomeAssessment.objects.exists()
 
 
+def test_the_add_forms_name_no_treatment_of_another_clinic(client, clinician, clinician_b, treatment):
+    """The treatment box labels the id it is given (``?treatment=``, or a posted form): only within the clinic."""
+    name = treatment.patient.given_name
+    events_add = reverse("admin:patients_adverseevent_add")
+    client.force_login(clinician)
+    assert name in client.get(ADD + f"?treatment={treatment.pk}").content.decode()
+    client.force_login(clinician_b)
+    for response in (
+        client.get(ADD + f"?treatment={treatment.pk}"),
+        client.post(ADD, _form(treatment)),
+        client.get(events_add + f"?treatment={treatment.pk}"),
+    ):
+        assert response.status_code == 200
+        assert name not in response.content.decode()
+
+
 def test_the_changelist_query_count_does_not_grow_with_rows(client, clinician, clinic_a, django_assert_max_num_queries):
     def build(n):
         for _ in range(n):
