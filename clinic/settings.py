@@ -270,6 +270,8 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_in": str(BROKER_DIR / "in"),
         "data_folder_out": str(BROKER_DIR / "in"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # Without it kombu keeps its exchange table in ./control, wherever the process was started.
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
 elif not CELERY_BROKER_URL.startswith(("redis://", "rediss://", "amqp://", "memory://")):
@@ -302,10 +304,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["clinic.api.permissions.IsClinicStaff"],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_FILTER_BACKENDS": ["clinic.api.filters.ApiFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "clinic.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "clinic.api.schema.AftercareAutoSchema",
+    "EXCEPTION_HANDLER": "clinic.api.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"login": "10/minute", "patient_link": "30/minute"},
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

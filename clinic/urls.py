@@ -26,3 +26,6 @@ urlpatterns = [
     path("", include("protocols.urls")),
     path("", include("patients.urls")),
 ]
+
+handler400 = "clinic.api.errors.bad_request"
+handler404 = "clinic.api.errors.not_found"

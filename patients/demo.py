@@ -71,7 +71,7 @@ def install_demo_patients(
             defaults={
                 "given_name": spec.given_name, "family_name": spec.family_name,
                 "date_of_birth": spec.date_of_birth,
-                "email": f"{spec.given_name.lower()}.{spec.family_name.lower()}@patient.example",
+                "email": f"{spec.given_name}.{spec.family_name}@patient.example".lower().encode("ascii", "ignore").decode(),
                 "reminder_consent": True, "consent_at": timezone.now(),
                 "consent_source": Patient.ConsentSource.PAPER,
             },

@@ -17,18 +17,21 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import FileExtensionValidator
 from django.db import models
 from django.db.models import Count, Exists, OuterRef, Q
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.generics import get_object_or_404  # 404, not 500, for an id that is not a number
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from clinic.api.base import ScopedModelViewSet, ScopedPrimaryKeyRelatedField, ScopedViewSetMixin
+from clinic.api.base import ScopedModelViewSet, ScopedPrimaryKeyRelatedField, ScopedViewSetMixin, SharedRowClinicField
+from clinic.api.filters import ApiFilterSet
 from clinic.api.router import router
+from clinic.api.strict import StrictModelSerializer, StrictSerializer
 from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can
@@ -48,6 +51,8 @@ from protocols.steps import StepInput, step_errors
 from protocols.views import certificate_response
 
 EDIT = Capability.EDIT_PROTOCOLS
+# What a certificate download can be, by CERTIFICATE_EXTENSIONS (FileResponse guesses from the name).
+CERTIFICATE_MEDIA_TYPES = ("application/pdf", "image/png", "image/jpeg")
 Status = ProtocolVersion.Status
 
 
@@ -87,8 +92,8 @@ class ClinicFixedOnUpdate:
 # --- rules -----------------------------------------------------------------------------------
 
 
-class ContraindicationRuleSerializer(ClinicFixedOnUpdate, serializers.ModelSerializer):
-    clinic = ScopedPrimaryKeyRelatedField(queryset=Clinic.objects.all(), capability=EDIT)
+class ContraindicationRuleSerializer(ClinicFixedOnUpdate, StrictModelSerializer):
+    clinic = SharedRowClinicField(queryset=Clinic.objects.all(), capability=EDIT)
     procedures = serializers.ListField(
         child=serializers.ChoiceField(choices=Procedure.choices), required=False,
         help_text="Procedure codes; empty means every procedure.",
@@ -116,7 +121,7 @@ class ContraindicationRuleSerializer(ClinicFixedOnUpdate, serializers.ModelSeria
         return attrs
 
 
-class RuleFilter(django_filters.FilterSet):
+class RuleFilter(ApiFilterSet):
     procedure = django_filters.ChoiceFilter(choices=Procedure.choices, method="filter_procedure",
                                             help_text="Rules that apply to this procedure (including 'all').")
     library = django_filters.ChoiceFilter(choices=[("default", "default"), ("clinic", "clinic")],
@@ -135,7 +140,7 @@ class RuleFilter(django_filters.FilterSet):
         return queryset.filter(clinic__isnull=value == "default")
 
 
-class CustomiseSerializer(serializers.Serializer):
+class CustomiseSerializer(StrictSerializer):
     clinic = ScopedPrimaryKeyRelatedField(queryset=Clinic.objects.all(), capability=EDIT)
 
 
@@ -167,8 +172,8 @@ class ContraindicationRuleViewSet(ScopedModelViewSet):
 # --- products and lots ------------------------------------------------------------------------
 
 
-class ExosomeProductSerializer(ClinicFixedOnUpdate, serializers.ModelSerializer):
-    clinic = ScopedPrimaryKeyRelatedField(queryset=Clinic.objects.all(), capability=EDIT)
+class ExosomeProductSerializer(ClinicFixedOnUpdate, StrictModelSerializer):
+    clinic = SharedRowClinicField(queryset=Clinic.objects.all(), capability=EDIT)
 
     class Meta:
         model = ExosomeProduct
@@ -186,7 +191,7 @@ class ExosomeProductSerializer(ClinicFixedOnUpdate, serializers.ModelSerializer)
         return attrs
 
 
-class ProductFilter(django_filters.FilterSet):
+class ProductFilter(ApiFilterSet):
     class Meta:
         model = ExosomeProduct
         fields = ["source", "plated", "regulatory_status", "is_active", "clinic"]
@@ -199,7 +204,7 @@ class ExosomeProductViewSet(ScopedModelViewSet):
     write_capability = EDIT
 
 
-class ProductLotSerializer(ClinicFixedOnUpdate, serializers.ModelSerializer):
+class ProductLotSerializer(ClinicFixedOnUpdate, StrictModelSerializer):
     clinic = ScopedPrimaryKeyRelatedField(queryset=Clinic.objects.all(), capability=EDIT)
     product = ScopedPrimaryKeyRelatedField(queryset=ExosomeProduct.objects.all())
     certificate = serializers.FileField(
@@ -246,7 +251,7 @@ class ProductLotSerializer(ClinicFixedOnUpdate, serializers.ModelSerializer):
         return attrs
 
 
-class LotFilter(django_filters.FilterSet):
+class LotFilter(ApiFilterSet):
     expired = django_filters.BooleanFilter(method="filter_expired", help_text="Expired today (true) or not (false).")
     usable_on = django_filters.DateFilter(method="filter_usable_on", help_text="Usable on this date.")
 
@@ -274,7 +279,7 @@ class ProductLotViewSet(ScopedModelViewSet):
     filterset_class = LotFilter
     write_capability = EDIT
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(responses={(200, media_type): OpenApiTypes.BINARY for media_type in CERTIFICATE_MEDIA_TYPES})
     @action(detail=True, methods=["get"])
     def certificate(self, request: Request, pk: str | None = None) -> Any:
         """Download the lot's certificate of analysis (logged in the access log)."""
@@ -284,7 +289,7 @@ class ProductLotViewSet(ScopedModelViewSet):
 # --- protocols, versions, steps ----------------------------------------------------------------
 
 
-class ProtocolStepSerializer(serializers.ModelSerializer):
+class ProtocolStepSerializer(StrictModelSerializer):
     version = ScopedPrimaryKeyRelatedField(queryset=ProtocolVersion.objects.all(), capability=EDIT)
     product = ScopedPrimaryKeyRelatedField(queryset=ExosomeProduct.objects.all(), allow_null=True, required=False)
 
@@ -319,7 +324,7 @@ class ProtocolStepSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class ProtocolVersionSerializer(serializers.ModelSerializer):
+class ProtocolVersionSerializer(StrictModelSerializer):
     steps = ProtocolStepSerializer(many=True, read_only=True)
     added_rules = ScopedPrimaryKeyRelatedField(queryset=ContraindicationRule.objects.all(), many=True, required=False)
     removed_rules = ScopedPrimaryKeyRelatedField(queryset=ContraindicationRule.objects.all(), many=True, required=False)
@@ -365,8 +370,8 @@ class ProtocolVersionSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({"length_days": problems})
 
 
-class ProtocolSerializer(ClinicFixedOnUpdate, serializers.ModelSerializer):
-    clinic = ScopedPrimaryKeyRelatedField(queryset=Clinic.objects.all(), capability=EDIT)
+class ProtocolSerializer(ClinicFixedOnUpdate, StrictModelSerializer):
+    clinic = SharedRowClinicField(queryset=Clinic.objects.all(), capability=EDIT)
     status = serializers.CharField(read_only=True, help_text="published, draft or retired (from its versions).")
     current_version = serializers.SerializerMethodField()
     versions = ProtocolVersionSerializer(many=True, read_only=True)
@@ -391,7 +396,7 @@ class ProtocolSerializer(ClinicFixedOnUpdate, serializers.ModelSerializer):
         return procedure
 
 
-class ProtocolFilter(django_filters.FilterSet):
+class ProtocolFilter(ApiFilterSet):
     status = django_filters.ChoiceFilter(choices=Status.choices, method="filter_status")
     shared = django_filters.BooleanFilter(field_name="clinic", lookup_expr="isnull", help_text="Shared templates only.")
 
@@ -411,12 +416,12 @@ class ProtocolFilter(django_filters.FilterSet):
         return queryset.filter(~having(Status.PUBLISHED), ~having(Status.DRAFT), having(Status.RETIRED))
 
 
-class DraftRequestSerializer(serializers.Serializer):
+class DraftRequestSerializer(StrictSerializer):
     from_version = serializers.IntegerField(required=False, help_text="Copy this version (default: newest published).")
     change_note = serializers.CharField(required=False, allow_blank=True, default="")
 
 
-class PublishRequestSerializer(serializers.Serializer):
+class PublishRequestSerializer(StrictSerializer):
     change_note = serializers.CharField(required=False, allow_blank=True)
 
 
@@ -474,7 +479,7 @@ class ProtocolViewSet(ScopedModelViewSet):
         return Response(ProtocolVersionSerializer(version, context=self.get_serializer_context()).data)
 
 
-class VersionFilter(django_filters.FilterSet):
+class VersionFilter(ApiFilterSet):
     procedure = django_filters.ChoiceFilter(choices=Procedure.choices, field_name="protocol__procedure")
 
     class Meta:
@@ -556,7 +561,7 @@ def _diff_data(diff: versioning.VersionDiff) -> dict[str, Any]:
     }
 
 
-class StepFilter(django_filters.FilterSet):
+class StepFilter(ApiFilterSet):
     class Meta:
         model = ProtocolStep
         fields = ["version", "kind"]

@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models.signals import m2m_changed
 from django.dispatch import receiver
 from django.utils import timezone
+from django.utils.text import slugify
 from simple_history.models import HistoricalRecords
 
 from protocols.facts import FACTS_BY_CODE, FactType, fact_choices
@@ -97,7 +98,10 @@ CERTIFICATE_MAX_BYTES = 10 * 1024 * 1024
 
 
 def certificate_path(instance: ProductLot, filename: str) -> str:
-    return f"certificates/{instance.product_id}/{instance.lot_number}/{filename}"
+    # The lot number is typed by staff: slugified and cut short, it can neither climb out of the
+    # folder ("../") nor push the path past the column's 100 characters (both were a 400 page).
+    folder = slugify(instance.lot_number)[:40] or "lot"
+    return f"certificates/{instance.product_id}/{folder}/{filename}"
 
 
 class ProductLot(models.Model):

@@ -44,3 +44,11 @@ class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         if queryset.model is Clinic and capability == Capability.VIEW:
             capability = getattr(self.parent, "write_capability", capability)
         return scoped(queryset, getattr(request, "user", None), capability)
+
+
+class SharedRowClinicField(ScopedPrimaryKeyRelatedField):
+    """The clinic of a row that may also be shared (a default rule, a shared protocol template or product).
+
+    Writing needs one of your clinics; reading a shared row shows null, and the
+    schema says so (``clinic.api.schema.SharedRowClinicExtension``).
+    """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django_otp import match_token
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -14,6 +14,7 @@ from rest_framework.throttling import ScopedRateThrottle
 
 from clinic.api.base import ScopedReadOnlyViewSet
 from clinic.api.router import router
+from clinic.api.strict import StrictTypesMixin
 from clinic.models import Clinic, Membership
 from clinic.two_factor import requires_two_factor
 
@@ -55,7 +56,7 @@ def me(request: Request) -> Response:
 router.register("clinics", ClinicViewSet, basename="clinic")
 
 
-class TokenRequestSerializer(AuthTokenSerializer):
+class TokenRequestSerializer(StrictTypesMixin, AuthTokenSerializer):
     otp = serializers.CharField(
         required=False, allow_blank=True, write_only=True,
         help_text="The current code from the user's authenticator app, when their clinic requires two-factor sign-in.",
@@ -73,6 +74,11 @@ class TokenRequestSerializer(AuthTokenSerializer):
         return attrs
 
 
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="Send it as the header `Authorization: Token <token>`.")
+
+
+@extend_schema_view(post=extend_schema(request=TokenRequestSerializer, responses={200: TokenSerializer}, auth=[]))
 class ObtainTokenView(ObtainAuthToken):
     """Exchange a username, password and (where required) a one-time code for an API token."""
 

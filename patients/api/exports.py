@@ -26,6 +26,7 @@ from rest_framework.response import Response
 
 from clinic.api.base import ScopedPrimaryKeyRelatedField, ScopedReadOnlyViewSet
 from clinic.api.router import router
+from clinic.api.strict import StrictSerializer
 from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere, clinic_of, scoped
@@ -83,7 +84,7 @@ class ExportSerializer(serializers.ModelSerializer):
         return self._url("export-manifest", export) if export.manifest else None
 
 
-class ExportParamsSerializer(serializers.Serializer):
+class ExportParamsSerializer(StrictSerializer):
     """The query parameters of an export request."""
 
     format = serializers.ChoiceField(choices=Export.Format.choices, default=Export.Format.CSV)
@@ -135,8 +136,12 @@ _EXPORT_PARAMETERS = [
     OpenApiParameter("clinician", int),
     OpenApiParameter("background", bool, description="Run as a background job even if small."),
 ]
+_FILE_RESPONSES = {
+    (200, media_type.split(";")[0]): OpenApiResponse(OpenApiTypes.BINARY, description="The file.")
+    for media_type in exports.CONTENT_TYPES.values()
+}
 _EXPORT_RESPONSES = {
-    200: OpenApiResponse(OpenApiTypes.BINARY, description="The file (small exports), streamed."),
+    **{key: OpenApiResponse(OpenApiTypes.BINARY, description="The file (small exports), streamed.") for key in _FILE_RESPONSES},
     202: OpenApiResponse(ExportSerializer, description="A background job; poll it, then follow download_url."),
     400: OpenApiResponse(description="Field errors; nothing was started."),
     403: OpenApiResponse(description="Exports need the clinic admin or auditor role."),
@@ -182,7 +187,7 @@ class ExportViewSet(ScopedReadOnlyViewSet):
         """The reminder delivery ledger: every reminder with step, due time, status, attempts, sent time and error."""
         return self._run(request, kind=Export.Kind.REMINDERS)
 
-    @extend_schema(responses={200: OpenApiTypes.BINARY, 404: OpenApiResponse(description="No file (any more).")})
+    @extend_schema(responses={**_FILE_RESPONSES, 404: OpenApiResponse(description="No file (any more).")})
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk: str | None = None) -> HttpResponse:
         """The stored file of a finished background export, while it is kept."""

@@ -11,19 +11,20 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, viewsets
+from rest_framework.generics import get_object_or_404  # 404, not 500, for an id that is not a number
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from clinic.api.base import ScopedModelViewSet, ScopedPrimaryKeyRelatedField
+from clinic.api.filters import ApiFilterSet, IdFilter
 from clinic.api.router import router
+from clinic.api.strict import StrictModelSerializer
 from clinic.roles import Capability
 from clinic.scoping import scoped
 from patients import outcomes
@@ -48,7 +49,7 @@ def _score() -> serializers.IntegerField:
 # --- assessments ------------------------------------------------------------------------------------
 
 
-class OutcomeAssessmentSerializer(serializers.ModelSerializer):
+class OutcomeAssessmentSerializer(StrictModelSerializer):
     treatment = ScopedPrimaryKeyRelatedField(queryset=Treatment.objects.all(), capability=Capability.LOG_OUTCOMES)
     arm = ScopedPrimaryKeyRelatedField(queryset=TreatmentArm.objects.all(), required=False, allow_null=True)
     time_point_day = serializers.IntegerField()
@@ -89,11 +90,11 @@ CLINICIAN_FIELDS = [
 ]
 
 
-class OutcomeFilter(django_filters.FilterSet):
+class OutcomeFilter(ApiFilterSet):
     # Ids, not model choices: a choice filter would answer "not a valid choice"
     # for another clinic's treatment and so reveal which ids exist.
-    treatment = django_filters.NumberFilter(field_name="treatment_id")
-    arm = django_filters.NumberFilter(field_name="arm_id")
+    treatment = IdFilter(field_name="treatment_id")
+    arm = IdFilter(field_name="arm_id")
 
     class Meta:
         model = OutcomeAssessment
@@ -136,7 +137,7 @@ class OutcomeAssessmentViewSet(ScopedModelViewSet):
 # --- adverse events ------------------------------------------------------------------------------------
 
 
-class AdverseEventSerializer(serializers.ModelSerializer):
+class AdverseEventSerializer(StrictModelSerializer):
     treatment = ScopedPrimaryKeyRelatedField(queryset=Treatment.objects.all(), capability=Capability.LOG_OUTCOMES)
     arm = ScopedPrimaryKeyRelatedField(queryset=TreatmentArm.objects.all(), required=False, allow_null=True)
     kind = serializers.CharField(help_text=f"One of: {', '.join(AdverseEvent.Kind.values)}")
@@ -157,8 +158,8 @@ class AdverseEventSerializer(serializers.ModelSerializer):
         return []
 
 
-class AdverseEventFilter(django_filters.FilterSet):
-    treatment = django_filters.NumberFilter(field_name="treatment_id")
+class AdverseEventFilter(ApiFilterSet):
+    treatment = IdFilter(field_name="treatment_id")
 
     class Meta:
         model = AdverseEvent

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 
 from clinic.api.base import ScopedModelViewSet, ScopedPrimaryKeyRelatedField, ScopedReadOnlyViewSet
 from clinic.api.router import router
+from clinic.api.strict import StrictModelSerializer, StrictSerializer
 from clinic.audit import record_event
 from clinic.models import Clinic
 from clinic.roles import Capability
@@ -37,7 +38,7 @@ def as_drf_error(error: DjangoValidationError) -> serializers.ValidationError:
 # --- serializers ------------------------------------------------------------------
 
 
-class PatientSerializer(serializers.ModelSerializer):
+class PatientSerializer(StrictModelSerializer):
     clinic = ScopedPrimaryKeyRelatedField(queryset=Clinic.objects.all(), capability=Capability.EDIT_PATIENTS)
     confirm_duplicate = serializers.BooleanField(
         write_only=True, required=False, default=False,
@@ -64,7 +65,7 @@ class PatientSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class IntakeSerializer(serializers.ModelSerializer):
+class IntakeSerializer(StrictModelSerializer):
     effective_at = serializers.DateTimeField(read_only=True)
 
     class Meta:
@@ -72,7 +73,8 @@ class IntakeSerializer(serializers.ModelSerializer):
         fields = ["id", "patient", "answered_at", "answers", "source", "recorded_by", "confirmed_at",
                   "confirmed_by", "effective_at", "created_at"]
         read_only_fields = ["patient", "source", "recorded_by", "confirmed_at", "confirmed_by", "created_at"]
-        extra_kwargs = {"answered_at": {"required": False}}
+        # The answers are the intake: a request without them is refused, not stored as an empty intake.
+        extra_kwargs = {"answered_at": {"required": False}, "answers": {"required": True}}
 
 
 class OverrideSerializer(serializers.ModelSerializer):
@@ -103,13 +105,13 @@ class ScreeningSerializer(serializers.ModelSerializer):
         return None if override is None else OverrideSerializer(override).data
 
 
-class RunScreeningSerializer(serializers.Serializer):
+class RunScreeningSerializer(StrictSerializer):
     protocol_version = ScopedPrimaryKeyRelatedField(queryset=ProtocolVersion.objects.select_related("protocol"))
     planned_for = serializers.DateField()
     intake = ScopedPrimaryKeyRelatedField(queryset=Intake.objects.all(), required=False, allow_null=True)
 
 
-class OverrideRequestSerializer(serializers.Serializer):
+class OverrideRequestSerializer(StrictSerializer):
     reason = serializers.CharField(allow_blank=False, trim_whitespace=True)
 
 
@@ -150,8 +152,10 @@ class PatientViewSet(ScopedModelViewSet):
         record_patient_viewed(patient=patient, viewer=request.user, request=request)
         return Response(self.get_serializer(patient).data)
 
-    @extend_schema(request=IntakeSerializer, responses=IntakeSerializer(many=True))
-    @action(detail=True, methods=["get", "post"])
+    # Nested lists are neither filtered nor paginated: the patient's filters do not apply to them.
+    @extend_schema(methods=["GET"], responses=IntakeSerializer(many=True))
+    @extend_schema(methods=["POST"], request=IntakeSerializer, responses={201: IntakeSerializer})
+    @action(detail=True, methods=["get", "post"], filter_backends=[], pagination_class=None)
     def intakes(self, request: Request, pk: str | None = None) -> Response:
         patient = self.get_object()
         if request.method == "GET":
@@ -171,8 +175,9 @@ class PatientViewSet(ScopedModelViewSet):
             ) from None
         return Response(IntakeSerializer(intake).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=RunScreeningSerializer, responses=ScreeningSerializer(many=True))
-    @action(detail=True, methods=["get", "post"])
+    @extend_schema(methods=["GET"], responses=ScreeningSerializer(many=True))
+    @extend_schema(methods=["POST"], request=RunScreeningSerializer, responses={201: ScreeningSerializer})
+    @action(detail=True, methods=["get", "post"], filter_backends=[], pagination_class=None)
     def screenings(self, request: Request, pk: str | None = None) -> Response:
         patient = self.get_object()
         if request.method == "GET":

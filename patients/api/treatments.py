@@ -16,7 +16,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from clinic.api.base import ScopedModelViewSet, ScopedPrimaryKeyRelatedField, ScopedReadOnlyViewSet
+from clinic.api.filters import ApiFilterSet, IdFilter
 from clinic.api.router import router
+from clinic.api.strict import StrictSerializer
 from clinic.roles import Capability
 from patients import treatments
 from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
@@ -61,21 +63,21 @@ class TreatmentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ArmInputSerializer(serializers.Serializer):
+class ArmInputSerializer(StrictSerializer):
     label = serializers.CharField(max_length=40)
     is_control = serializers.BooleanField(default=False)
     product = ScopedPrimaryKeyRelatedField(queryset=ExosomeProduct.objects.all(), required=False, allow_null=True)
     control_description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
-class ApplicationInputSerializer(serializers.Serializer):
+class ApplicationInputSerializer(StrictSerializer):
     lot = ScopedPrimaryKeyRelatedField(queryset=ProductLot.objects.select_related("product"))
     volume_ml = serializers.DecimalField(max_digits=5, decimal_places=2)
     minutes_after_procedure = serializers.IntegerField(min_value=0, default=0)
     arm = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
 
 
-class RecordTreatmentSerializer(serializers.Serializer):
+class RecordTreatmentSerializer(StrictSerializer):
     patient = ScopedPrimaryKeyRelatedField(
         queryset=Patient.objects.select_related("clinic"), capability=Capability.RECORD_TREATMENT
     )
@@ -94,12 +96,12 @@ class RecordTreatmentSerializer(serializers.Serializer):
     arms = ArmInputSerializer(many=True, required=False, default=list)
 
 
-class RescheduleSerializer(serializers.Serializer):
+class RescheduleSerializer(StrictSerializer):
     started_at = serializers.DateTimeField()
     ended_at = serializers.DateTimeField()
 
 
-class CancelSerializer(serializers.Serializer):
+class CancelSerializer(StrictSerializer):
     reason = serializers.CharField(allow_blank=False, trim_whitespace=True)
 
 
@@ -169,7 +171,7 @@ class TreatmentViewSet(ScopedModelViewSet):
         return Response(TreatmentSerializer(treatment).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=TimelineEntrySerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def timeline(self, request: Request, pk: str | None = None) -> Response:
         treatment = self.get_object()
         return Response(TimelineEntrySerializer(treatments.timeline_for(treatment=treatment), many=True).data)
@@ -201,9 +203,9 @@ class TreatmentViewSet(ScopedModelViewSet):
         return Response(TreatmentSerializer(self.get_object()).data)
 
 
-class ReminderFilter(django_filters.FilterSet):
-    treatment = django_filters.NumberFilter(field_name="treatment_id")
-    patient = django_filters.NumberFilter(field_name="treatment__patient_id")
+class ReminderFilter(ApiFilterSet):
+    treatment = IdFilter(field_name="treatment_id")
+    patient = IdFilter(field_name="treatment__patient_id")
     due_after = django_filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="gte")
     due_before = django_filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="lt")
 
