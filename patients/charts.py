@@ -11,17 +11,36 @@ from __future__ import annotations
 import io
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from functools import cache
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import matplotlib
+from patients.models import OutcomeAssessment, Treatment
+from patients.review import DayMean
 
-matplotlib.use("Agg")
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-from matplotlib.axes import Axes  # noqa: E402 - after choosing the backend
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from patients.models import OutcomeAssessment, Treatment  # noqa: E402
-from patients.review import DayMean  # noqa: E402
+@cache
+def _matplotlib() -> ModuleType:
+    """matplotlib with the Agg backend, imported by the first chart drawn.
+
+    Importing it costs every web and worker process about 40 MB and a
+    third of a second, and most of them never draw a chart.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.figure
+    import matplotlib.ticker
+
+    return matplotlib
+
+
+def _new_figure(**kwargs: object) -> Figure:
+    return _matplotlib().figure.Figure(**kwargs)
 
 ERYTHEMA_TICKS = ["0 clear", "1 almost clear", "2 mild", "3 moderate", "4 severe"]
 OEDEMA_TICKS = ["0 none", "1 slight", "2 mild", "3 moderate", "4 severe"]
@@ -30,7 +49,7 @@ _RC = {"svg.fonttype": "none", "svg.hashsalt": "aftercare", "font.size": 9}
 
 def _to_svg(figure: Figure) -> str:
     buffer = io.StringIO()
-    with matplotlib.rc_context(_RC):
+    with _matplotlib().rc_context(_RC):
         figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
     return buffer.getvalue()
 
@@ -40,7 +59,7 @@ def _score_axis(axes: Axes, *, title: str, ticks: list[str]) -> None:
     axes.set_ylim(-0.2, 4.2)
     axes.set_yticks(range(5), ticks)
     axes.set_xlabel("Days after the procedure")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.xaxis.set_major_locator(_matplotlib().ticker.MaxNLocator(integer=True))
     axes.grid(True, color="#dde3e6", linewidth=0.6)
 
 
@@ -68,8 +87,8 @@ def treatment_healing_svg(*, treatment: Treatment) -> str:
             erythema[side].append((entry.time_point_day, entry.erythema))
         if entry.oedema is not None:
             oedema[side].append((entry.time_point_day, entry.oedema))
-    with matplotlib.rc_context(_RC):
-        figure = Figure(figsize=(9, 3.6), layout="constrained")
+    with _matplotlib().rc_context(_RC):
+        figure = _new_figure(figsize=(9, 3.6), layout="constrained")
         left, right = figure.subplots(1, 2)
         _score_axis(left, title="Erythema (CEA)", ticks=ERYTHEMA_TICKS)
         _score_axis(right, title="Oedema", ticks=OEDEMA_TICKS)
@@ -95,8 +114,8 @@ def _legend_below(axes: Axes) -> None:
 
 def mean_erythema_svg(*, series: Mapping[str, Iterable[DayMean]], title: str = "Mean erythema by day") -> str:
     """Mean clinician erythema by day, one line per series (protocol, version or arm)."""
-    with matplotlib.rc_context(_RC):
-        figure = Figure(figsize=(7, 3.8), layout="constrained")
+    with _matplotlib().rc_context(_RC):
+        figure = _new_figure(figsize=(7, 3.8), layout="constrained")
         axes = figure.subplots()
         _score_axis(axes, title=title, ticks=ERYTHEMA_TICKS)
         drawn = False

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from email.utils import formataddr, parseaddr
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -28,7 +29,7 @@ from django.template.loader import select_template
 from django.utils import timezone, translation
 from icalendar import Calendar, Event
 
-from patients.links import create_link, url_for
+from patients.links import new_link, url_for
 from patients.models import Reminder
 from patients.models.link import PatientLink
 from patients.timeline import protocol_day
@@ -47,45 +48,48 @@ class ReminderLinks:
     self_report: str | None = None
 
 
-def _link_for(
-    *, reminder: Reminder, purpose: str, now: dt.datetime, valid_for: dt.timedelta | None = None,
-    time_point_day: int | None = None,
-) -> PatientLink:
-    # Retries reuse the links of the first attempt, so a retried email does not
-    # leave a trail of unused links behind it.
-    existing = (
-        PatientLink.objects.filter(
-            reminder=reminder, purpose=purpose, expires_at__gt=now + _LINK_REUSE_MIN_REMAINING
-        )
-        .order_by("-expires_at")
-        .first()
-    )
-    if existing is not None:
-        return existing
-    return create_link(
-        patient=reminder.treatment.patient, purpose=purpose, valid_for=valid_for,
-        treatment=reminder.treatment, reminder=reminder, time_point_day=time_point_day,
-    )
+def _links_for(*, reminder: Reminder, now: dt.datetime, wanted: dict[str, dict[str, Any]]) -> dict[str, PatientLink]:
+    """The reminder's links by purpose (``wanted`` maps each purpose to its ``new_link`` options).
+
+    Retries reuse the links of the first attempt, so a retried email does not
+    leave a trail of unused links behind it. One query reads them and one
+    writes the missing ones, however many links the email carries: the
+    worker sends thousands of these.
+    """
+    reusable = PatientLink.objects.filter(
+        reminder=reminder, purpose__in=list(wanted), expires_at__gt=now + _LINK_REUSE_MIN_REMAINING
+    ).order_by("expires_at")
+    links = {link.purpose: link for link in reusable}  # the one expiring last wins
+    treatment = reminder.treatment
+    missing = [
+        new_link(patient=treatment.patient, purpose=purpose, treatment=treatment, reminder=reminder, **options)
+        for purpose, options in wanted.items()
+        if purpose not in links
+    ]
+    links.update({link.purpose: link for link in PatientLink.objects.bulk_create(missing)})
+    return links
 
 
 def reminder_links(*, reminder: Reminder, now: dt.datetime | None = None) -> ReminderLinks:
     """The signed links one reminder email carries (created on first use, reused by retries)."""
     now = now or timezone.now()
-    done = _link_for(reminder=reminder, purpose=PatientLink.Purpose.DONE, now=now)
-    unsubscribe = _link_for(
-        reminder=reminder, purpose=PatientLink.Purpose.UNSUBSCRIBE, now=now,
-        valid_for=dt.timedelta(days=settings.AFTERCARE_REMINDER_UNSUBSCRIBE_LINK_DAYS),
-    )
-    self_report = None
+    Purpose = PatientLink.Purpose  # noqa: N806
+    wanted: dict[str, dict[str, Any]] = {
+        Purpose.DONE: {},
+        Purpose.UNSUBSCRIBE: {"valid_for": dt.timedelta(days=settings.AFTERCARE_REMINDER_UNSUBSCRIBE_LINK_DAYS)},
+    }
     if reminder.step.kind == StepKind.OUTCOME_CHECK:
         treatment = reminder.treatment
         day = protocol_day(
             occurs_at=reminder.occurs_at, ended_at=treatment.ended_at, zone=ZoneInfo(treatment.patient.zone_name)
         )
-        self_report = url_for(
-            _link_for(reminder=reminder, purpose=PatientLink.Purpose.SELF_REPORT, now=now, time_point_day=day)
-        )
-    return ReminderLinks(done=url_for(done), unsubscribe=url_for(unsubscribe), self_report=self_report)
+        wanted[Purpose.SELF_REPORT] = {"time_point_day": day}
+    links = _links_for(reminder=reminder, now=now, wanted=wanted)
+    self_report = links.get(Purpose.SELF_REPORT)
+    return ReminderLinks(
+        done=url_for(links[Purpose.DONE]), unsubscribe=url_for(links[Purpose.UNSUBSCRIBE]),
+        self_report=url_for(self_report) if self_report else None,
+    )
 
 
 def _template_names(*, name: str, kind: str, language: str, extension: str) -> list[str]:

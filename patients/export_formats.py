@@ -17,15 +17,8 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 from typing import Any
-
-from fhir.resources.R4B.adverseevent import AdverseEvent as FhirAdverseEvent
-from fhir.resources.R4B.medicationadministration import MedicationAdministration as FhirMedicationAdministration
-from fhir.resources.R4B.observation import Observation as FhirObservation
-from fhir.resources.R4B.patient import Patient as FhirPatient
-from fhir.resources.R4B.procedure import Procedure as FhirProcedure
-from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from clinic.models import Clinic
 from patients.export_rows import Identity
@@ -57,6 +50,10 @@ def neutralise(value: Any) -> Any:
 # --- writers: CSV and XLSX --------------------------------------------------------------
 
 
+#: cell types csv_cell returns unchanged (bool is not among them: it becomes true/false)
+_AS_IS = frozenset({int, float, Decimal})
+
+
 def csv_cell(value: Any) -> Any:
     """A value as RFC 4180 text: empty for nothing, true/false, ISO 8601 (UTC) times, neutralised text."""
     if value is None:
@@ -76,12 +73,29 @@ def csv_chunks(header: list[str], rows: Iterable[list[Any]]) -> Iterator[bytes]:
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([neutralise(name) for name in header])
     for row in rows:
-        writer.writerow([csv_cell(value) for value in row])
+        # Most cells are numbers or text that needs nothing, and a million-row
+        # export has tens of millions of cells: those skip the call to csv_cell.
+        writer.writerow([
+            value if type(value) in _AS_IS or (type(value) is str and not value.startswith(_FORMULA_STARTS))
+            else csv_cell(value)
+            for value in row
+        ])
         if buffer.tell() >= _CHUNK_BYTES:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue().encode("utf-8")
+
+
+# openpyxl and fhir.resources are imported by the first XLSX or FHIR export:
+# together they cost every web and worker process about 60 MB.
+
+
+@cache
+def _illegal_characters() -> re.Pattern:
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    return ILLEGAL_CHARACTERS_RE
 
 
 def xlsx_cell(value: Any) -> Any:
@@ -93,12 +107,14 @@ def xlsx_cell(value: Any) -> Any:
     if isinstance(value, str):
         # Control characters are not allowed in the XML of a sheet; drop them
         # after neutralising so a leading NUL still earns its apostrophe.
-        return ILLEGAL_CHARACTERS_RE.sub("", neutralise(value))[:_XLSX_MAX_CELL]
+        return _illegal_characters().sub("", neutralise(value))[:_XLSX_MAX_CELL]
     return value
 
 
 def xlsx_chunks(header: list[str], rows: Iterable[list[Any]], *, title: str) -> Iterator[bytes]:
     """An XLSX workbook written in openpyxl's write-only mode, then read back in chunks."""
+    from openpyxl import Workbook
+
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(title=title[:31])
     sheet.append([xlsx_cell(name) for name in header])
@@ -128,13 +144,18 @@ _MEASURES = {
 }
 _PROCEDURE_NAMES = dict(Procedure.choices)
 _ADVERSE_NAMES = dict(AdverseEvent.Kind.choices)
-_FHIR_MODELS = {
-    "Patient": FhirPatient,
-    "Procedure": FhirProcedure,
-    "MedicationAdministration": FhirMedicationAdministration,
-    "AdverseEvent": FhirAdverseEvent,
-    "Observation": FhirObservation,
-}
+
+
+@cache
+def _fhir_models() -> dict[str, Any]:
+    from fhir.resources.R4B.adverseevent import AdverseEvent
+    from fhir.resources.R4B.medicationadministration import MedicationAdministration
+    from fhir.resources.R4B.observation import Observation
+    from fhir.resources.R4B.patient import Patient
+    from fhir.resources.R4B.procedure import Procedure
+
+    return {"Patient": Patient, "Procedure": Procedure, "MedicationAdministration": MedicationAdministration,
+            "AdverseEvent": AdverseEvent, "Observation": Observation}
 
 
 def _fhir_time(value: dt.datetime | dt.date | None) -> str | None:
@@ -331,7 +352,7 @@ class FhirBuilder:
 def validated_json(resource: dict) -> str:
     """Validate one resource with fhir.resources and return its JSON; raises on an invalid resource."""
     cleaned = _clean(resource)
-    _FHIR_MODELS[resource["resourceType"]].model_validate(cleaned)
+    _fhir_models()[resource["resourceType"]].model_validate(cleaned)
     # The validated dict is written as it is: re-serialising the model would
     # add a fifth of the run time to a million-row bundle and change nothing.
     return json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))

@@ -26,6 +26,27 @@ class LinkError(Exception):
     """The link cannot be used; ``str(error)`` is safe to show the patient."""
 
 
+def new_link(
+    *,
+    patient: Patient,
+    purpose: str,
+    valid_for: dt.timedelta | None = None,
+    treatment: object | None = None,
+    reminder: object | None = None,
+    time_point_day: int | None = None,
+) -> PatientLink:
+    """A link not saved yet (a reminder's links are saved together); ``create_link`` saves one."""
+    lifetime = valid_for or dt.timedelta(days=settings.AFTERCARE_SIGNED_LINK_MAX_AGE_DAYS)
+    return PatientLink(
+        patient=patient,
+        purpose=purpose,
+        treatment=treatment,
+        reminder=reminder,
+        time_point_day=time_point_day,
+        expires_at=timezone.now() + lifetime,
+    )
+
+
 def create_link(
     *,
     patient: Patient,
@@ -35,15 +56,10 @@ def create_link(
     reminder: object | None = None,
     time_point_day: int | None = None,
 ) -> PatientLink:
-    lifetime = valid_for or dt.timedelta(days=settings.AFTERCARE_SIGNED_LINK_MAX_AGE_DAYS)
-    return PatientLink.objects.create(
-        patient=patient,
-        purpose=purpose,
-        treatment=treatment,
-        reminder=reminder,
-        time_point_day=time_point_day,
-        expires_at=timezone.now() + lifetime,
-    )
+    link = new_link(patient=patient, purpose=purpose, valid_for=valid_for, treatment=treatment, reminder=reminder,
+                    time_point_day=time_point_day)
+    link.save()
+    return link
 
 
 def token_for(link: PatientLink) -> str:

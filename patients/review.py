@@ -22,7 +22,6 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models import Avg, Count, Q, QuerySet, Subquery
-from scipy import stats
 
 from clinic.models import Role
 from clinic.scoping import clinic_ids, scoped
@@ -191,12 +190,15 @@ def _labels(keys: set[int], by: Grouping) -> dict[int, str]:
     return {pk: f"{name} v{number}" for pk, name, number in versions}
 
 
-def summarise(treatments: QuerySet[Treatment], *, by: Grouping, now: dt.datetime) -> dict[int, GroupSummary]:
+def summarise(
+    treatments: QuerySet[Treatment], *, by: Grouping, now: dt.datetime, measures: list[HealingMeasures] | None = None
+) -> dict[int, GroupSummary]:
     """One summary per protocol (or version) among ``treatments``; a fixed number of queries.
 
     Control arms of split-face treatments are left out of the healing numbers
     (they did not receive the protocol's product); adverse events and
-    adherence count per treatment.
+    adherence count per treatment. ``measures`` are those of ``treatments``
+    when the caller already has them (they are the heaviest part).
     """
     group = _GROUP_FIELD[by]
     counts = dict(treatments.values_list(group).annotate(n=Count("pk", distinct=True)).order_by())
@@ -216,7 +218,7 @@ def summarise(treatments: QuerySet[Treatment], *, by: Grouping, now: dt.datetime
     }
     curves = _erythema_by_day(treatments, group=f"treatment__{group}")
     units_by_group: dict[int, list[HealingMeasures]] = defaultdict(list)
-    for unit in measures_for(treatments, now=now):
+    for unit in measures if measures is not None else measures_for(treatments, now=now):
         if not unit.is_control:
             units_by_group[unit.protocol_id if by == "protocol" else unit.protocol_version_id].append(unit)
     labels = _labels(set(counts), by)
@@ -268,8 +270,12 @@ def protocol_report(*, user: Any, protocol: Protocol, filters: ReviewFilters, no
     """The healing numbers of one protocol, overall and per version."""
     filters = ReviewFilters(**{**filters.__dict__, "protocol_id": protocol.pk})
     treatments = treatments_for_review(user=user, filters=filters)
-    overall = summarise(treatments, by="protocol", now=now).get(protocol.pk) or GroupSummary(key=protocol.pk, label=protocol.name)
-    versions = sorted(summarise(treatments, by="version", now=now).values(), key=lambda s: s.label)
+    # Overall and per version read the same per-unit measures: compute them once.
+    measures = measures_for(treatments, now=now)
+    overall = summarise(treatments, by="protocol", now=now, measures=measures).get(protocol.pk) or GroupSummary(
+        key=protocol.pk, label=protocol.name
+    )
+    versions = sorted(summarise(treatments, by="version", now=now, measures=measures).values(), key=lambda s: s.label)
     return ProtocolReport(protocol=protocol, filters=filters, overall=overall, versions=versions)
 
 
@@ -341,6 +347,9 @@ def paired_test(differences: list[float]) -> tuple[float | None, str]:
         return None, (
             f"No test: only {differing} pairs differ (zero differences are dropped), at least {MIN_PAIRS_FOR_TEST} are needed."
         )
+    # Imported here: SciPy's statistics cost every process about 80 MB, and only this test needs them.
+    from scipy import stats
+
     result = stats.wilcoxon(differences)
     return float(result.pvalue), "Wilcoxon signed-rank test (two-sided, zero differences dropped)."
 

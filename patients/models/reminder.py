@@ -62,6 +62,9 @@ class Reminder(models.Model):
             models.Index(
                 fields=["lease_until"], name="reminder_leased", condition=models.Q(status__in=["queued", "sending"])
             ),
+            # The outbox lists (admin and API) page through every row by due time; the
+            # partial index above covers only the rows still to send.
+            models.Index(fields=["due_at", "id"], name="reminder_due"),
         ]
 
     def __str__(self) -> str:

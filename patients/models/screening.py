@@ -42,7 +42,11 @@ class Screening(models.Model):
 
     class Meta:
         ordering = ["-run_at"]
-        indexes = [models.Index(fields=["patient", "protocol_version", "run_at"], name="screening_lookup")]
+        indexes = [
+            models.Index(fields=["patient", "protocol_version", "run_at"], name="screening_lookup"),
+            # Lists show the newest first (the API's screenings); without it a page sorts every screening.
+            models.Index(fields=["run_at"], name="screening_run_at"),
+        ]
 
     def __str__(self) -> str:
         return f"Screening of {self.patient} for {self.protocol_version}: {self.outcome}"
