@@ -53,8 +53,10 @@ e2e: install-dev
 lint: install-dev
 	$(VENV)/bin/ruff check .
 
+# Benchmarks (tests/perf), about 20 minutes at full size; on PostgreSQL and Redis when DATABASE_URL and
+# CELERY_BROKER_URL point at them. BENCH_ARGS="--scale 0.1" for a quick run, BENCH_ARGS=export for one.
 bench: install-dev
-	$(VENV)/bin/python -m tests.perf
+	$(VENV)/bin/python -m tests.perf $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var staticfiles
