@@ -139,11 +139,25 @@ def test_staff_of_the_clinic_download_it_as_an_attachment_and_it_is_logged(clien
     assert (event.actor, event.clinic, event.object_id) == (user, clinic_a, str(photo.pk))
 
 
+def test_a_png_is_served_with_its_stored_content_type_and_never_inline(client, assessment, clinician):
+    stored = store_photo(assessment=assessment, photo=_image("PNG", mode="RGBA"), uploaded_by=clinician)
+    client.force_login(clinician)
+
+    response = client.get(reverse("patients:photo-download", args=[stored.pk]))
+
+    assert response["Content-Type"] == stored.content_type == "image/png"
+    assert response["Content-Disposition"] == f'attachment; filename="outcome-photo-{stored.pk}.png"'
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert b"".join(response.streaming_content)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_the_thumbnail_is_served_under_the_same_rules(client, photo, clinician):
     client.force_login(clinician)
     response = client.get(reverse("patients:photo-thumbnail", args=[photo.pk]))
     assert response.status_code == 200
     assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Content-Type"] == "image/jpeg"
+    assert response["Content-Disposition"].startswith("attachment;")
     assert AuditEvent.objects.filter(action="outcome_photo.thumbnail_viewed").count() == 1
 
 
