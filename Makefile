@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 PORT ?= 8000
 
-.PHONY: run test lint bench worker beat web install install-dev migrate seed e2e clean
+.PHONY: run test lint bench worker beat web install install-dev migrate seed e2e fuzz audit bandit security clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,20 @@ lint: install-dev
 
 # Benchmarks (tests/perf), about 20 minutes at full size; on PostgreSQL and Redis when DATABASE_URL and
 # CELERY_BROKER_URL point at them. BENCH_ARGS="--scale 0.1" for a quick run, BENCH_ARGS=export for one.
+# Schemathesis against /api/schema/ on a throwaway database and server (tests/fuzz/run_schemathesis.py).
+fuzz: install-dev
+	$(PY) -m tests.fuzz.run_schemathesis
+
+# Known vulnerabilities in requirements.txt; says so loudly when no vulnerability service is reachable.
+audit: install-dev
+	$(PY) .ci/audit_dependencies.py
+
+# Static analysis: no medium or high findings (each "# nosec" says why on the line above it).
+bandit: install-dev
+	$(VENV)/bin/bandit -q -r clinic protocols patients -x '*/migrations/*' --severity-level medium
+
+security: audit bandit fuzz
+
 bench: install-dev
 	$(VENV)/bin/python -m tests.perf $(BENCH_ARGS)
 

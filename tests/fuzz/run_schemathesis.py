@@ -26,10 +26,12 @@ import time
 import urllib.request
 from contextlib import closing
 from pathlib import Path
+from xml.etree import ElementTree
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+REPORTS = ROOT / "var" / "fuzz"  # JUnit reports, one per user, kept for a look after a failure
 # Who fuzzes what. The clinician may do every write but exports; the clinic admin's
 # run covers the exports (the clinician gets 403 there), so no operation goes untested.
 USERS: dict[str, list[str]] = {
@@ -112,7 +114,7 @@ def stop_server(server: subprocess.Popen) -> None:
         server.wait()
 
 
-def run_schemathesis(base_url: str, token: str, report_dir: Path, *, work: Path, extra: list[str]) -> int:
+def run_schemathesis(base_url: str, token: str, report: Path, *, work: Path, extra: list[str]) -> int:
     max_examples = os.environ.get("FUZZ_MAX_EXAMPLES", "10")
     command = [
         str(BIN / "schemathesis"), "--config-file", str(CONFIG), "run", f"{base_url}/api/schema/",
@@ -125,11 +127,43 @@ def run_schemathesis(base_url: str, token: str, report_dir: Path, *, work: Path,
         # The token above is the credential; generated session cookies would be mistaken for one.
         "--generation-with-security-parameters", "false",
         "--request-timeout", "30",
-        "--report", "junit", "--report-dir", str(report_dir),
+        "--report", "junit", "--report-junit-path", str(report),
         *extra,
     ]
     # Run from the temporary folder: schemathesis keeps a cache folder in its working directory.
     return subprocess.run(command, cwd=work, check=False).returncode  # noqa: S603 - fixed arguments
+
+
+def operation_counts(reports: list[Path]) -> tuple[int, int]:
+    """(passed, failed) test cases over schemathesis's JUnit reports: one per operation, plus the stateful phase."""
+    passed = failed = 0
+    for report in reports:
+        if not report.exists():
+            continue
+        suites = ElementTree.parse(report).getroot()  # noqa: S314 - a report schemathesis just wrote
+        bad = int(suites.get("failures", 0)) + int(suites.get("errors", 0))
+        failed += bad
+        passed += int(suites.get("tests", 0)) - bad - int(suites.get("skipped", 0))
+    return passed, failed
+
+
+def fuzz_every_user(base_url: str, tokens: dict[str, str], *, work: Path) -> int:
+    """Run schemathesis once per user; return how many runs failed, after printing the closing line."""
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    reports = []
+    for username, extra in USERS.items():
+        print(f"\n==> schemathesis as {username} {' '.join(extra)}", flush=True)
+        report = REPORTS / f"{username}.xml"
+        report.unlink(missing_ok=True)
+        reports.append(report)
+        if run_schemathesis(base_url, tokens[username], report, work=work, extra=extra) != 0:
+            failures += 1
+    passed, failed = operation_counts(reports)
+    # One plain closing line: operations (and stateful scenarios) that passed every check, and those that
+    # did not; a run that failed without a report (a crash) counts as failed too.
+    print(f"\nschemathesis: {passed} passed, {max(failed, failures)} failed")
+    return failures
 
 
 def main() -> int:
@@ -142,14 +176,9 @@ def main() -> int:
         tokens = prepare_database(env)
         server = start_server(env, port, work / "server.log")
         wait_until_up(f"{base_url}/healthz", server)
-        failures = 0
-        for username, extra in USERS.items():
-            print(f"\n==> schemathesis as {username} {' '.join(extra)}", flush=True)
-            report_dir = ROOT / "var" / "fuzz" / username
-            if run_schemathesis(base_url, tokens[username], report_dir, work=work, extra=extra) != 0:
-                failures += 1
+        failures = fuzz_every_user(base_url, tokens, work=work)
         if failures:
-            print(f"\nschemathesis failed for {failures} of {len(USERS)} users; server log tail:", flush=True)
+            print("server log, last lines:")
             print("\n".join((work / "server.log").read_text().splitlines()[-60:]))
         return 1 if failures else 0
     finally:
