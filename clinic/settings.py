@@ -309,7 +309,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "clinic.api.schema.AftercareAutoSchema",
     "EXCEPTION_HANDLER": "clinic.api.errors.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"login": "10/minute", "patient_link": "30/minute"},
+    # Token sign-in only; the patient link pages are plain views limited by clinic.ratelimit (PATIENT_LINK_RATE_PER_MINUTE).
+    "DEFAULT_THROTTLE_RATES": {"login": "10/minute"},
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {
