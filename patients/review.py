@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -224,15 +224,11 @@ def summarise(
     labels = _labels(set(counts), by)
     summaries = {}
     for key, n in counts.items():
-        units = units_by_group.get(key, [])
         summaries[key] = GroupSummary(
             key=key,
             label=labels.get(key, str(key)),
             treatments=n,
-            reepithelialisation_days=Spread.of(
-                [u.days_to_reepithelialisation for u in units if u.days_to_reepithelialisation is not None]
-            ),
-            peak_erythema_mean=_mean([u.peak_erythema for u in units if u.peak_erythema is not None]),
+            **_healing(units_by_group.get(key, [])),
             mean_erythema_by_day=curves.get(key, []),
             treatments_with_adverse_events=events.get(key, {}).get("treatments", 0),
             adverse_events=events.get(key, {}).get("events", 0),
@@ -240,6 +236,44 @@ def summarise(
             home_steps_due=adherence.get(key, {}).get("due", 0),
         )
     return summaries
+
+
+def _healing(units: list[HealingMeasures]) -> dict[str, Any]:
+    """The per-unit numbers of a group's (non-control) units: days to re-epithelialisation and mean peak erythema."""
+    return {
+        "reepithelialisation_days": Spread.of(
+            [u.days_to_reepithelialisation for u in units if u.days_to_reepithelialisation is not None]
+        ),
+        "peak_erythema_mean": _mean([u.peak_erythema for u in units if u.peak_erythema is not None]),
+    }
+
+
+def combine(*, key: int, label: str, parts: list[GroupSummary], units: list[HealingMeasures]) -> GroupSummary:
+    """The summary of a whole made of ``parts`` (a protocol of its versions), as if it had been grouped at once.
+
+    Counts add up (a treatment follows one version), a day's mean erythema is
+    the parts' means weighted by their number of scores, and the per-unit
+    numbers are taken again from ``units``, the whole's non-control units.
+    Saves the protocol-wide aggregate queries, the heaviest of a review page.
+    """
+    if len(parts) == 1:
+        return replace(parts[0], key=key, label=label)
+    by_day: dict[int, list[float]] = defaultdict(lambda: [0.0, 0])
+    for part in parts:
+        for point in part.mean_erythema_by_day:
+            by_day[point.day][0] += point.mean * point.n
+            by_day[point.day][1] += point.n
+    return GroupSummary(
+        key=key,
+        label=label,
+        treatments=sum(part.treatments for part in parts),
+        **_healing(units),
+        mean_erythema_by_day=[DayMean(day=day, mean=total / n, n=int(n)) for day, (total, n) in sorted(by_day.items())],
+        treatments_with_adverse_events=sum(part.treatments_with_adverse_events for part in parts),
+        adverse_events=sum(part.adverse_events for part in parts),
+        home_steps_done=sum(part.home_steps_done for part in parts),
+        home_steps_due=sum(part.home_steps_due for part in parts),
+    )
 
 
 def _erythema_by_day(treatments: QuerySet[Treatment], *, group: str) -> dict[Any, list[DayMean]]:
@@ -270,12 +304,12 @@ def protocol_report(*, user: Any, protocol: Protocol, filters: ReviewFilters, no
     """The healing numbers of one protocol, overall and per version."""
     filters = ReviewFilters(**{**filters.__dict__, "protocol_id": protocol.pk})
     treatments = treatments_for_review(user=user, filters=filters)
-    # Overall and per version read the same per-unit measures: compute them once.
+    # The overall row is put together from the versions' rows and the same
+    # per-unit measures: one pass over the outcomes instead of two.
     measures = measures_for(treatments, now=now)
-    overall = summarise(treatments, by="protocol", now=now, measures=measures).get(protocol.pk) or GroupSummary(
-        key=protocol.pk, label=protocol.name
-    )
     versions = sorted(summarise(treatments, by="version", now=now, measures=measures).values(), key=lambda s: s.label)
+    units = [unit for unit in measures if not unit.is_control]
+    overall = combine(key=protocol.pk, label=protocol.name, parts=versions, units=units)
     return ProtocolReport(protocol=protocol, filters=filters, overall=overall, versions=versions)
 
 

@@ -34,7 +34,17 @@ from patients.models import Reminder, Screening, Treatment
 from patients.tasks import dispatch_due_reminders_task
 from tests.perf.environment import BenchEnvironment
 from tests.perf.report import Result, number, percentile, rate
-from tests.perf.seed import REMINDER_COLUMNS, Table, add_clear_screenings, add_patients, clinic_setup, next_id, timeline_template
+from tests.perf.seed import (
+    REMINDER_COLUMNS,
+    ClinicSetup,
+    Table,
+    add_clear_screenings,
+    add_patients,
+    clinic_setup,
+    next_id,
+    reset_sequences,
+    timeline_template,
+)
 from tests.perf.smtp_sink import SinkProcess, message_id_of, read_spool
 
 FULL_SIZE = 10_000
@@ -81,27 +91,31 @@ class Worker:
 # --- data -----------------------------------------------------------------------------------------
 
 
-def seed_reminders(count: int) -> tuple[int, int]:
-    """``count`` scheduled reminders (due far in the future for now); returns the first and last id."""
-    setup = clinic_setup("bench-reminders", "Bench Reminder Clinic")
+def _treatments(setup: ClinicSetup, count: int, *, ended_at: dt.datetime) -> int:
+    """``count`` consenting patients (one in ten reads German), each treated at ``ended_at``; the first treatment's id."""
     version = setup.versions["microneedling"]
-    ended_at = timezone.now().replace(microsecond=0) - dt.timedelta(hours=1)
-    template = timeline_template(setup.clinic, version, ended_at=ended_at)
-    treatments = math.ceil(count / len(template))
-    patient_ids = add_patients(setup.clinic, treatments, seed=3, languages=("en",) * 9 + ("de",))
+    patient_ids = add_patients(setup.clinic, count, seed=3, languages=("en",) * 9 + ("de",))
     screening_ids = add_clear_screenings(patient_ids, version=version, run_by=setup.clinician,
                                          run_at=ended_at - dt.timedelta(days=1))
-    first_treatment = next_id(Treatment)
+    first = next_id(Treatment)
     Table(Treatment, ("id", "clinic_id", "patient_id", "protocol_version_id", "screening_id", "clinician_id",
                       "started_at", "ended_at", "areas")).write(
-        (first_treatment + i, setup.clinic.pk, patient_id, version.pk, screening_ids[i], setup.clinician.pk,
+        (first + i, setup.clinic.pk, patient_id, version.pk, screening_ids[i], setup.clinician.pk,
          ended_at - dt.timedelta(minutes=45), ended_at, "Full face")
         for i, patient_id in enumerate(patient_ids)
     )
-    from tests.perf.seed import reset_sequences
-
     reset_sequences(Treatment, Screening)
-    far = timezone.now() + dt.timedelta(days=3650)
+    return first
+
+
+def seed_reminders(count: int) -> tuple[int, int]:
+    """``count`` scheduled reminders of the microneedling timeline, not due yet; returns the first and last id."""
+    setup = clinic_setup("bench-reminders", "Bench Reminder Clinic")
+    ended_at = timezone.now().replace(microsecond=0) - dt.timedelta(hours=1)
+    template = timeline_template(setup.clinic, setup.versions["microneedling"], ended_at=ended_at)
+    treatments = math.ceil(count / len(template))
+    first_treatment = _treatments(setup, treatments, ended_at=ended_at)
+    far = timezone.now() + dt.timedelta(days=3650)  # make_due() sets the real due time
     rows = [
         (first_treatment + i, step, occurrence, ended_at + occurs, far, "scheduled", None, None)
         for i in range(treatments)

@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     env = BenchEnvironment.from_environment()
     env.apply()
-    env.create_database()
     try:
+        env.create_database()
         return _run(args, env)
     finally:
         env.cleanup(keep=args.keep)
