@@ -268,7 +268,7 @@ WHOLE_FACE_PATIENT = (1, 3, 7)
 #: a split-face treatment: 4 clinician time points per arm and 2 self-reports: 8 + 2 = 10 rows
 SPLIT_FACE_CLINICIAN = ((0, "after"), (1, ""), (3, ""), (7, ""))
 SPLIT_FACE_PATIENT = (3, 7)
-SPLIT_FACE_EVERY = 20  # one microneedling treatment in 20 is split-face
+SPLIT_FACE_EVERY = 20  # one treatment in 20 is a split-face microneedling treatment
 ADVERSE_EVENT_EVERY = 50
 REMINDERS_EVERY = 10  # one treatment in 10 keeps its reminder rows (the outbox of recent months)
 OUTCOME_COLUMNS = (
@@ -308,7 +308,7 @@ def large_dataset(*, patients: int, log: Any = print) -> LargeDataset:
     """The clinic the export and page benchmarks read: ``patients`` patients with one treatment and 10 outcomes each.
 
     Built once per database (a second call finds it). 60 % of the treatments
-    follow the microneedling protocol (one in 20 of those split-face), the rest
+    follow the microneedling protocol (one treatment in 20 is split-face), the rest
     the two laser protocols; one in 50 has an adverse event; one in ten keeps
     its 7–13 reminder rows.
     """
