@@ -68,6 +68,8 @@ TESTING = _bool("AFTERCARE_TESTING", False)
 SECRET_KEY = _required_in_production("SECRET_KEY", "dev-only-insecure-key-never-use-in-production")
 if not DEBUG and (len(SECRET_KEY) < 50 or SECRET_KEY.startswith("dev-only")):
     raise ImproperlyConfigured("SECRET_KEY must be a random string of at least 50 characters")
+# Rotating SECRET_KEY: keep the old key here (comma-separated) until the patient links it signed have expired.
+SECRET_KEY_FALLBACKS = [key.strip() for key in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if key.strip()]
 
 ALLOWED_HOSTS = [h.strip() for h in _required_in_production("ALLOWED_HOSTS", "*").split(",") if h.strip()]
 if not ALLOWED_HOSTS:

@@ -76,3 +76,14 @@ def test_it_passes_the_deploy_check_in_production():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_old_secret_keys_can_be_kept_for_rotation():
+    old_key = "o" * 60
+    code = "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY_FALLBACKS)"
+    env = {k: v for k, v in os.environ.items() if k not in GOOD_PRODUCTION}
+    env.update(GOOD_PRODUCTION, SECRET_KEY_FALLBACKS=f"{old_key}, ", DJANGO_SETTINGS_MODULE="clinic.settings",
+               AFTERCARE_VAR_DIR="/tmp/aftercare-settings-test-var")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"['{old_key}']"

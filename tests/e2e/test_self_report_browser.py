@@ -12,13 +12,13 @@ from PIL import Image
 
 from patients.links import create_link, token_for
 from patients.models import OutcomeAssessment, OutcomePhoto
-from tests.e2e.conftest import browser, phone, screenshot  # noqa: F401 - browser fixtures
+from tests.e2e.conftest import screenshot
 from tests.factories import TreatmentFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_patient_reports_and_then_corrects_on_a_phone(phone, live_server, clinic_a, settings, tmp_path):  # noqa: F811
+def test_a_patient_reports_and_then_corrects_on_a_phone(phone, live_server, clinic_a, settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.MEDIA_ROOT = tmp_path / "media"
     cache.clear()
@@ -53,7 +53,7 @@ def test_a_patient_reports_and_then_corrects_on_a_phone(phone, live_server, clin
     assert report.history.count() == 2
 
 
-def test_the_page_fits_a_phone_without_sideways_scrolling(phone, live_server, clinic_a, settings):  # noqa: F811
+def test_the_page_fits_a_phone_without_sideways_scrolling(phone, live_server, clinic_a, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     cache.clear()
     ended = timezone.now() - dt.timedelta(days=3)
