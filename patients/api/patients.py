@@ -206,7 +206,7 @@ class ScreeningViewSet(ScopedReadOnlyViewSet):
                      request=request)
         return Response(self.get_serializer(screening).data)
 
-    @extend_schema(request=OverrideRequestSerializer, responses=OverrideSerializer)
+    @extend_schema(request=OverrideRequestSerializer, responses={201: OverrideSerializer})
     @action(detail=True, methods=["post"])
     def override(self, request: Request, pk: str | None = None) -> Response:
         screening = self.get_object()
