@@ -1,19 +1,22 @@
-"""Demo patients for ``seed_demo``: one for each kind of screening result."""
+"""Demo patients for ``seed_demo``: one for each kind of screening result, and patients treated over the past month."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
 
 from clinic.models import Clinic
+from patients.demo_outcomes import install_demo_outcomes
 from patients.intake import record_intake
-from patients.models import Patient, Screening
+from patients.models import Patient, Screening, Treatment
 from patients.screenings import run_screening, versions_usable_by
-from protocols.models import Procedure, ProtocolVersion
+from patients.treatments import ApplicationInput, ArmInput, record_treatment
+from protocols.models import ExosomeProduct, Procedure, ProductLot, ProtocolVersion
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,20 @@ DEMO_PATIENTS: tuple[DemoPatient, ...] = (
     DemoPatient("DEMO-004", "Daniel", "Reyes", dt.date(1979, 6, 8), Procedure.FRACTIONAL_ABLATIVE,
                 {"pregnant": False, "hsv_history": True}),
 )
+
+
+def _demo_patient(*, clinic: Clinic, spec: DemoPatient | DemoTreatment, **extra: Any) -> Patient:
+    """The patient of ``spec`` in ``clinic``, created once, with paper consent to reminders."""
+    email = f"{spec.given_name}.{spec.family_name}@patient.example".lower().encode("ascii", "ignore").decode()
+    patient, _ = Patient.objects.get_or_create(
+        clinic=clinic, reference=spec.reference,
+        defaults={
+            "given_name": spec.given_name, "family_name": spec.family_name, "date_of_birth": spec.date_of_birth,
+            "email": email, "reminder_consent": True, "consent_at": timezone.now(),
+            "consent_source": Patient.ConsentSource.PAPER, **extra,
+        },
+    )
+    return patient
 
 
 def _version_for(procedure: str, versions: dict[str, ProtocolVersion]) -> ProtocolVersion | None:
@@ -66,16 +83,7 @@ def install_demo_patients(
     installed: list[Patient] = []
     usable = versions_usable_by(clinic)
     for spec in patients:
-        patient, _ = Patient.objects.get_or_create(
-            clinic=clinic, reference=spec.reference,
-            defaults={
-                "given_name": spec.given_name, "family_name": spec.family_name,
-                "date_of_birth": spec.date_of_birth,
-                "email": f"{spec.given_name}.{spec.family_name}@patient.example".lower().encode("ascii", "ignore").decode(),
-                "reminder_consent": True, "consent_at": timezone.now(),
-                "consent_source": Patient.ConsentSource.PAPER,
-            },
-        )
+        patient = _demo_patient(clinic=clinic, spec=spec)
         installed.append(patient)
         if not patient.intakes.exists():
             record_intake(patient=patient, answers=_answers(spec, today), recorded_by=clinician)
@@ -87,3 +95,72 @@ def install_demo_patients(
                 patient=patient, protocol_version=version, planned_for=today + dt.timedelta(days=7), run_by=clinician
             )
     return installed
+
+
+# --- patients treated over the past month: timelines, outcomes, split-face arms ------------------
+
+@dataclass(frozen=True)
+class DemoTreatment:
+    """A demo patient who was treated ``days_ago`` days ago, so the timeline and outcomes have a history."""
+
+    reference: str
+    given_name: str
+    family_name: str
+    date_of_birth: dt.date
+    procedure: str
+    days_ago: int
+    fitzpatrick: int
+    split_face: bool = False
+
+
+_MN, _NAFL, _AFL = Procedure.MICRONEEDLING, Procedure.FRACTIONAL_NONABLATIVE, Procedure.FRACTIONAL_ABLATIVE
+DEMO_TREATMENTS: tuple[DemoTreatment, ...] = (
+    DemoTreatment("DEMO-101", "Amara", "Nwosu", dt.date(1988, 4, 2), _MN, 3, 5),
+    DemoTreatment("DEMO-102", "Elena", "Petrova", dt.date(1975, 11, 19), _MN, 8, 2),
+    DemoTreatment("DEMO-103", "Hiro", "Tanaka", dt.date(1992, 7, 30), _MN, 15, 3),
+    DemoTreatment("DEMO-104", "Grace", "Lindqvist", dt.date(1983, 2, 11), _MN, 29, 1, split_face=True),
+    DemoTreatment("DEMO-105", "Omar", "Haddad", dt.date(1990, 9, 5), _NAFL, 10, 4),
+    DemoTreatment("DEMO-106", "Chloé", "Martin", dt.date(1969, 12, 24), _NAFL, 21, 2),
+    DemoTreatment("DEMO-107", "Ines", "Duarte", dt.date(1979, 5, 16), _AFL, 12, 2),
+    DemoTreatment("DEMO-108", "Priya", "Raman", dt.date(1995, 3, 8), _MN, 6, 4, split_face=True),
+)
+CLEAR_ANSWERS = {"pregnant": False, "breastfeeding": False, "hsv_history": False, "anticoagulant": False,
+                 "active_infection": False, "keloid_history": False}
+
+
+def install_demo_treatments(
+    *, clinic: Clinic, versions: dict[str, ProtocolVersion], lots: list[ProductLot], clinician: Any,
+    treatments: Iterable[DemoTreatment] = DEMO_TREATMENTS,
+) -> tuple[int, int]:
+    """Screen (clear) and treat each patient once, with an in-clinic exosome lot, then add their outcomes.
+
+    Returns (treated patients, new outcome assessments). Safe to run again.
+    """
+    today = timezone.localdate()
+    lot = next(lot for lot in lots if lot.unusable_reason(today) is None and lot.product.source == ExosomeProduct.Source.HUMAN)
+    treated = created = 0
+    for spec in treatments:
+        patient = _demo_patient(clinic=clinic, spec=spec, fitzpatrick_type=spec.fitzpatrick)
+        treatment = Treatment.objects.filter(patient=patient).first() or _treat(
+            patient=patient, spec=spec, version=versions[str(spec.procedure)], lot=lot, clinician=clinician
+        )
+        treated += 1
+        created += install_demo_outcomes(treatment=treatment, clinician=clinician)
+    return treated, created
+
+
+def _treat(*, patient: Patient, spec: DemoTreatment, version: ProtocolVersion, lot: ProductLot, clinician: Any) -> Treatment:
+    if not patient.intakes.exists():
+        record_intake(patient=patient, answers=CLEAR_ANSWERS, recorded_by=clinician)
+    ended = timezone.now().replace(second=0, microsecond=0) - dt.timedelta(days=spec.days_ago)
+    screening = run_screening(patient=patient, protocol_version=version, planned_for=ended.date(), run_by=clinician)
+    arms = [ArmInput("Left", product=lot.product),
+            ArmInput("Right", is_control=True, control_description="Saline only")] if spec.split_face else []
+    return record_treatment(
+        patient=patient, protocol_version=version, screening=screening, clinician=clinician,
+        started_at=ended - dt.timedelta(minutes=45), ended_at=ended, areas="Full face", device="Demo device",
+        needle_depth_mm=Decimal("1.0") if spec.procedure == Procedure.MICRONEEDLING else None, passes=2,
+        applications=[ApplicationInput(lot=lot, volume_ml=Decimal("2.5"), minutes_after_procedure=5,
+                                       arm_label="Left" if spec.split_face else "")],
+        arms=arms,
+    )
