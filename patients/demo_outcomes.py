@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.db import transaction
 from django.utils import timezone
@@ -141,13 +142,16 @@ def _adverse_event(*, treatment: Treatment, clinician: Any, rng: random.Random, 
     if rng.random() >= chance:
         return
     kind = rng.choice((AdverseEvent.Kind.MILIA, AdverseEvent.Kind.ACNEIFORM, AdverseEvent.Kind.PROLONGED_ERYTHEMA))
-    onset = (treatment.ended_at + dt.timedelta(days=5)).date()
-    if onset > now.date() or AdverseEvent.objects.filter(treatment=treatment, kind=kind, onset_date=onset).exists():
+    # Dates as the clinic sees them, the same way record_adverse_event checks them.
+    local = ZoneInfo(treatment.clinic.time_zone)
+    today = now.astimezone(local).date()
+    onset = treatment.ended_at.astimezone(local).date() + dt.timedelta(days=5)
+    if onset > today or AdverseEvent.objects.filter(treatment=treatment, kind=kind, onset_date=onset).exists():
         return
     arm = treatment.arms.filter(is_control=True).first()
     record_adverse_event(
         treatment=treatment, by=clinician, kind=kind, severity=AdverseEvent.Severity.MILD, onset_date=onset, arm=arm,
-        resolution_date=onset + dt.timedelta(days=7) if onset + dt.timedelta(days=7) <= now.date() else None,
+        resolution_date=onset + dt.timedelta(days=7) if onset + dt.timedelta(days=7) <= today else None,
         action_taken="Reassured; reviewed at the next visit.", now=now,
     )
 

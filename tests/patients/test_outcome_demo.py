@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -99,3 +100,35 @@ def test_adverse_events_are_created_at_most_once(clinic_a, clinician):
         install_demo_outcomes(treatment=treatment, clinician=clinician)
     assert AdverseEvent.objects.count() == first
     assert not AdverseEvent.objects.exclude(severity="mild").exists()
+
+
+class _AlwaysAnEvent:
+    """An rng under which the demo always records an adverse event, of the first kind offered."""
+
+    def random(self) -> float:
+        return 0.0
+
+    def choice(self, options):
+        return options[0]
+
+
+def test_adverse_event_dates_are_the_clinics_dates_when_utc_is_already_tomorrow(clinic_a, clinician):
+    # Regression: the demo compared with the UTC date, the validation with the clinic's, so a seed run
+    # between midnight UTC and midnight in New York resolved an event "in the future" and failed.
+    from patients.demo_outcomes import _adverse_event
+
+    clinic_a.time_zone = "America/New_York"
+    clinic_a.save()
+    ended = dt.datetime(2026, 3, 1, 15, 0, tzinfo=ZoneInfo("America/New_York"))  # local day D
+    now = dt.datetime(2026, 3, 13, 2, 30, tzinfo=dt.UTC)  # UTC day D+12, still D+11 22:30 in New York
+    treatment = TreatmentFactory(
+        screening__patient__clinic=clinic_a, screening__protocol_version__protocol__procedure="fractional_ablative",
+        started_at=ended - dt.timedelta(hours=1), ended_at=ended,
+    )
+    _adverse_event(treatment=treatment, clinician=clinician, rng=_AlwaysAnEvent(), procedure="fractional_ablative", now=now)
+    event = AdverseEvent.objects.get(treatment=treatment)
+    assert event.onset_date == dt.date(2026, 3, 6)
+    assert event.resolution_date is None  # day D+12 has not come in New York yet
+    _adverse_event(treatment=treatment, clinician=clinician, rng=_AlwaysAnEvent(), procedure="fractional_ablative",
+                   now=now + dt.timedelta(hours=3))
+    assert AdverseEvent.objects.filter(treatment=treatment).count() == 1
