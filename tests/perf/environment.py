@@ -1,7 +1,7 @@
 """Where a benchmark run happens: its own database and broker, production-like settings, and the machine.
 
 A run never touches anybody else's data. On PostgreSQL it creates a database
-of its own (``aftercare_bench`` by default) on the server ``DATABASE_URL``
+of its own (``aftercare_bench_<pid>`` by default, so two runs never share one) on the server ``DATABASE_URL``
 names and drops it afterwards; otherwise it uses a SQLite file in a temporary
 directory. On Redis it uses a database number of its own (13 by default) and
 empties only that one; otherwise kombu's filesystem broker in the temporary
@@ -50,7 +50,7 @@ class BenchEnvironment:
         scratch = Path(tempfile.mkdtemp(prefix="aftercare-bench-"))
         source_db = environ.get("DATABASE_URL", "")
         if _is_postgres(source_db):
-            db_name = environ.get("AFTERCARE_BENCH_DB_NAME") or DEFAULT_DB_NAME
+            db_name = environ.get("AFTERCARE_BENCH_DB_NAME") or f"{DEFAULT_DB_NAME}_{os.getpid()}"
             database_url = _with_path(source_db, f"/{db_name}")
             maintenance_url = _with_path(source_db, "/postgres")
         else:
