@@ -361,6 +361,10 @@ AFTERCARE_REMINDER_RETRY_MAX_SECONDS = _int("REMINDER_RETRY_MAX_SECONDS", 6 * 36
 # A step that was already this far in the past when the treatment was recorded
 # (or rescheduled) is not emailed: "tonight, cleanse gently" two days late helps nobody.
 AFTERCARE_REMINDER_LATE_GRACE_MINUTES = _int("REMINDER_LATE_GRACE_MINUTES", 60)
+# Each worker process keeps its SMTP connection between sends (patients/mail_connection.py):
+# closed after this many idle seconds (0: never reuse) and after this many messages.
+AFTERCARE_SMTP_REUSE_IDLE_SECONDS = _int("SMTP_REUSE_IDLE_SECONDS", 30)
+AFTERCARE_SMTP_REUSE_MAX_MESSAGES = _int("SMTP_REUSE_MAX_MESSAGES", 100, minimum=1)
 # Unsubscribe links must keep working long after the email arrived.
 AFTERCARE_REMINDER_UNSUBSCRIBE_LINK_DAYS = _int("REMINDER_UNSUBSCRIBE_LINK_DAYS", 180, minimum=1)
 # Exactly one beat process runs these; django_celery_beat's DatabaseScheduler

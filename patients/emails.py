@@ -48,18 +48,23 @@ class ReminderLinks:
     self_report: str | None = None
 
 
-def _links_for(*, reminder: Reminder, now: dt.datetime, wanted: dict[str, dict[str, Any]]) -> dict[str, PatientLink]:
+def _links_for(
+    *, reminder: Reminder, now: dt.datetime, wanted: dict[str, dict[str, Any]], first_attempt: bool
+) -> dict[str, PatientLink]:
     """The reminder's links by purpose (``wanted`` maps each purpose to its ``new_link`` options).
 
     Retries reuse the links of the first attempt, so a retried email does not
     leave a trail of unused links behind it. One query reads them and one
     writes the missing ones, however many links the email carries: the
-    worker sends thousands of these.
+    worker sends thousands of these. A first attempt has nothing to reuse and
+    skips the read.
     """
-    reusable = PatientLink.objects.filter(
-        reminder=reminder, purpose__in=list(wanted), expires_at__gt=now + _LINK_REUSE_MIN_REMAINING
-    ).order_by("expires_at")
-    links = {link.purpose: link for link in reusable}  # the one expiring last wins
+    links: dict[str, PatientLink] = {}
+    if not first_attempt:
+        reusable = PatientLink.objects.filter(
+            reminder=reminder, purpose__in=list(wanted), expires_at__gt=now + _LINK_REUSE_MIN_REMAINING
+        ).order_by("expires_at")
+        links = {link.purpose: link for link in reusable}  # the one expiring last wins
     treatment = reminder.treatment
     missing = [
         new_link(patient=treatment.patient, purpose=purpose, treatment=treatment, reminder=reminder, **options)
@@ -70,8 +75,11 @@ def _links_for(*, reminder: Reminder, now: dt.datetime, wanted: dict[str, dict[s
     return links
 
 
-def reminder_links(*, reminder: Reminder, now: dt.datetime | None = None) -> ReminderLinks:
-    """The signed links one reminder email carries (created on first use, reused by retries)."""
+def reminder_links(*, reminder: Reminder, now: dt.datetime | None = None, first_attempt: bool = False) -> ReminderLinks:
+    """The signed links one reminder email carries (created on first use, reused by retries).
+
+    ``first_attempt``: the caller knows no attempt before this one made links (saves a query).
+    """
     now = now or timezone.now()
     Purpose = PatientLink.Purpose  # noqa: N806
     wanted: dict[str, dict[str, Any]] = {
@@ -84,7 +92,7 @@ def reminder_links(*, reminder: Reminder, now: dt.datetime | None = None) -> Rem
             occurs_at=reminder.occurs_at, ended_at=treatment.ended_at, zone=ZoneInfo(treatment.patient.zone_name)
         )
         wanted[Purpose.SELF_REPORT] = {"time_point_day": day}
-    links = _links_for(reminder=reminder, now=now, wanted=wanted)
+    links = _links_for(reminder=reminder, now=now, wanted=wanted, first_attempt=first_attempt)
     self_report = links.get(Purpose.SELF_REPORT)
     return ReminderLinks(
         done=url_for(links[Purpose.DONE]), unsubscribe=url_for(links[Purpose.UNSUBSCRIBE]),

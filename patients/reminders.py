@@ -14,7 +14,9 @@ The database row is the truth about a reminder (DESIGN.md). Its life:
   claim the same row — and queues one send task per row after commit, passing ids.
 * The send task (``acks_late``) moves the row from queued to sending with a
   conditional update that must change exactly one row, so a duplicated broker
-  message sends nothing twice. It sends outside any transaction.
+  message sends nothing twice; in the same short transaction it re-checks the
+  patient and makes the email's links. It sends outside any transaction, over
+  the worker process's reused SMTP connection (``patients.mail_connection``).
 * The sweeper gives rows whose lease expired back to the dispatcher: a queued
   row whose message was lost (Redis flushed, worker killed before it started)
   and a sending row whose worker died. The second is the one duplicate window:
@@ -226,21 +228,31 @@ def send_reminder(*, reminder_id: int, now: dt.datetime | None = None, connectio
     send time, not only when the row was scheduled.
     """
     from patients.emails import build_reminder_email, reminder_links
+    from patients.mail_connection import send_on_process_connection
 
     now = now or timezone.now()
-    if not _mark_sending(reminder_id=reminder_id, now=now):
-        return SendOutcome.NOT_CLAIMED
-    reminder = Reminder.objects.select_related(
-        "step", "treatment__clinic", "treatment__patient__clinic"
-    ).get(pk=reminder_id)
-    reason = skip_reason(reminder)
-    if reason:
-        _record_skipped(reminder_id, reason)
-        return SendOutcome.SKIPPED
+    # Claim, re-check and make the links in one transaction (one commit before the send, not two);
+    # if the database fails here, nothing is committed and the row stays queued
+    # until the sweeper hands it back.
+    with transaction.atomic():
+        if not _mark_sending(reminder_id=reminder_id, now=now):
+            return SendOutcome.NOT_CLAIMED
+        reminder = Reminder.objects.select_related(
+            "step", "treatment__clinic", "treatment__patient__clinic"
+        ).get(pk=reminder_id)
+        reason = skip_reason(reminder)
+        if reason:
+            _record_skipped(reminder_id, reason)
+            return SendOutcome.SKIPPED
+        # The first attempt has no links to reuse (a retry's attempt count is above one).
+        links = reminder_links(reminder=reminder, now=now, first_attempt=reminder.attempts == 1)
     try:
-        message = build_reminder_email(reminder=reminder, links=reminder_links(reminder=reminder, now=now))
-        message.connection = connection
-        message.send(fail_silently=False)
+        message = build_reminder_email(reminder=reminder, links=links)
+        if connection is None:
+            send_on_process_connection(message)
+        else:
+            message.connection = connection
+            message.send(fail_silently=False)
     except Exception as error:  # noqa: BLE001 - every failure is recorded on the row and retried or failed
         if classify_send_error(error).message.startswith("Unexpected"):
             log.exception("Reminder %s could not be sent", reminder_id)

@@ -188,6 +188,24 @@ def test_it_backs_off_longer_each_time_and_gives_up_after_the_last_attempt(froze
     assert "gave up after 3 attempts" in reminder.last_error
 
 
+def test_a_retry_carries_the_links_of_the_first_attempt_and_the_first_attempt_reads_none(frozen):
+    from patients.models.link import PatientLink
+
+    reminder = queued()
+    with CaptureQueriesContext(connection) as first_attempt:
+        reminders.send_reminder(reminder_id=reminder.pk,
+                                connection=FailingConnection(smtplib.SMTPDataError(451, b"4.3.0 Try again later")))
+    link_queries = [query["sql"] for query in first_attempt.captured_queries if "patients_patientlink" in query["sql"]]
+    assert len(link_queries) == 1 and link_queries[0].startswith("INSERT")
+    made = set(PatientLink.objects.filter(reminder=reminder).values_list("pk", flat=True))
+    reminder.refresh_from_db()
+    frozen.move_to(reminder.due_at)
+    assert reminders.claim_due(now=reminder.due_at, limit=1) == [reminder.pk]
+    assert reminders.send_reminder(reminder_id=reminder.pk) == SendOutcome.SENT
+    assert set(PatientLink.objects.filter(reminder=reminder).values_list("pk", flat=True)) == made
+    assert len(mail.outbox) == 1
+
+
 def test_it_picks_the_back_off_from_the_attempt_count_with_a_cap(settings):
     settings.AFTERCARE_REMINDER_RETRY_MAX_SECONDS = 600
     assert [reminders.retry_delay(n).total_seconds() for n in (1, 2, 3, 4)] == [60, 240, 600, 600]
