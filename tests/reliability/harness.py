@@ -69,6 +69,7 @@ class RecordingSMTP:
     policy: Callable[[str, str, int], str] = lambda message_id, recipient, attempt: "250 OK"
     on_accept: Callable[[int], None] | None = None
     accepted: list[Received] = field(default_factory=list)
+    connections: set[int] = field(default_factory=set)  # client ports: one per SMTP connection
     attempts: Counter = field(default_factory=Counter)
     answers: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -80,6 +81,7 @@ class RecordingSMTP:
         if self.delay:
             await asyncio.sleep(self.delay)
         with self.lock:
+            self.connections.add(session.peer[1])
             self.attempts[message_id] += 1
             reply = self.policy(message_id, recipient, self.attempts[message_id])
             self.answers[reply[:3]] += 1
@@ -164,6 +166,7 @@ class Worker:
         self.log_dir = log_dir
         self.process: subprocess.Popen | None = None
         self.starts = 0
+        self.extra_env: dict[str, str] = {}
 
     def env(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("AFTERCARE_TEST", "PYTEST"))}
@@ -173,7 +176,7 @@ class Worker:
             REMINDER_QUEUE_LEASE_SECONDS=str(QUEUE_LEASE_SECONDS), REMINDER_SEND_LEASE_SECONDS=str(SEND_LEASE_SECONDS),
             REMINDER_RETRY_BASE_SECONDS="1", CONN_MAX_AGE="0", LOG_LEVEL="WARNING",
         )
-        return env
+        return env | self.extra_env
 
     def start(self) -> Worker:
         self.starts += 1

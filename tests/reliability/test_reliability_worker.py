@@ -123,3 +123,34 @@ def test_it_sends_nothing_to_a_patient_who_opted_out_after_scheduling(worker, sm
     assert skipped == 5
     assert recipients.count("stays@mail.example") == 5
     assert set(Reminder.objects.filter(pk__in=staying).values_list("status", flat=True)) == {Status.SENT}
+
+
+def _database_sessions() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def test_the_worker_keeps_its_database_and_smtp_connections_between_tasks(worker, smtp_server, broker_url, clinic_a):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("counts the database server's sessions: PostgreSQL only (SQLite has no server connections)")
+    total = 60
+    ids = due_reminders(clinic=clinic_a, count=total)
+    sessions_before = _database_sessions()
+    worker.extra_env = {"CONN_MAX_AGE": "60"}
+    worker.start()
+    beat_until_settled(worker, broker_url, timeout=120)
+    worker.stop()  # its database sessions end and are counted
+    sessions = _database_sessions() - sessions_before
+    smtp_connections = len(smtp_server.handler.connections)
+    report("connections reused by the worker", reminders=total, database_sessions=sessions,
+           smtp_connections=smtp_connections)
+    assert set(Reminder.objects.filter(pk__in=ids).values_list("status", flat=True)) == {Status.SENT}
+    # Two pool processes: a connection each (and the odd reconnect), not one per task.
+    assert sessions <= 6
+    assert smtp_connections <= 4
