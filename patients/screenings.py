@@ -85,6 +85,14 @@ def versions_usable_by(clinic: Clinic) -> models.QuerySet[ProtocolVersion]:
     )
 
 
+def version_usable_by(clinic: Clinic, version: ProtocolVersion) -> bool:
+    """Is ``version`` one of ``versions_usable_by(clinic)``? Asked of the database, not the instance, which may be stale."""
+    rows = ProtocolVersion.objects.filter(pk=version.pk).order_by().values_list("status", "protocol__clinic_id")[:1]
+    return any(
+        status == ProtocolVersion.Status.PUBLISHED and owner_id in (None, clinic.pk) for status, owner_id in rows
+    )
+
+
 def applies_exosome(version: ProtocolVersion) -> bool:
     """Does following this version put an exosome product on the patient's skin?"""
     return version.steps.filter(kind__in=EXOSOME_STEP_KINDS).exists()
@@ -124,7 +132,7 @@ def run_screening(
     """
     clinic = patient.clinic
     _check_can(run_by, Capability.SCREEN, clinic, "run screenings")
-    if not versions_usable_by(clinic).filter(pk=protocol_version.pk).exists():
+    if not version_usable_by(clinic, protocol_version):
         raise ValidationError({"protocol_version": "Choose a published protocol version this clinic can use."})
     if intake is None:
         intake = latest_intake(patient)

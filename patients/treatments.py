@@ -17,6 +17,7 @@ The admin, the API and the demo all call these; they hold the rules:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
@@ -34,8 +35,9 @@ from clinic.audit import record_event
 from clinic.roles import Capability
 from clinic.scoping import can
 from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
-from patients.screenings import assert_screening_allows_treatment, versions_usable_by
-from patients.timeline import Occurrence, QuietHours, build_timeline
+from patients.screenings import assert_screening_allows_treatment, version_usable_by
+from patients.timeline import Occurrence, QuietHours, StepTiming, build_timeline
+from protocols.frozen_steps import frozen_steps
 from protocols.models import ExosomeProduct, ProductLot, ProtocolStep, ProtocolVersion
 
 Status = Reminder.Status
@@ -162,7 +164,7 @@ def treatment_errors(
     _check_times(errors, started_at=started_at, ended_at=ended_at, now=now)
     if not (areas or "").strip():
         errors.add("areas", "Say which areas were treated, e.g. full face.")
-    if protocol_version is None or not versions_usable_by(clinic).filter(pk=protocol_version.pk).exists():
+    if protocol_version is None or not version_usable_by(clinic, protocol_version):
         errors.add("protocol_version", "Choose a published protocol version this clinic can use.")
     elif "ended_at" not in errors.by_field:
         try:
@@ -186,22 +188,46 @@ def _clinic_date(moment: dt.datetime, zone_name: str) -> dt.date:
 # --- the timeline rows -------------------------------------------------------------
 
 
-def planned_occurrences(treatment: Treatment) -> list[Occurrence]:
-    """The treatment's timeline as computed from its protocol, in the patient's zone and clinic's quiet hours."""
+def planned_occurrences(treatment: Treatment, *, steps: Sequence[StepTiming] | None = None) -> list[Occurrence]:
+    """The treatment's timeline as computed from its protocol, in the patient's zone and clinic's quiet hours.
+
+    ``steps`` are the version's steps when the caller already has them.
+    """
     clinic = treatment.clinic
     return build_timeline(
-        steps=list(treatment.protocol_version.steps.all()),
+        steps=list(treatment.protocol_version.steps.all() if steps is None else steps),
         ended_at=treatment.ended_at,
         zone=ZoneInfo(treatment.patient.zone_name),
         quiet=QuietHours(start=clinic.quiet_hours_start, end=clinic.quiet_hours_end),
     )
 
 
+def _late_before(now: dt.datetime) -> dt.datetime:
+    """Occurrences before this instant are too late to remind of."""
+    return now - dt.timedelta(minutes=settings.AFTERCARE_REMINDER_LATE_GRACE_MINUTES)
+
+
 def _too_late(occurrence: Occurrence, now: dt.datetime) -> bool:
-    return occurrence.occurs_at < now - dt.timedelta(minutes=settings.AFTERCARE_REMINDER_LATE_GRACE_MINUTES)
+    return occurrence.occurs_at < _late_before(now)
 
 
 TOO_LATE = "The step was already past when the treatment was recorded or rescheduled."
+
+
+def _reminder_rows(*, treatment: Treatment, occurrences: list[Occurrence], now: dt.datetime) -> list[Reminder]:
+    """Steps that send no reminder get no row; occurrences already well past are stored as skipped."""
+    late_before = _late_before(now)
+    rows = []
+    for occurrence in occurrences:
+        if not occurrence.sends_reminder:
+            continue
+        late = occurrence.occurs_at < late_before
+        rows.append(Reminder(
+            treatment=treatment, step_id=occurrence.step_id, occurrence=occurrence.occurrence,
+            occurs_at=occurrence.occurs_at, due_at=occurrence.due_at,
+            status=Status.SKIPPED if late else Status.SCHEDULED, last_error=TOO_LATE if late else "",
+        ))
+    return rows
 
 
 def schedule_reminders(*, treatment: Treatment, now: dt.datetime | None = None) -> int:
@@ -210,23 +236,29 @@ def schedule_reminders(*, treatment: Treatment, now: dt.datetime | None = None) 
     Steps that send no reminder get no row; occurrences already well past are
     stored as skipped so the timeline says why nothing was sent.
     """
-    now = now or timezone.now()
-    rows = [
-        Reminder(
-            treatment=treatment,
-            step_id=occurrence.step_id,
-            occurrence=occurrence.occurrence,
-            occurs_at=occurrence.occurs_at,
-            due_at=occurrence.due_at,
-            status=Status.SKIPPED if _too_late(occurrence, now) else Status.SCHEDULED,
-            last_error=TOO_LATE if _too_late(occurrence, now) else "",
-        )
-        for occurrence in planned_occurrences(treatment)
-        if occurrence.sends_reminder
-    ]
+    rows = _reminder_rows(treatment=treatment, occurrences=planned_occurrences(treatment), now=now or timezone.now())
     # The unique constraint on (treatment, step, occurrence) makes a second run a no-op.
     Reminder.objects.bulk_create(rows, ignore_conflicts=True)
     return Reminder.objects.filter(treatment=treatment).count()
+
+
+@functools.cache
+def _history_manager(model: type[models.Model]) -> Any:
+    # django-simple-history builds a new manager class on every access to ``Model.history``;
+    # the class-level manager holds no state, so one per model serves every call.
+    return model.history  # type: ignore[attr-defined]
+
+
+def _insert_with_history(rows: list[Any]) -> None:
+    """Insert new rows of one model and their "created" history rows: two statements however many rows.
+
+    The same rows as ``save()`` and django-simple-history's ``post_save`` would
+    write (history user from the request, as there), in fewer round trips.
+    """
+    if rows:
+        model = type(rows[0])
+        model.objects.bulk_create(rows)
+        _history_manager(model).bulk_history_create(rows)
 
 
 def record_treatment(
@@ -266,26 +298,38 @@ def record_treatment(
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
-        treatment = Treatment.objects.create(
+        treatment = Treatment(
             clinic=clinic, patient=patient, protocol_version=protocol_version, screening=screening,
             clinician=clinician, started_at=started_at, ended_at=ended_at, areas=areas.strip(), device=device,
             needle_depth_mm=needle_depth_mm, energy=energy, density=density, passes=passes,
             settings_notes=settings_notes,
         )
+        _insert_with_history([treatment])
         arm_rows = {
-            arm.label.strip().lower(): TreatmentArm.objects.create(
+            arm.label.strip().lower(): TreatmentArm(
                 treatment=treatment, label=arm.label.strip(), is_control=arm.is_control, product=arm.product,
                 control_description=arm.control_description,
             )
             for arm in arms
         }
-        for application in applications:
-            ExosomeApplication.objects.create(
+        _insert_with_history(list(arm_rows.values()))
+        application_rows = [
+            ExosomeApplication(
                 treatment=treatment, arm=arm_rows.get(application.arm_label.strip().lower()), lot=application.lot,
                 volume_ml=application.volume_ml, minutes_after_procedure=application.minutes_after_procedure,
                 applied_by=application.applied_by or clinician,
             )
-        count = schedule_reminders(treatment=treatment, now=now)
+            for application in applications
+        ]
+        for row in application_rows:
+            row.assert_lot_usable()  # what ExosomeApplication.save() checks; bulk_create does not call it
+        _insert_with_history(application_rows)
+        # The version was just found published, so its steps are frozen and may come from memory.
+        occurrences = planned_occurrences(treatment, steps=frozen_steps(protocol_version.pk))
+        reminders = _reminder_rows(treatment=treatment, occurrences=occurrences, now=now)
+        Reminder.objects.bulk_create(reminders, ignore_conflicts=True)
+        # A new treatment had no rows, so every one was inserted: no need to count them.
+        count = len(reminders)
         record_event(
             actor=clinician, action="treatment.record", clinic=clinic, obj=treatment, request=request,
             detail={"patient": patient.pk, "version": protocol_version.pk, "reminders": count},

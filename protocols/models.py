@@ -437,17 +437,27 @@ class ProtocolStepQuerySet(models.QuerySet):
 
     def update(self, **kwargs: Any) -> int:
         self._refuse_frozen()
+        _forget_frozen_steps()
         return super().update(**kwargs)
 
     def delete(self) -> tuple[int, dict[str, int]]:
         self._refuse_frozen()
+        _forget_frozen_steps()
         return super().delete()
 
     def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> list[Any]:
         objs = list(objs)
         for version_id in {obj.version_id for obj in objs}:
             assert_version_editable(version_id)
+        _forget_frozen_steps()
         return super().bulk_create(objs, *args, **kwargs)
+
+
+def _forget_frozen_steps() -> None:
+    # Bulk writes send no signals; ``protocols.frozen_steps`` must still hear of them.
+    from protocols.frozen_steps import forget_frozen_steps
+
+    forget_frozen_steps()
 
 
 class StepKind(models.TextChoices):

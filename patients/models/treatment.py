@@ -91,10 +91,16 @@ class ExosomeApplication(models.Model):
         return f"{self.volume_ml} ml of lot {self.lot.lot_number}"
 
     def save(self, *args: object, **kwargs: object) -> None:
-        # Enforced here, not only in forms: an expired or recalled lot is never applied.
         if self._state.adding:
-            self.lot.assert_usable(self.treatment.ended_at.date())
+            self.assert_lot_usable()
         super().save(*args, **kwargs)
+
+    def assert_lot_usable(self) -> None:
+        """Enforced on insert, not only in forms: an expired or recalled lot is never applied.
+
+        ``save()`` calls it; code that bulk-inserts applications calls it for each.
+        """
+        self.lot.assert_usable(self.treatment.ended_at.date())
 
     def clean(self) -> None:
         if self.lot_id and self.treatment_id:

@@ -77,6 +77,9 @@ def test_it_records_a_treatment_with_its_application_through_the_service(client,
     assert treatment.ended_at == NOW - dt.timedelta(minutes=30)
     assert treatment.applications.get().lot == lot
     assert treatment.reminders.count() == 2
+    # The history rows name who recorded it, as for any change made in the admin.
+    assert [row.history_user for row in treatment.history.all()] == [clinician]
+    assert [row.history_user for row in treatment.applications.get().history.all()] == [clinician]
 
 
 def test_it_shows_the_services_errors_and_records_nothing(client, clinician, plan):

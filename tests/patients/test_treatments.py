@@ -14,7 +14,8 @@ from clinic.models import AuditEvent, Role
 from patients import treatments
 from patients.models import ExosomeApplication, Reminder, Treatment, TreatmentArm
 from patients.treatments import ApplicationInput, ArmInput
-from tests.factories import LotFactory, ProductFactory, ScreeningFactory, staff, treatable_patient
+from protocols.models import ProtocolVersion
+from tests.factories import LotFactory, ProductFactory, ScreeningFactory, StepFactory, staff, treatable_patient
 
 pytestmark = pytest.mark.django_db
 
@@ -201,6 +202,55 @@ def test_it_refuses_exosomes_on_the_control_arm_and_a_single_arm(plan, clinician
         record(plan, clinician, arms=[ArmInput(label="left", product=lot.product)])
     assert "exactly two arms" in caught.value.message_dict["arms"][0]
     assert not Treatment.objects.exists()
+
+
+def test_it_writes_the_history_of_the_treatment_its_arms_and_its_application(plan, clinician, lot):
+    treatment = record(
+        plan, clinician,
+        arms=[ArmInput(label="left", product=lot.product), ArmInput(label="right", is_control=True)],
+        applications=[ApplicationInput(lot=lot, volume_ml=Decimal("1.5"), arm_label="left")],
+    )
+    assert list(treatment.history.values_list("history_type", "areas")) == [("+", "full face")]
+    arms = TreatmentArm.history.filter(treatment_id=treatment.pk)
+    assert sorted(arms.values_list("label", "history_type")) == [("left", "+"), ("right", "+")]
+    application = ExosomeApplication.objects.get(treatment=treatment)
+    assert list(application.history.values_list("arm_id", "history_type")) == [(application.arm_id, "+")]
+
+
+def test_it_still_refuses_a_lot_expired_by_the_utc_date_of_the_procedure(clinic_b, clinician_b):
+    # The application's own rule (ExosomeApplication.save) reads the UTC date: 22:00 in New York on
+    # 3 May is 4 May in UTC, so a lot that expired on 3 May is refused although the form's check passes.
+    plan = treatable_patient(clinic_b, steps=STEPS)
+    lot = LotFactory(product=ProductFactory(clinic=clinic_b), expiry_date=dt.date(2026, 5, 3),
+                     received_date=dt.date(2026, 1, 1))
+    ended = dt.datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
+    with pytest.raises(ValidationError) as caught:
+        record(plan, clinician_b, started_at=ended - dt.timedelta(minutes=45), ended_at=ended,
+               applications=[ApplicationInput(lot=lot, volume_ml=Decimal("1"))])
+    assert "expired on 2026-05-03" in caught.value.message_dict["lot"][0]
+    assert not Treatment.objects.exists()
+
+
+def test_it_refuses_a_version_retired_since_it_was_loaded_and_another_clinics_version(plan, clinician, clinic_b):
+    _patient, version, _screening = plan
+    _other_patient, other_version, _other_screening = treatable_patient(clinic_b)
+    with pytest.raises(ValidationError) as caught:
+        record(plan, clinician, protocol_version=other_version)
+    assert "published protocol version" in caught.value.message_dict["protocol_version"][0]
+    ProtocolVersion.objects.filter(pk=version.pk).update(status=ProtocolVersion.Status.RETIRED)
+    with pytest.raises(ValidationError) as caught:
+        record(plan, clinician)  # the instance still says published
+    assert "published protocol version" in caught.value.message_dict["protocol_version"][0]
+    assert not Treatment.objects.exists()
+
+
+def test_it_times_the_reminders_by_the_steps_the_version_has_now(plan, clinician):
+    first = record(plan, clinician)
+    _patient, version, _screening = plan
+    StepFactory(version=version, title="Sunscreen", day=2, local_time=dt.time(9, 0))
+    second = record(plan, clinician)
+    assert first.reminders.count() == 5
+    assert "Sunscreen" in set(second.reminders.values_list("step__title", flat=True))
 
 
 # --- rescheduling and cancelling ----------------------------------------------------------------

@@ -129,7 +129,7 @@ def describe_queries(result: Result, counts: dict[int, list[int]]) -> int | None
     totals = ", ".join(f"{size} treatments: {sum(per_call):,} queries" for size, per_call in counts.items())
     first_extra = counts[QUERY_PROBES[0]][0] - per_treatment[0]
     result.line("queries", f"{per_treatment[0]} per treatment ({totals}; the first call of a request adds "
-                           f"{first_extra} for the clinician's roles)")
+                           f"{first_extra} for the clinician's roles and, once per process, the version's steps)")
     return per_treatment[0]
 
 
