@@ -181,7 +181,7 @@ def run_pipeline(env: BenchEnvironment, count: int, result: Result, log) -> tupl
     seconds = max(moment for moment, _ in arrivals) - t0.timestamp()
     lateness = [moment - t0.timestamp() for moment, _ in arrivals]
     result.line("pipeline", f"{count:,} messages in {seconds:.1f} s = {number(rate(count, seconds))} msg/s "
-                            f"(dispatcher task + Celery worker x{worker.concurrency} + SMTP, one connection per message)")
+                            f"(dispatcher task + Celery worker x{worker.concurrency} + SMTP, one reused connection per process)")
     result.line("lateness", f"p50 {percentile(lateness, 0.5):.1f} s, p99 {percentile(lateness, 0.99):.1f} s, "
                             f"max {max(lateness):.1f} s after the due time (all {count:,} due at once; "
                             f"the first arrived after {min(lateness):.2f} s)")
