@@ -32,7 +32,8 @@ _XLSX_MAX_CELL = 32767
 
 # --- formula injection ------------------------------------------------------------
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
+#: a text cell starting with one of these is read as a formula by some spreadsheet program
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
 _PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 
 
@@ -43,7 +44,7 @@ def neutralise(value: Any) -> Any:
     formula gets a leading apostrophe.  Numbers are left alone: they are not
     text, and a plain number written as text ("-1") cannot carry a formula.
     """
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
         return "'" + value
     return value
 
@@ -76,10 +77,23 @@ def csv_chunks(header: list[str], rows: Iterable[list[Any]]) -> Iterator[bytes]:
         # Most cells are numbers or text that needs nothing, and a million-row
         # export has tens of millions of cells: those skip the call to csv_cell.
         writer.writerow([
-            value if type(value) in _AS_IS or (type(value) is str and not value.startswith(_FORMULA_STARTS))
+            value if type(value) in _AS_IS or (type(value) is str and not value.startswith(FORMULA_STARTS))
             else csv_cell(value)
             for value in row
         ])
+        if buffer.tell() >= _CHUNK_BYTES:
+            yield buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode("utf-8")
+
+
+def csv_line_chunks(header: list[str], batches: Iterable[list[str]]) -> Iterator[bytes]:
+    """The same CSV as ``csv_chunks``, from batches of lines already written (see ``export_csv``)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow([neutralise(name) for name in header])
+    for lines in batches:
+        buffer.write("".join(lines))
         if buffer.tell() >= _CHUNK_BYTES:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)

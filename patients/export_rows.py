@@ -1,9 +1,9 @@
 """Rows for exports: what is selected, and how people and dates appear in the output.
 
 Selection goes through ``clinic.scoping.scoped`` with the export capability
-and is pinned to the export's clinic.  Rows come from ``values()`` with
-``.iterator(chunk_size=...)`` and are enriched one batch at a time, so memory
-stays flat however many rows there are.
+and is pinned to the export's clinic.  Rows are read a batch at a time (on
+PostgreSQL through a server-side cursor, see ``value_batches``) and enriched
+one batch at a time, so memory stays flat however many rows there are.
 
 De-identified exports replace every identifier with an HMAC of the database
 id under a random key that exists only while the export runs: the same
@@ -19,16 +19,18 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
+from functools import cached_property
+from itertools import chain, islice
 from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db import models
+from django.core.exceptions import EmptyResultSet
+from django.db import connections, models
 from django.db.models import Min
+from django.db.models.sql.compiler import SQLCompiler
 
 from clinic.roles import Capability
 from clinic.scoping import scoped
@@ -84,10 +86,39 @@ def count_rows(export: Export) -> int:
     return queryset.count()
 
 
-def _batches(iterable: Iterable[dict], size: int) -> Iterator[list[dict]]:
+def _batches(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
     iterator = iter(iterable)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+def _reads_with_psycopg(vendor: str, compiler: SQLCompiler) -> bool:
+    """PostgreSQL, and no column whose value Django converts after reading it."""
+    return vendor == "postgresql" and not compiler.get_converters([column for column, _, _ in compiler.select])
+
+
+def value_batches(queryset: models.QuerySet, *, batch_size: int = BATCH_SIZE) -> Iterator[list[tuple]]:
+    """The tuples of a ``values_list(*fields)`` queryset, a batch at a time: the rows ``iterator()`` gives.
+
+    On PostgreSQL they are read from a server-side cursor in binary, which
+    psycopg decodes in C.  Django reads text and decodes every ``timestamptz``
+    with a loader written in Python (to pin the time zone): on a large export
+    that took a fifth of the time, for the same instants.  Queries that need
+    Django's converters, and other databases, go through ``iterator()``.
+    """
+    connection = connections[queryset.db]
+    compiler = queryset.query.get_compiler(using=queryset.db)
+    try:
+        sql, params = compiler.as_sql()
+    except EmptyResultSet:  # e.g. filtered on an empty list of clinics
+        return
+    if not _reads_with_psycopg(connection.vendor, compiler):
+        yield from _batches(queryset.iterator(chunk_size=batch_size), batch_size)
+        return
+    with connection.chunked_cursor() as cursor, connection.wrap_database_errors:
+        cursor.cursor.execute(sql, params, binary=True)
+        while batch := cursor.cursor.fetchmany(batch_size):
+            yield batch
 
 # --- de-identification ---------------------------------------------------------
 
@@ -114,12 +145,21 @@ class Identity:
             key=secrets.token_bytes(32),
         )
 
+    @cached_property
+    def _keyed(self) -> hmac.HMAC:
+        return hmac.new(self.key, digestmod=hashlib.sha256)
+
     def _digest(self, label: str) -> bytes:
-        return hmac.new(self.key, label.encode(), hashlib.sha256).digest()
+        # A copy of the keyed HMAC skips setting the key up again: the same
+        # digest in less than half the time, and a de-identified export takes
+        # one per row.
+        keyed = self._keyed.copy()
+        keyed.update(label.encode())
+        return keyed.digest()
 
     def token(self, kind: str, pk: int) -> str:
         """A stable pseudonym for row ``pk`` of ``kind`` within this export."""
-        return self._digest(f"{kind}:{pk}").hex()[:16]
+        return self._digest(f"{kind}:{pk}")[:8].hex()
 
     def ref(self, kind: str, pk: int | None) -> int | str | None:
         if pk is None:
@@ -203,39 +243,62 @@ SCORES = (
 )
 
 
-def _applications_by_treatment(export: Export, treatment_ids: set[int]) -> dict[int, list[dict]]:
-    rows = (
-        scoped(ExosomeApplication.objects.all(), export.requested_by, Capability.EXPORT)
-        .filter(treatment_id__in=treatment_ids)
-        .values(
-            "id", "treatment_id", "arm_id", "arm__label", "lot__lot_number", "lot__expiry_date", "lot__product__name",
-            "volume_ml", "minutes_after_procedure", "applied_by__username",
-        )
-        .order_by("treatment_id", "id")
-    )
-    grouped: dict[int, list[dict]] = defaultdict(list)
-    for row in rows:
-        grouped[row["treatment_id"]].append(row)
-    return grouped
+_APPLICATION_FIELDS = (
+    "id", "treatment_id", "arm_id", "arm__label", "lot__lot_number", "lot__expiry_date", "lot__product__name",
+    "volume_ml", "minutes_after_procedure", "applied_by__username",
+)
+_ADVERSE_EVENT_FIELDS = (
+    "id", "treatment_id", "arm_id", "arm__label", "kind", "severity", "onset_date", "resolution_date",
+    "recorded_by__username", "recorded_at",
+)
 
 
-def _adverse_events_by_treatment(export: Export, treatment_ids: set[int]) -> dict[int, list[dict]]:
-    fields = [
-        "id", "treatment_id", "arm_id", "arm__label", "kind", "severity", "onset_date", "resolution_date",
-        "recorded_by__username", "recorded_at",
-    ]
-    if export.identified:
-        fields += ["description", "action_taken"]
-    rows = (
-        scoped(AdverseEvent.objects.all(), export.requested_by, Capability.EXPORT)
-        .filter(treatment_id__in=treatment_ids)
-        .values(*fields)
-        .order_by("treatment_id", "onset_date", "id")
+class _SideRows:
+    """One treatment's applications (or adverse events) at a time, read alongside the assessments.
+
+    Both are read in (patient, treatment) order, so the side rows of the
+    whole export come from one query and are consumed like a merge join,
+    instead of one query per batch of assessments.
+    """
+
+    def __init__(self, queryset: models.QuerySet, fields: tuple[str, ...], *, batch_size: int) -> None:
+        self.fields = fields
+        batches = value_batches(queryset.values_list("treatment__patient_id", *fields), batch_size=batch_size)
+        self.rows = chain.from_iterable(batches)
+        self.key_of = itemgetter(0, 1 + fields.index("treatment_id"))
+        self.pending: tuple | None = None
+        self.last: tuple[int, int] | None = None
+        self.taken: list[dict] = []
+
+    def take(self, patient_id: int, treatment_id: int) -> list[dict]:
+        """The side rows of this treatment (asked again when its assessments span two batches).
+
+        Those of treatments the assessments skipped are passed over.
+        """
+        wanted = (patient_id, treatment_id)
+        if wanted == self.last:
+            return self.taken
+        self.last, self.taken = wanted, []
+        while True:
+            if self.pending is None:
+                self.pending = next(self.rows, None)
+                if self.pending is None:
+                    return self.taken
+            key = self.key_of(self.pending)
+            if key > wanted:
+                return self.taken
+            if key == wanted:
+                self.taken.append(dict(zip(self.fields, self.pending[1:], strict=True)))
+            self.pending = None
+
+
+def _side_rows(export: Export, model: type[models.Model], fields: tuple[str, ...], *order: str, batch_size: int) -> _SideRows:
+    # The same scoping and filters as the assessments: the applications and
+    # events of exactly the treatments the export covers.
+    queryset = _filtered(model.objects.all(), export, time_field="treatment__ended_at").order_by(
+        "treatment__patient_id", "treatment_id", *order
     )
-    grouped: dict[int, list[dict]] = defaultdict(list)
-    for row in rows:
-        grouped[row["treatment_id"]].append(row)
-    return grouped
+    return _SideRows(queryset, fields, batch_size=batch_size)
 
 
 def _same_arm(item: dict, arm_id: int | None) -> bool:
@@ -244,30 +307,62 @@ def _same_arm(item: dict, arm_id: int | None) -> bool:
     return item["arm_id"] is None or arm_id is None or item["arm_id"] == arm_id
 
 
-def outcome_records(export: Export, *, batch_size: int = BATCH_SIZE) -> Iterator[dict]:
-    """Every assessment of the export as a dict, enriched with its treatment's applications and adverse events.
+def outcome_fields(export: Export) -> tuple[str, ...]:
+    """The values read for each assessment, in the order of the tuples ``outcome_batches`` yields."""
+    return _OUTCOME_FIELDS + (_IDENTIFYING_FIELDS if export.identified else ())
+
+
+@dataclass(frozen=True)
+class OutcomeBatch:
+    """Assessments as tuples of ``outcome_fields`` values, with their treatments' side data and patients' anchors."""
+
+    rows: list[tuple]
+    applications: dict[int, list[dict]]
+    adverse_events: dict[int, list[dict]]
+    anchors: dict[int, dt.datetime]
+
+    def record(self, fields: tuple[str, ...], values: tuple) -> dict:
+        """One assessment as the dict the column readers and the FHIR builder take."""
+        record = dict(zip(fields, values, strict=True))
+        record["applications"] = self.applications.get(record["treatment_id"], [])
+        record["adverse_events"] = self.adverse_events.get(record["treatment_id"], [])
+        record["anchor"] = self.anchors.get(record["treatment__patient_id"])
+        return record
+
+
+def outcome_batches(export: Export, *, batch_size: int = BATCH_SIZE) -> Iterator[OutcomeBatch]:
+    """Every assessment of the export, a batch at a time with its treatments' applications and adverse events.
 
     Ordered by patient and treatment, so writers can emit a patient's or a
     treatment's own resources once, when it first appears.
     """
-    fields = _OUTCOME_FIELDS + (_IDENTIFYING_FIELDS if export.identified else ())
-    rows = (
+    fields = outcome_fields(export)
+    treatment_of = itemgetter(fields.index("treatment__patient_id"), fields.index("treatment_id"))
+    applications = _side_rows(export, ExosomeApplication, _APPLICATION_FIELDS, "id", batch_size=batch_size)
+    event_fields = _ADVERSE_EVENT_FIELDS + (("description", "action_taken") if export.identified else ())
+    adverse_events = _side_rows(export, AdverseEvent, event_fields, "onset_date", "id", batch_size=batch_size)
+    queryset = (
         outcome_queryset(export)
-        .values(*fields)
+        .values_list(*fields)
         .order_by("treatment__patient_id", "treatment_id", "time_point_day", "phase", "arm__label", "source", "id")
-        .iterator(chunk_size=batch_size)
     )
     offsets = export.date_handling == Export.DateHandling.DAY_OFFSETS
-    for batch in _batches(rows, batch_size):
-        treatment_ids = {row["treatment_id"] for row in batch}
-        applications = _applications_by_treatment(export, treatment_ids)
-        adverse_events = _adverse_events_by_treatment(export, treatment_ids)
-        anchors = _first_treatments(row["treatment__patient_id"] for row in batch) if offsets else {}
-        for row in batch:
-            row["applications"] = applications.get(row["treatment_id"], [])
-            row["adverse_events"] = adverse_events.get(row["treatment_id"], [])
-            row["anchor"] = anchors.get(row["treatment__patient_id"])
-            yield row
+    for rows in value_batches(queryset, batch_size=batch_size):
+        treatments = dict.fromkeys(map(treatment_of, rows))  # in order, each once
+        yield OutcomeBatch(
+            rows=rows,
+            applications={key[1]: applications.take(*key) for key in treatments},
+            adverse_events={key[1]: adverse_events.take(*key) for key in treatments},
+            anchors=_first_treatments(patient for patient, _ in treatments) if offsets else {},
+        )
+
+
+def outcome_records(export: Export, *, batch_size: int = BATCH_SIZE) -> Iterator[dict]:
+    """Every assessment of the export as a dict, enriched with its treatment's applications and adverse events."""
+    fields = outcome_fields(export)
+    for batch in outcome_batches(export, batch_size=batch_size):
+        for values in batch.rows:
+            yield batch.record(fields, values)
 
 
 Column = tuple[str, Callable[[dict], Any]]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import io
 import zipfile
 
@@ -123,6 +125,14 @@ def test_it_draws_shifts_of_at_least_a_day_either_way():
     assert 0 not in shifts
     assert min(shifts) >= -365 and max(shifts) <= 365
     assert any(s < 0 for s in shifts) and any(s > 0 for s in shifts)
+
+
+def test_it_names_rows_with_the_hmac_sha256_of_kind_and_id():
+    identity = Identity(identified=False, date_handling="shifted", zone=dt.UTC, key=b"k" * 32)
+
+    expected = hmac.new(b"k" * 32, b"assessment:42", hashlib.sha256).hexdigest()[:16]
+    assert identity.token("assessment", 42) == identity.token("assessment", 42) == expected
+    assert identity.patient(42) == "P-" + hmac.new(b"k" * 32, b"patient:42", hashlib.sha256).hexdigest()[:16]
 
 
 def test_it_scrubs_names_case_insensitively():
