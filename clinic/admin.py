@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db import models
 from django.http import Http404, HttpRequest
 
-from clinic.admin_base import ClinicScopedAdmin, ScopedInline
+from clinic.admin_base import ClinicScopedAdmin, ScopedInline, ordered
 from clinic.models import AuditEvent, Clinic, Membership
 from clinic.roles import Capability
 from clinic.scoping import can_anywhere, clinic_ids
@@ -112,7 +112,7 @@ class StaffUserAdmin(admin.ModelAdmin):
     list_display = ["username", "email", "first_name", "last_name", "is_active"]
 
     def get_queryset(self, request: HttpRequest) -> Any:
-        return colleagues(request.user)
+        return ordered(colleagues(request.user))
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser

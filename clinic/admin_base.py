@@ -24,6 +24,14 @@ from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere, clinic_of, clinic_path, scoped
 
 
+def ordered(queryset: models.QuerySet) -> models.QuerySet:
+    """``queryset`` in a total order: every page of it (the autocomplete's too) is stable.
+
+    The changelist replaces this order with the one the user sorts by.
+    """
+    return queryset if queryset.ordered else queryset.order_by("pk")
+
+
 def is_scoped_model(model: type[models.Model]) -> bool:
     if model is Clinic:
         return True
@@ -75,6 +83,12 @@ class ClinicScopedAdmin(SimpleHistoryAdmin):
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet:
         return scoped(super().get_queryset(request), request.user)
+
+    def get_search_results(self, request: HttpRequest, queryset: models.QuerySet, search_term: str) -> tuple:
+        # The autocomplete pages what this returns; a queryset annotated in
+        # get_queryset (GROUP BY) has lost the model's default order.
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        return ordered(queryset), may_have_duplicates
 
     # --- permissions ------------------------------------------------------
     def has_module_permission(self, request: HttpRequest) -> bool:
