@@ -37,6 +37,7 @@ from clinic.scoping import can
 from patients.links import consume_link
 from patients.models import AdverseEvent, OutcomeAssessment, PatientLink, Treatment, TreatmentArm
 from patients.photos import PreparedPhoto, store_photo
+from patients.timeline import protocol_day
 from protocols.models import ProtocolStep, ProtocolVersion, StepKind
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,26 @@ def outcome_check_days(steps: Iterable[ProtocolStep]) -> list[int]:
 def time_points_for(version: ProtocolVersion) -> list[int]:
     """The days on which outcomes are assessed: the protocol's outcome checks, or the defaults."""
     return outcome_check_days(version.steps.all()) or list(DEFAULT_TIME_POINTS)
+
+
+def suggested_time_point(*, treatment: Treatment, now: dt.datetime | None = None) -> int:
+    """The time point a clinician opening the outcome form most likely means to record.
+
+    The latest of the protocol's time points that has come (patient-local days)
+    and has no clinician entry yet; if every passed one has, the next to come.
+    """
+    now = now or timezone.now()
+    zone = ZoneInfo(treatment.patient.zone_name)
+    today = protocol_day(occurs_at=now, ended_at=treatment.ended_at, zone=zone)
+    days = time_points_for(treatment.protocol_version)
+    recorded = set(
+        OutcomeAssessment.objects.filter(treatment=treatment, source=OutcomeAssessment.Source.CLINICIAN)
+        .values_list("time_point_day", flat=True)
+    )
+    open_days = [day for day in days if day <= today and day not in recorded]
+    if open_days:
+        return open_days[-1]
+    return next((day for day in days if day > today), days[-1])
 
 
 # --- validation ---------------------------------------------------------------------

@@ -22,7 +22,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from clinic.admin_base import ClinicScopedAdmin, ScopedInline
 from clinic.audit import record_event
@@ -60,6 +60,19 @@ class ArmChoiceField(forms.ModelChoiceField):
 
 
 # --- assessments -------------------------------------------------------------------------------
+
+
+class TimePointInput(forms.NumberInput):
+    """A day number with the protocol's time points offered as suggestions (an HTML datalist, no script)."""
+
+    def __init__(self, days: list[int]) -> None:
+        super().__init__(attrs={"min": 0, "list": "time-point-days"})
+        self.days = days
+
+    def render(self, name: str, value: Any, attrs: dict | None = None, renderer: Any = None) -> str:
+        options = format_html_join("", '<option value="{}">day {}</option>', ((day, day) for day in self.days))
+        return format_html('{}<datalist id="time-point-days">{}</datalist>', super().render(name, value, attrs, renderer),
+                           options)
 
 
 class OutcomeAssessmentForm(forms.ModelForm):
@@ -209,7 +222,31 @@ class OutcomeAssessmentAdmin(ClinicScopedAdmin):
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)
-        return type(form.__name__, (form,), {"user": request.user})
+        form = type(form.__name__, (form,), {"user": request.user})  # (a subclass builds its fields anew)
+        treatment = obj.treatment if obj is not None else self._treatment_in_query(request)
+        if treatment is not None and "time_point_day" in form.base_fields:
+            days = outcomes.time_points_for(treatment.protocol_version)
+            field = form.base_fields["time_point_day"]
+            field.widget = TimePointInput(days)
+            field.help_text = (f"Days after the procedure; day 0 is the day of it (choose before or after). "
+                               f"This protocol assesses on days {', '.join(map(str, days))}.")
+        return form
+
+    def _treatment_in_query(self, request: HttpRequest) -> Treatment | None:
+        """The treatment the "Log outcomes…" link names (``?treatment=<id>``), if the user may log outcomes for it."""
+        treatment_id = request.GET.get("treatment", "")
+        if not treatment_id.isdigit():
+            return None
+        treatments = scoped(Treatment.objects.select_related("patient__clinic", "protocol_version"), request.user,
+                            Capability.LOG_OUTCOMES)
+        return treatments.filter(pk=int(treatment_id), status=Treatment.Status.RECORDED).first()
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial = super().get_changeform_initial_data(request)
+        treatment = self._treatment_in_query(request)
+        if treatment is not None and "time_point_day" not in request.GET:
+            initial["time_point_day"] = outcomes.suggested_time_point(treatment=treatment)
+        return initial
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "treatment":

@@ -54,6 +54,33 @@ def test_the_add_form_shows_the_cea_anchor_words(client, clinician, treatment):
         assert words in body
 
 
+def _offered_day(client, treatment) -> tuple[int | None, str]:
+    response = client.get(ADD + f"?treatment={treatment.pk}")
+    return response.context["adminform"].form.initial.get("time_point_day"), response.content.decode()
+
+
+def test_log_outcomes_offers_the_protocols_days_and_the_one_that_is_due(client, clinician, treatment):
+    # Ten days after the procedure, with the default time points 0, 1, 3, 7, 14, 28.
+    client.force_login(clinician)
+    day, body = _offered_day(client, treatment)
+    assert day == 7
+    assert '<datalist id="time-point-days"><option value="0">day 0</option>' in body
+    assert "This protocol assesses on days 0, 1, 3, 7, 14, 28." in body
+    record_assessment(treatment=treatment, by=clinician, time_point_day=7, scores={"erythema": 1})
+    assert _offered_day(client, treatment)[0] == 3  # day 3 was missed: offered next
+    for past in (0, 1, 3):
+        record_assessment(treatment=treatment, by=clinician, time_point_day=past, scores={"erythema": 1},
+                          phase="after" if past == 0 else "")
+    assert _offered_day(client, treatment)[0] == 14  # all done so far: the next to come
+
+
+def test_log_outcomes_offers_nothing_for_another_clinics_treatment(client, clinician_b, treatment):
+    client.force_login(clinician_b)
+    day, body = _offered_day(client, treatment)
+    assert day is None
+    assert "time-point-days" not in body
+
+
 def test_a_clinician_enters_scores_through_the_admin(client, clinician, treatment):
     client.force_login(clinician)
     response = client.post(ADD, _form(treatment))
