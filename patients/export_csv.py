@@ -37,6 +37,8 @@ _ASSESSMENT_CELLS = (
 )
 #: distinct values whose text each column remembers (recorders, phases, scores and most notes are far fewer)
 _REMEMBERED = 5000
+#: longer text (a long note) is written each time it comes: remembering it could grow to megabytes
+_REMEMBERED_LENGTH = 200
 
 
 class _Fields:
@@ -66,7 +68,7 @@ class _Texts(dict):
 
     def __missing__(self, value: Any) -> str:
         text = self.fields.text([value])
-        if len(self) < _REMEMBERED:
+        if len(self) < _REMEMBERED and len(text) <= _REMEMBERED_LENGTH:
             self[value] = text
         return text
 

@@ -44,13 +44,13 @@ def _by_lines(export: Export, identity: Identity, *, batch_size: int = 2) -> byt
 def awkward(outcome_data):
     """Text a CSV writer must quote or neutralise, in the cells written per treatment and per assessment."""
     patient = outcome_data.patients[1]
-    patient.given_name, patient.family_name, patient.reference = 'Zoë, "Jo"', "-Smith\r\nJr", "=1+1"
+    patient.given_name, patient.family_name, patient.reference, patient.email = 'Zoë, "Jo"', "-Smith\r\nJr", "=1+1", "-2"
     patient.save()
     split = outcome_data.treatments[0]
     split.areas = "cheeks,\nchin"
     split.save()
     for index, assessment in enumerate(outcome_data.assessments):
-        assessment.notes = ["", "a, b", 'say "hi"', "line\nbreak", "-2", "@x"][index % 6]
+        assessment.notes = ["", "a, b", 'say "hi"', "line\nbreak", "@x" + "long, " * 100][index % 5]
         assessment.save()
     OutcomeAssessment.objects.filter(pk=outcome_data.assessments[0].pk).update(notes=INJECTION, phase="+after")
     return outcome_data
