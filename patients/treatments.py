@@ -258,7 +258,8 @@ def _insert_with_history(rows: list[Any]) -> None:
     if rows:
         model = type(rows[0])
         model.objects.bulk_create(rows)
-        _history_manager(model).bulk_history_create(rows)
+        # No reason given, as post_save stores it (bulk_history_create would store "").
+        _history_manager(model).bulk_history_create(rows, default_change_reason=None)
 
 
 def record_treatment(

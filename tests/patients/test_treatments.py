@@ -210,7 +210,9 @@ def test_it_writes_the_history_of_the_treatment_its_arms_and_its_application(pla
         arms=[ArmInput(label="left", product=lot.product), ArmInput(label="right", is_control=True)],
         applications=[ApplicationInput(lot=lot, volume_ml=Decimal("1.5"), arm_label="left")],
     )
-    assert list(treatment.history.values_list("history_type", "areas")) == [("+", "full face")]
+    assert list(treatment.history.values_list("history_type", "areas", "history_change_reason")) == [
+        ("+", "full face", None)
+    ]
     arms = TreatmentArm.history.filter(treatment_id=treatment.pk)
     assert sorted(arms.values_list("label", "history_type")) == [("left", "+"), ("right", "+")]
     application = ExosomeApplication.objects.get(treatment=treatment)
