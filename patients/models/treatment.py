@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from zoneinfo import ZoneInfo
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
@@ -45,6 +48,10 @@ class Treatment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.protocol_version.protocol.name} for {self.patient} on {self.ended_at:%Y-%m-%d}"
+
+    def procedure_date(self) -> dt.date:
+        """The day of the procedure in the clinic's time zone: the date a lot's expiry is judged by."""
+        return self.ended_at.astimezone(ZoneInfo(self.clinic.time_zone)).date()
 
     def clean(self) -> None:
         if self.started_at and self.ended_at and self.ended_at < self.started_at:
@@ -99,11 +106,12 @@ class ExosomeApplication(models.Model):
         """Enforced on insert, not only in forms: an expired or recalled lot is never applied.
 
         ``save()`` calls it; code that bulk-inserts applications calls it for each.
+        Judged on the clinic's date of the procedure, as the forms judge it.
         """
-        self.lot.assert_usable(self.treatment.ended_at.date())
+        self.lot.assert_usable(self.treatment.procedure_date())
 
     def clean(self) -> None:
         if self.lot_id and self.treatment_id:
-            self.lot.assert_usable(self.treatment.ended_at.date())
+            self.lot.assert_usable(self.treatment.procedure_date())
             if self.lot.clinic_id != self.treatment.clinic_id:
                 raise ValidationError({"lot": "This lot belongs to another clinic."})

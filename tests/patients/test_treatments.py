@@ -219,18 +219,22 @@ def test_it_writes_the_history_of_the_treatment_its_arms_and_its_application(pla
     assert list(application.history.values_list("arm_id", "history_type")) == [(application.arm_id, "+")]
 
 
-def test_it_still_refuses_a_lot_expired_by_the_utc_date_of_the_procedure(clinic_b, clinician_b):
-    # The application's own rule (ExosomeApplication.save) reads the UTC date: 22:00 in New York on
-    # 3 May is 4 May in UTC, so a lot that expired on 3 May is refused although the form's check passes.
+def test_a_lots_expiry_is_judged_on_the_clinics_date_of_the_procedure(clinic_b, clinician_b):
+    # 22:00 in New York on 3 May is already 4 May in UTC: the lot that expires on 3 May is still usable
+    # that evening, as the form says (the model once judged by the UTC date and refused what the form allowed).
     plan = treatable_patient(clinic_b, steps=STEPS)
     lot = LotFactory(product=ProductFactory(clinic=clinic_b), expiry_date=dt.date(2026, 5, 3),
                      received_date=dt.date(2026, 1, 1))
-    ended = dt.datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
+    evening = dt.datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
+    treatment = record(plan, clinician_b, started_at=evening - dt.timedelta(minutes=45), ended_at=evening,
+                       applications=[ApplicationInput(lot=lot, volume_ml=Decimal("1"))])
+    assert treatment.applications.get().lot == lot
+    older = LotFactory(product=lot.product, expiry_date=dt.date(2026, 5, 2), received_date=dt.date(2026, 1, 1))
     with pytest.raises(ValidationError) as caught:
-        record(plan, clinician_b, started_at=ended - dt.timedelta(minutes=45), ended_at=ended,
-               applications=[ApplicationInput(lot=lot, volume_ml=Decimal("1"))])
-    assert "expired on 2026-05-03" in caught.value.message_dict["lot"][0]
-    assert not Treatment.objects.exists()
+        record(plan, clinician_b, started_at=evening - dt.timedelta(minutes=45), ended_at=evening,
+               applications=[ApplicationInput(lot=older, volume_ml=Decimal("1"))])
+    assert "expired on 2026-05-02" in str(caught.value)
+    assert Treatment.objects.count() == 1
 
 
 def test_it_refuses_a_version_retired_since_it_was_loaded_and_another_clinics_version(plan, clinician, clinic_b):
