@@ -237,9 +237,8 @@ def send_reminder(*, reminder_id: int, now: dt.datetime | None = None, connectio
     with transaction.atomic():
         if not _mark_sending(reminder_id=reminder_id, now=now):
             return SendOutcome.NOT_CLAIMED
-        reminder = Reminder.objects.select_related(
-            "step", "treatment__clinic", "treatment__patient__clinic"
-        ).get(pk=reminder_id)
+        reminder = Reminder.objects.select_related("step", "treatment__clinic", "treatment__patient").get(pk=reminder_id)
+        reminder.treatment.patient.clinic = reminder.treatment.clinic  # the same clinic: joined once, not twice
         reason = skip_reason(reminder)
         if reason:
             _record_skipped(reminder_id, reason)

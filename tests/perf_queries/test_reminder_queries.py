@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from patients import reminders
 from patients.emails import reminder_links
 from patients.links import read_link
 from patients.models import PatientLink, Reminder
@@ -43,3 +45,24 @@ def test_a_retry_reuses_the_links_with_one_read(clinic_a):
     assert len(queries.captured_queries) == 1
     assert again == first
     assert PatientLink.objects.filter(reminder=reminder).count() == 3
+
+
+def _queued(clinic, kind: str, language: str = "en") -> Reminder:
+    patient = PatientFactory(clinic=clinic, preferred_language=language)
+    treatment = TreatmentFactory(screening__patient=patient, ended_at=timezone.now() - dt.timedelta(days=3))
+    step = StepFactory(version=treatment.protocol_version, kind=kind, day=3)
+    return ReminderFactory(treatment=treatment, step=step, status=Reminder.Status.QUEUED,
+                           due_at=timezone.now() - dt.timedelta(minutes=1))
+
+
+@pytest.mark.parametrize(("kind", "language"), [
+    ("instruction", "en"), ("home_application", "de"), ("outcome_check", "en"), ("follow_up_visit", "en"),
+])
+def test_sending_a_reminder_costs_the_same_few_queries_whatever_it_carries(clinic_a, settings, kind, language):
+    # Claim, read the row with its step, treatment, clinic and patient, write the links, record the result.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    reminder = _queued(clinic_a, kind, language)
+    with CaptureQueriesContext(connection) as queries:
+        assert reminders.send_reminder(reminder_id=reminder.pk) == reminders.SendOutcome.SENT
+    statements = [query["sql"].split()[0] for query in queries.captured_queries]
+    assert [s for s in statements if s not in ("SAVEPOINT", "RELEASE")] == ["UPDATE", "SELECT", "INSERT", "UPDATE"]
