@@ -18,13 +18,15 @@ send tasks, with limits that keep a reused connection healthy:
 Only the SMTP backend is reused. The file backend writes one file per
 connection, and a person reading ``var/mail/`` expects one file per email.
 The connection is opened lazily in the process that sends, never in the
-parent of a prefork pool, so no socket is shared across ``fork()``.
+parent of a prefork pool, so no socket is shared across ``fork()``; under a
+thread pool each thread keeps its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import smtplib
+import threading
 import time
 from typing import Any
 
@@ -90,16 +92,25 @@ class ReusedConnection:
         self._last_used = self._clock()
 
 
-_process_connection = ReusedConnection()
+_local = threading.local()
+
+
+def process_connection() -> ReusedConnection:
+    """This process's (this thread's, under a thread pool) reused connection."""
+    connection = getattr(_local, "connection", None)
+    if connection is None:
+        connection = _local.connection = ReusedConnection()
+    return connection
 
 
 def send_on_process_connection(message: Any) -> None:
     """Send over this process's reused SMTP connection, or over a connection of its own for other backends."""
     if ReusedConnection.applies():
+        connection = process_connection()
         try:
-            _process_connection.send(message)
+            connection.send(message)
         except BaseException:
-            _process_connection.close()  # after any failure, the next message starts on a fresh connection
+            connection.close()  # after any failure, the next message starts on a fresh connection
             raise
     else:
         message.send(fail_silently=False)

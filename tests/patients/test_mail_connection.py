@@ -134,9 +134,9 @@ def test_a_fresh_connection_that_fails_raises_instead_of_trying_again(smtp_setti
 def process_connection():
     from patients import mail_connection
 
-    mail_connection._process_connection.close()
+    mail_connection.process_connection().close()
     yield
-    mail_connection._process_connection.close()
+    mail_connection.process_connection().close()
 
 
 def test_after_a_refusal_the_next_message_starts_on_a_new_connection(smtp_settings, server, process_connection):
@@ -160,4 +160,17 @@ def test_the_file_backend_is_not_held_open(settings, tmp_path, process_connectio
         send_on_process_connection(message(number))
     written = "".join(path.read_text() for path in tmp_path.iterdir())
     assert [f"patient{number}@example.org" in written for number in range(3)] == [True] * 3
-    assert mail_connection._process_connection._backend is None
+    assert mail_connection.process_connection()._backend is None
+
+
+def test_each_thread_of_a_thread_pool_keeps_its_own_connection():
+    import threading
+
+    from patients.mail_connection import process_connection
+
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(process_connection()))
+    thread.start()
+    thread.join()
+    assert seen[0] is not process_connection()
+    assert process_connection() is process_connection()
