@@ -52,19 +52,26 @@ class ReusedConnection:
         return settings.EMAIL_BACKEND == SMTP_BACKEND
 
     def send(self, message: Any) -> None:
-        """Send ``message`` (a Django ``EmailMessage``); raises what the server or the network raised."""
+        """Send ``message`` (a Django ``EmailMessage``); raises what the server or the network raised.
+
+        After any failure the connection is closed: the next message starts on a fresh one.
+        """
         reused = self._backend is not None and self._fresh_enough()
         if not reused:
             self.close()
             self._open()
         try:
-            self._send_on_current(message)
-        except GONE:
+            try:
+                self._send_on_current(message)
+            except GONE:
+                if not reused:
+                    raise
+                self.close()
+                self._open()
+                self._send_on_current(message)
+        except BaseException:
             self.close()
-            if not reused:
-                raise
-            self._open()
-            self._send_on_current(message)
+            raise
 
     def close(self) -> None:
         if self._backend is not None:
@@ -106,11 +113,6 @@ def process_connection() -> ReusedConnection:
 def send_on_process_connection(message: Any) -> None:
     """Send over this process's reused SMTP connection, or over a connection of its own for other backends."""
     if ReusedConnection.applies():
-        connection = process_connection()
-        try:
-            connection.send(message)
-        except BaseException:
-            connection.close()  # after any failure, the next message starts on a fresh connection
-            raise
+        process_connection().send(message)
     else:
         message.send(fail_silently=False)
