@@ -150,15 +150,20 @@ def install_demo_treatments(
 
 
 def _treat(*, patient: Patient, spec: DemoTreatment, version: ProtocolVersion, lot: ProductLot, clinician: Any) -> Treatment:
-    if not patient.intakes.exists():
-        record_intake(patient=patient, answers=CLEAR_ANSWERS, recorded_by=clinician)
     ended = timezone.now().replace(second=0, microsecond=0) - dt.timedelta(days=spec.days_ago)
-    screening = run_screening(patient=patient, protocol_version=version, planned_for=ended.date(), run_by=clinician)
+    started = ended - dt.timedelta(minutes=45)
+    # Answered and screened the day before the procedure: a screening must precede treatment.
+    screened = started - dt.timedelta(days=1)
+    if not patient.intakes.exists():
+        record_intake(patient=patient, answers=CLEAR_ANSWERS, recorded_by=clinician, answered_at=screened)
+    screening = run_screening(
+        patient=patient, protocol_version=version, planned_for=ended.date(), run_by=clinician, run_at=screened
+    )
     arms = [ArmInput("Left", product=lot.product),
             ArmInput("Right", is_control=True, control_description="Saline only")] if spec.split_face else []
     return record_treatment(
         patient=patient, protocol_version=version, screening=screening, clinician=clinician,
-        started_at=ended - dt.timedelta(minutes=45), ended_at=ended, areas="Full face", device="Demo device",
+        started_at=started, ended_at=ended, areas="Full face", device="Demo device",
         needle_depth_mm=Decimal("1.0") if spec.procedure == Procedure.MICRONEEDLING else None, passes=2,
         applications=[ApplicationInput(lot=lot, volume_ml=Decimal("2.5"), minutes_after_procedure=5,
                                        arm_label="Left" if spec.split_face else "")],

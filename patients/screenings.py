@@ -122,10 +122,13 @@ def run_screening(
     run_by: Any,
     intake: Intake | None = None,
     request: HttpRequest | None = None,
+    run_at: datetime | None = None,
 ) -> Screening:
     """Screen ``patient`` for ``protocol_version`` on ``planned_for`` and store the result.
 
-    Uses ``intake`` or, by default, the patient's latest intake. Raises
+    Uses ``intake`` or, by default, the patient's latest intake. ``run_at``
+    (default now) backdates the record for the demo and seeds, whose
+    treatments lie in the past; staff pages and the API never pass it. Raises
     ``PermissionDenied`` without the screening role in the patient's clinic
     and ``ValidationError`` (keyed by field) for a version the clinic cannot
     use or a missing/foreign intake.  The record is immutable and logged.
@@ -153,7 +156,7 @@ def run_screening(
     with transaction.atomic():
         screening = Screening.objects.create(
             patient=patient, protocol_version=protocol_version, intake=intake, planned_for=planned_for,
-            outcome=result.outcome, findings=result.findings_as_dicts(), run_by=run_by,
+            outcome=result.outcome, findings=result.findings_as_dicts(), run_by=run_by, run_at=run_at or timezone.now(),
         )
         record_event(
             actor=run_by, action="screening.run", clinic=clinic, obj=screening, request=request,

@@ -71,6 +71,9 @@ def test_it_seeds_a_clinic_with_a_month_of_clinical_history():
     treatments = Treatment.objects.filter(clinic=clinic)
     assert treatments.count() == 8
     assert treatments.filter(arms__isnull=False).distinct().count() == 2  # split-face
+    for treatment in treatments.select_related("screening__intake"):
+        # Answered and screened before the procedure, as the gate requires.
+        assert treatment.screening.intake.answered_at <= treatment.screening.run_at < treatment.started_at
     assert Reminder.objects.filter(treatment__clinic=clinic, status="scheduled").exists()
     assert OutcomeAssessment.objects.filter(treatment__clinic=clinic).count() > 30
     assert Patient.objects.filter(clinic=clinic).count() == 12
