@@ -186,6 +186,10 @@ class IntakeFactory(factory.django.DjangoModelFactory):
     answers = factory.LazyFunction(dict)
 
 
+#: How long before "now" (or before a TreatmentFactory's procedure) a factory screening was run.
+SCREENED_BEFORE = dt.timedelta(days=1)
+
+
 class ScreeningFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Screening
@@ -197,13 +201,19 @@ class ScreeningFactory(factory.django.DjangoModelFactory):
     planned_for = factory.LazyFunction(lambda: timezone.now().date())
     outcome = Screening.Outcome.CLEAR
     run_by = factory.SubFactory(UserFactory)
+    # Run the day before: a screening must precede the treatment, and tests record procedures that
+    # started up to hours before "now".
+    run_at = factory.LazyFunction(lambda: timezone.now() - SCREENED_BEFORE)
 
 
 class TreatmentFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Treatment
 
-    screening = factory.SubFactory(ScreeningFactory)
+    # Screened the day before the procedure, whenever the test says it started.
+    screening = factory.SubFactory(
+        ScreeningFactory, run_at=factory.LazyAttribute(lambda screening: screening.factory_parent.started_at - SCREENED_BEFORE)
+    )
     patient = factory.SelfAttribute("screening.patient")
     clinic = factory.SelfAttribute("patient.clinic")
     protocol_version = factory.SelfAttribute("screening.protocol_version")

@@ -183,13 +183,14 @@ def see_the_clear_screening(page) -> None:  # noqa: ANN001
     assert "No contraindication found." in page.locator("#content-main").inner_text()
 
 
-def record_treatment(page, *, ended: dt.datetime) -> None:  # noqa: ANN001
-    """"Record a treatment…" on the clear screening: times, settings and the in-clinic exosome application."""
+def record_treatment(page, *, started: dt.datetime, ended: dt.datetime) -> None:  # noqa: ANN001
+    """"Record a treatment…" on the clear screening: times (on the clinic's clock), settings and the in-clinic
+    exosome application."""
     page.click("#record-treatment")
     page.wait_for_selector("text=Recording a treatment for")
     assert page.locator("#id_screening option:checked").inner_text().endswith(f"{PROTOCOL}: clear")
-    page.fill("#id_started_at", (ended - dt.timedelta(minutes=45)).strftime("%Y-%m-%dT%H:%M"))
-    page.fill("#id_ended_at", ended.strftime("%Y-%m-%dT%H:%M"))
+    page.fill("#id_started_at", started.astimezone(LONDON).strftime("%Y-%m-%dT%H:%M"))
+    page.fill("#id_ended_at", ended.astimezone(LONDON).strftime("%Y-%m-%dT%H:%M"))
     page.fill("#id_areas", "full face")
     page.fill("#id_device", "Dermapen 4")
     page.fill("#id_needle_depth_mm", "1.5")
@@ -371,7 +372,7 @@ def test_a_clinician_a_patient_and_an_auditor_walk_through_the_whole_flow(
     url, secrets = live_server.url, {}
     day_0 = dt.datetime.combine(dt.datetime.now(LONDON).date(), dt.time(9, 30), tzinfo=LONDON)
     with time_machine.travel(day_0, tick=True) as clock:
-        # Day 0, 09:30: screened, stopped by the pregnancy, intake corrected, screened clear, treated.
+        # Day 0, 09:30: screened, stopped by the pregnancy, intake corrected, screened clear, then treated.
         sign_in(page, url, CLINICIAN, secrets=secrets)
         create_patient(page)
         record_intake(page, pregnant=True)
@@ -382,7 +383,13 @@ def test_a_clinician_a_patient_and_an_auditor_walk_through_the_whole_flow(
         record_intake(page, pregnant=False)
         run_screening(page)
         see_the_clear_screening(page)
-        record_treatment(page, ended=day_0 - dt.timedelta(minutes=10))
+        # The procedure starts after the clear screening (a screening must precede treatment) and is recorded
+        # once done. Under half an hour on, so the session (30 idle minutes) lasts; the clock is the one moved to
+        # 09:30 in London, so the day is day 0 whatever the real time.
+        started = dt.datetime.now(LONDON).replace(second=0, microsecond=0) + dt.timedelta(minutes=2)
+        ended = started + dt.timedelta(minutes=20)
+        clock.move_to(ended + dt.timedelta(minutes=3))
+        record_treatment(page, started=started, ended=ended)
         see_the_timeline(page)
         screenshot(page, "treatment-recorded")
         log_outcomes(page, day=0, phase="after", erythema=3, oedema=2, pain=4, note="Uniform erythema right after.")

@@ -31,10 +31,13 @@ def _fill(clinic, clinician, clinic_admin) -> None:
     for number in range(ROWS):
         patient = PatientFactory(clinic=clinic)
         IntakeFactory(patient=patient, answers={"pregnant": False})
-        screening = ScreeningFactory(patient=patient, protocol_version=version,
+        # Screened (and overridden) the day before the procedure: a screening must precede treatment.
+        screened = ended - dt.timedelta(days=1)
+        screening = ScreeningFactory(patient=patient, protocol_version=version, run_at=screened,
                                      outcome="needs_override" if number == 0 else "clear")
         if number == 0:
-            ScreeningOverride.objects.create(screening=screening, clinician=clinician, reason="Cleared by the GP.")
+            ScreeningOverride.objects.create(screening=screening, clinician=clinician, reason="Cleared by the GP.",
+                                             created_at=screened + dt.timedelta(minutes=10))
         split = number == 1
         treatment = record_treatment(
             patient=patient, protocol_version=version, screening=screening, clinician=clinician,
