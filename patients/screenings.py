@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, models, transaction
@@ -43,14 +44,45 @@ def screening_is_overridden(screening: Screening) -> bool:
     return screening.pk is not None and ScreeningOverride.objects.filter(screening_id=screening.pk).exists()
 
 
+def _override_recorded_at(screening: Screening) -> datetime | None:
+    """When a clinician recorded an override for this screening, or None (asked of the database, as above)."""
+    if screening.pk is None:
+        return None
+    return ScreeningOverride.objects.filter(screening_id=screening.pk).values_list("created_at", flat=True).first()
+
+
+def _to_the_minute(moment: datetime) -> datetime:
+    # Staff enter procedure times to the minute: a screening at 09:30:40 precedes a procedure started "09:30".
+    return moment.replace(second=0, microsecond=0)
+
+
+def _clinic_clock(moment: datetime, *, zone: ZoneInfo, other: datetime) -> str:
+    """``moment`` on the clinic's clock: "HH:MM", with its date when ``other`` falls on another day there."""
+    local = timezone.localtime(moment, zone)
+    same_day = local.date() == timezone.localtime(other, zone).date()
+    return f"{local:%H:%M}" if same_day else f"{local:%Y-%m-%d %H:%M}"
+
+
+def _after_start_message(what: str, rule: str, *, at: datetime, started_at: datetime, patient: Patient) -> str:
+    zone_name = patient.clinic.time_zone
+    zone = ZoneInfo(zone_name)
+    return (
+        f"{what} at {_clinic_clock(at, zone=zone, other=started_at)}, after the procedure started "
+        f"({_clinic_clock(started_at, zone=zone, other=at)}); {rule} Clinic time ({zone_name})."
+    )
+
+
 def assert_screening_allows_treatment(
     *, screening: Screening | None, patient: Patient, protocol_version: ProtocolVersion, on: datetime
 ) -> None:
-    """Raise ``ValidationError({"screening": msg})`` unless ``screening`` permits this treatment.
+    """Raise ``ValidationError({"screening": msg})`` unless ``screening`` permits a treatment started at ``on``.
 
     It must be a screening of this patient for this protocol version, its
     outcome clear/caution (or needs_override with a recorded override; a
-    blocked one can never be overridden), and at most 30 days old at ``on``.
+    blocked one can never be overridden), at most 30 days old at ``on``, and
+    it must precede the procedure: run (and, when needed, overridden) no later
+    than ``on``, to the minute. ``on`` is the procedure's start (callers
+    listing the screenings usable now pass the current time).
     """
     if screening is None:
         raise ValidationError({"screening": "A screening for this protocol is required before treatment."})
@@ -60,13 +92,29 @@ def assert_screening_allows_treatment(
         raise ValidationError({"screening": "This screening was run for another protocol version; screen again."})
     if screening.outcome == ScreeningOutcome.BLOCKED:
         raise ValidationError({"screening": "The screening blocks this procedure; it cannot be treated."})
-    if screening.outcome not in ALLOWING_OUTCOMES and not screening_is_overridden(screening):
+    overridden_at = None if screening.outcome in ALLOWING_OUTCOMES else _override_recorded_at(screening)
+    if screening.outcome not in ALLOWING_OUTCOMES and overridden_at is None:
         raise ValidationError(
             {"screening": "The screening needs a clinician's documented override before treatment."}
         )
     if on - screening.run_at > SCREENING_VALID_FOR:
         raise ValidationError(
             {"screening": f"The screening is older than {SCREENING_VALID_FOR.days} days; screen the patient again."}
+        )
+    if _to_the_minute(screening.run_at) > on:
+        raise ValidationError(
+            {"screening": _after_start_message(
+                "The screening was run", "a screening must precede treatment.",
+                at=screening.run_at, started_at=on, patient=patient,
+            )}
+        )
+    # The override is part of the clearance: one recorded after the start did not clear this procedure.
+    if overridden_at is not None and _to_the_minute(overridden_at) > on:
+        raise ValidationError(
+            {"screening": _after_start_message(
+                "The override was recorded", "the override must precede treatment too.",
+                at=overridden_at, started_at=on, patient=patient,
+            )}
         )
 
 

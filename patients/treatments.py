@@ -166,10 +166,11 @@ def treatment_errors(
         errors.add("areas", "Say which areas were treated, e.g. full face.")
     if protocol_version is None or not version_usable_by(clinic, protocol_version):
         errors.add("protocol_version", "Choose a published protocol version this clinic can use.")
-    elif "ended_at" not in errors.by_field:
+    elif "started_at" not in errors.by_field:
+        # Judged at the start of the procedure: the screening must precede it, and still be valid then.
         try:
             assert_screening_allows_treatment(
-                screening=screening, patient=patient, protocol_version=protocol_version, on=ended_at
+                screening=screening, patient=patient, protocol_version=protocol_version, on=started_at
             )
         except ValidationError as error:
             for name, messages in error.message_dict.items():

@@ -311,3 +311,54 @@ def test_the_gate_accepts_a_screening_up_to_30_days_old_and_not_a_second_more():
     with pytest.raises(ValidationError) as error:
         gate(screening, on=NOW + dt.timedelta(days=30, seconds=1))
     assert "30 days" in error.value.message_dict["screening"][0]
+
+
+# NOW is 09:30 UTC, 10:30 in London (summer time), where clinic_a is.
+
+
+def test_the_gate_refuses_a_screening_run_after_the_procedure_started(clinic_a):
+    screening = ScreeningFactory(patient=PatientFactory(clinic=clinic_a), run_at=NOW)
+    with pytest.raises(ValidationError) as error:
+        gate(screening, on=NOW - dt.timedelta(minutes=55))
+    assert error.value.message_dict == {"screening": [
+        "The screening was run at 10:30, after the procedure started (09:35); a screening must precede treatment. "
+        "Clinic time (Europe/London)."
+    ]}
+
+
+def test_the_gate_names_the_dates_when_the_screening_was_run_on_a_later_day(clinic_a):
+    screening = ScreeningFactory(patient=PatientFactory(clinic=clinic_a), run_at=NOW)
+    with pytest.raises(ValidationError) as error:
+        gate(screening, on=NOW - dt.timedelta(days=1))
+    assert "run at 2026-05-04 10:30, after the procedure started (2026-05-03 10:30)" in error.value.messages[0]
+
+
+def test_the_gate_compares_to_the_minute_the_procedure_start_is_entered_in():
+    screening = ScreeningFactory(run_at=NOW + dt.timedelta(seconds=40))  # 09:30:40
+    gate(screening, on=NOW)  # started "09:30": the same minute
+    with pytest.raises(ValidationError):
+        gate(screening, on=NOW - dt.timedelta(seconds=1))  # started 09:29:59
+    later = ScreeningFactory(run_at=NOW + dt.timedelta(minutes=1))  # 09:31:00
+    with pytest.raises(ValidationError) as error:
+        gate(later, on=NOW + dt.timedelta(seconds=59))
+    assert "must precede treatment" in error.value.messages[0]
+
+
+def test_the_gate_lets_a_screening_run_before_the_procedure_started_through():
+    gate(ScreeningFactory(run_at=NOW - dt.timedelta(hours=2)), on=NOW)
+    gate(ScreeningFactory(run_at=NOW - dt.timedelta(minutes=1)), on=NOW)
+
+
+def test_the_gate_refuses_an_override_recorded_after_the_procedure_started(patient, ablative, clinician, frozen):
+    frozen.move_to(NOW - dt.timedelta(hours=2))
+    needs_override = screen(patient, ablative, clinician, hsv_history=True)  # 07:30 UTC, 08:30 in London
+    frozen.move_to(NOW)
+    override_screening(screening=needs_override, clinician=clinician, reason="Valacyclovir prescribed.")  # 10:30
+    with pytest.raises(ValidationError) as error:
+        gate(needs_override, on=NOW - dt.timedelta(hours=1))
+    assert error.value.message_dict == {"screening": [
+        "The override was recorded at 10:30, after the procedure started (09:30); the override must precede "
+        "treatment too. Clinic time (Europe/London)."
+    ]}
+    gate(needs_override, on=NOW + dt.timedelta(seconds=30))  # the override's minute
+    gate(needs_override, on=NOW + dt.timedelta(hours=1))

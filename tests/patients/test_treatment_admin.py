@@ -92,6 +92,31 @@ def test_it_shows_the_services_errors_and_records_nothing(client, clinician, pla
     assert not Treatment.objects.exists()
 
 
+
+def test_it_refuses_a_screening_run_after_the_procedure_started_on_the_screening_field(client, clinician, plan):
+    patient, version, _ = plan
+    # Run at 10:20 at the London clinic, where the form says the procedure started at 09:15.
+    late = ScreeningFactory(patient=patient, protocol_version=version, run_at=NOW - dt.timedelta(minutes=10))
+    client.force_login(clinician)
+    response = client.post(f"{ADD}?patient={patient.pk}", form_data(late))
+    assert response.status_code == 400
+    message = ("The screening was run at 10:20, after the procedure started (09:15); a screening must precede "
+               "treatment. Clinic time (Europe/London).")
+    assert response.context["form"].errors["screening"] == [message]
+    assert message in response.content.decode()
+    assert not Treatment.objects.exists()
+    assert not Reminder.objects.exists()
+
+
+def test_it_takes_a_screening_run_in_the_minute_typed_as_the_procedure_start(client, clinician, plan):
+    patient, version, _ = plan
+    screening = ScreeningFactory(patient=patient, protocol_version=version,
+                                 run_at=dt.datetime(2026, 5, 4, 8, 15, 40, tzinfo=UTC))  # 09:15:40 in London
+    client.force_login(clinician)
+    response = client.post(f"{ADD}?patient={patient.pk}", form_data(screening))  # started "09:15"
+    assert response.status_code == 302
+    assert Treatment.objects.get().screening == screening
+
 def test_it_lets_only_clinicians_record(client, coordinator, plan):
     client.force_login(coordinator)
     assert client.get(ADD).status_code == 403

@@ -88,6 +88,20 @@ def test_it_answers_bad_input_with_field_errors_and_records_nothing(plan, clinic
     assert api_for(clinician).post("/api/v1/treatments/", {"areas": ""}, format="json").status_code == 400
 
 
+
+def test_it_answers_400_to_a_screening_run_after_the_procedure_started_and_records_nothing(plan, clinician):
+    patient, version, _ = plan
+    # 08:30 UTC, after the procedure's start at 08:15 UTC (09:30 and 09:15 at the London clinic).
+    late = ScreeningFactory(patient=patient, protocol_version=version, run_at=NOW - dt.timedelta(hours=1))
+    response = api_for(clinician).post("/api/v1/treatments/", payload(plan, screening=late.pk), format="json")
+    assert response.status_code == 400
+    assert response.json() == {"screening": [
+        "The screening was run at 09:30, after the procedure started (09:15); a screening must precede treatment. "
+        "Clinic time (Europe/London)."
+    ]}
+    assert not Treatment.objects.exists()
+    assert not Reminder.objects.exists()
+
 def test_it_lets_only_clinicians_record(plan, coordinator):
     assert api_for(coordinator).post("/api/v1/treatments/", payload(plan), format="json").status_code == 403
     assert not Treatment.objects.exists()

@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from clinic.models import AuditEvent, Role
 from patients import treatments
 from patients.models import ExosomeApplication, Reminder, Treatment, TreatmentArm
+from patients.screenings import override_screening
 from patients.treatments import ApplicationInput, ArmInput
 from protocols.models import ProtocolVersion
 from tests.factories import LotFactory, ProductFactory, ScreeningFactory, StepFactory, staff, treatable_patient
@@ -145,6 +146,40 @@ def test_it_refuses_another_patients_screening(plan, clinician, clinic_a):
         record(plan, clinician, screening=other_screening)
     assert "screening" in caught.value.message_dict
 
+
+
+def test_it_refuses_a_screening_run_after_the_procedure_started_and_writes_nothing(plan, clinician):
+    patient, version, _ = plan
+    # The procedure started at 08:15 UTC (09:15 at the London clinic; the patient lives in Berlin).
+    late = ScreeningFactory(patient=patient, protocol_version=version, run_at=ENDED - dt.timedelta(minutes=30))
+    with pytest.raises(ValidationError) as caught:
+        record(plan, clinician, screening=late)
+    assert caught.value.message_dict == {"screening": [
+        "The screening was run at 09:30, after the procedure started (09:15); a screening must precede treatment. "
+        "Clinic time (Europe/London)."
+    ]}
+    assert not Treatment.objects.exists()
+    assert not Reminder.objects.exists()
+
+
+def test_a_screening_run_in_the_minute_the_procedure_started_precedes_it(plan, clinician):
+    patient, version, _ = plan
+    started = ENDED - dt.timedelta(minutes=45)
+    same_minute = ScreeningFactory(patient=patient, protocol_version=version, run_at=started + dt.timedelta(seconds=40))
+    assert record(plan, clinician, screening=same_minute).screening == same_minute
+
+
+def test_it_refuses_an_override_recorded_after_the_procedure_started(plan, clinician):
+    patient, version, _ = plan
+    screening = ScreeningFactory(patient=patient, protocol_version=version, outcome="needs_override",
+                                 run_at=NOW - dt.timedelta(days=1))
+    override_screening(screening=screening, clinician=clinician, reason="Antiviral prophylaxis started.")  # at NOW
+    with pytest.raises(ValidationError) as caught:
+        record(plan, clinician, screening=screening)
+    assert "The override was recorded at 10:30, after the procedure started (09:15)" in caught.value.messages[0]
+    assert not Treatment.objects.exists()
+    started = NOW + dt.timedelta(seconds=20)  # the override's minute
+    assert record(plan, clinician, screening=screening, started_at=started, ended_at=started + dt.timedelta(minutes=5))
 
 @pytest.mark.parametrize(
     ("lot_kwargs", "message"),
