@@ -101,21 +101,36 @@ def assert_screening_allows_treatment(
         raise ValidationError(
             {"screening": f"The screening is older than {SCREENING_VALID_FOR.days} days; screen the patient again."}
         )
-    if _to_the_minute(screening.run_at) > on:
-        raise ValidationError(
-            {"screening": _after_start_message(
-                "The screening was run", "a screening must precede treatment.",
-                at=screening.run_at, started_at=on, patient=patient,
-            )}
+    problem = _precedence_error(screening, overridden_at, started_at=on, patient=patient)
+    if problem:
+        raise ValidationError({"screening": problem})
+
+
+def screening_precedence_error(*, screening: Screening, patient: Patient, started_at: datetime) -> str | None:
+    """Why ``screening`` does not precede a procedure started at ``started_at`` (it, or its override, came later), or None.
+
+    For a recorded treatment whose start is corrected: the screening that
+    cleared it must still come first.
+    """
+    overridden_at = None if screening.outcome in ALLOWING_OUTCOMES else _override_recorded_at(screening)
+    return _precedence_error(screening, overridden_at, started_at=started_at, patient=patient)
+
+
+def _precedence_error(
+    screening: Screening, overridden_at: datetime | None, *, started_at: datetime, patient: Patient
+) -> str | None:
+    if _to_the_minute(screening.run_at) > started_at:
+        return _after_start_message(
+            "The screening was run", "a screening must precede treatment.",
+            at=screening.run_at, started_at=started_at, patient=patient,
         )
     # The override is part of the clearance: one recorded after the start did not clear this procedure.
-    if overridden_at is not None and _to_the_minute(overridden_at) > on:
-        raise ValidationError(
-            {"screening": _after_start_message(
-                "The override was recorded", "the override must precede treatment too.",
-                at=overridden_at, started_at=on, patient=patient,
-            )}
+    if overridden_at is not None and _to_the_minute(overridden_at) > started_at:
+        return _after_start_message(
+            "The override was recorded", "the override must precede treatment too.",
+            at=overridden_at, started_at=started_at, patient=patient,
         )
+    return None
 
 
 # --- which versions a clinic may screen for -----------------------------------------

@@ -35,7 +35,7 @@ from clinic.audit import record_event
 from clinic.roles import Capability
 from clinic.scoping import can
 from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
-from patients.screenings import assert_screening_allows_treatment, version_usable_by
+from patients.screenings import assert_screening_allows_treatment, screening_precedence_error, version_usable_by
 from patients.timeline import Occurrence, QuietHours, StepTiming, build_timeline
 from protocols.frozen_steps import frozen_steps
 from protocols.models import ExosomeProduct, ProductLot, ProtocolStep, ProtocolVersion
@@ -360,6 +360,13 @@ def reschedule_treatment(
     if treatment.status == Treatment.Status.CANCELLED:
         errors.add("ended_at", "A cancelled treatment cannot be rescheduled.")
     _check_times(errors, started_at=started_at, ended_at=ended_at, now=now)
+    if "started_at" not in errors.by_field:
+        # A corrected start may not move the procedure before the screening that cleared it.
+        problem = screening_precedence_error(
+            screening=treatment.screening, patient=treatment.patient, started_at=started_at
+        )
+        if problem:
+            errors.add("started_at", problem)
     errors.raise_if_any()
     with transaction.atomic():
         locked = Treatment.objects.select_for_update().get(pk=treatment.pk)

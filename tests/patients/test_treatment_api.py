@@ -102,6 +102,17 @@ def test_it_answers_400_to_a_screening_run_after_the_procedure_started_and_recor
     assert not Treatment.objects.exists()
     assert not Reminder.objects.exists()
 
+
+def test_it_answers_400_to_moving_the_procedure_before_its_screening(plan, clinician):
+    treatment = recorded(plan, clinician)  # screened at 09:30 UTC the day before
+    response = api_for(clinician).post(f"/api/v1/treatments/{treatment.pk}/reschedule/",
+                                       {"started_at": "2026-05-03T08:15:00Z", "ended_at": "2026-05-03T09:00:00Z"},
+                                       format="json")
+    assert response.status_code == 400
+    assert "a screening must precede treatment" in response.json()["started_at"][0]
+    treatment.refresh_from_db()
+    assert treatment.started_at == dt.datetime(2026, 5, 4, 8, 15, tzinfo=UTC)
+
 def test_it_lets_only_clinicians_record(plan, coordinator):
     assert api_for(coordinator).post("/api/v1/treatments/", payload(plan), format="json").status_code == 403
     assert not Treatment.objects.exists()
@@ -142,7 +153,10 @@ def test_it_lists_reminders_with_filters_and_resends_or_cancels_one(plan, clinic
 
 
 def test_it_reschedules_and_cancels_a_treatment(plan, clinician):
-    treatment = recorded(plan, clinician)
+    patient, version, _ = plan
+    # Screened three days before, so the procedure may be moved a day earlier.
+    early = ScreeningFactory(patient=patient, protocol_version=version, run_at=NOW - dt.timedelta(days=3))
+    treatment = recorded((patient, version, early), clinician)
     api = api_for(clinician)
     moved = api.post(f"/api/v1/treatments/{treatment.pk}/reschedule/",
                      {"started_at": "2026-05-03T08:15:00Z", "ended_at": "2026-05-03T09:00:00Z"}, format="json")

@@ -298,7 +298,10 @@ def test_it_times_the_reminders_by_the_steps_the_version_has_now(plan, clinician
 
 
 def test_it_moves_pending_reminders_when_the_procedure_time_changes_and_keeps_sent_ones(plan, clinician):
-    treatment = record(plan, clinician)
+    patient, version, _ = plan
+    # Screened three days before, so the procedure may be moved a day earlier.
+    early = ScreeningFactory(patient=patient, protocol_version=version, run_at=NOW - dt.timedelta(days=3))
+    treatment = record(plan, clinician, screening=early)
     tonight = Reminder.objects.get(treatment=treatment, step__title="Cleanse tonight")
     Reminder.objects.filter(pk=tonight.pk).update(status=Status.SENT, sent_at=NOW)
     queued = Reminder.objects.get(treatment=treatment, step__title="Serum nightly", occurrence=0)
@@ -322,6 +325,24 @@ def test_it_moves_pending_reminders_when_the_procedure_time_changes_and_keeps_se
     assert treatment.ended_at == ENDED - dt.timedelta(days=1)
     assert treatment.history.count() == 2
 
+
+
+def test_it_refuses_to_move_the_procedure_before_its_screening_and_changes_nothing(plan, clinician):
+    treatment = record(plan, clinician)  # screened at 09:30 UTC the day before (10:30 at the London clinic)
+    before = list(Reminder.objects.filter(treatment=treatment).values_list("pk", "occurs_at", "status"))
+    with pytest.raises(ValidationError) as caught:
+        treatments.reschedule_treatment(
+            treatment=treatment, started_at=ENDED - dt.timedelta(days=1, minutes=45), ended_at=ENDED - dt.timedelta(days=1),
+            by=clinician,
+        )
+    assert caught.value.message_dict == {"started_at": [
+        "The screening was run at 10:30, after the procedure started (09:15); a screening must precede treatment. "
+        "Clinic time (Europe/London)."
+    ]}
+    treatment.refresh_from_db()
+    assert (treatment.started_at, treatment.ended_at) == (ENDED - dt.timedelta(minutes=45), ENDED)
+    assert list(Reminder.objects.filter(treatment=treatment).values_list("pk", "occurs_at", "status")) == before
+    assert treatment.history.count() == 1
 
 def test_it_cancels_a_treatment_and_its_pending_reminders_only(plan, clinician):
     treatment = record(plan, clinician)
