@@ -220,6 +220,23 @@ def _record_failure(*, reminder: Reminder, error: BaseException, now: dt.datetim
     return SendOutcome.RETRY
 
 
+# What skip_reason(), the links and the email read, and nothing else: the worker
+# reads one row per email, thousands in a burst, and building a five-table
+# SELECT of every column costs more than the rest of the query. A field used
+# but missing here is loaded with a query of its own, which
+# tests/perf_queries/test_reminder_queries.py would see.
+_SEND_FIELDS = (
+    "id", "treatment_id", "step_id", "occurrence", "occurs_at", "attempts", "resend_count", "created_at",
+    "step__kind", "step__title", "step__patient_text", "step__sends_reminder",
+    "treatment__status", "treatment__ended_at", "treatment__clinic_id", "treatment__patient_id",
+    "treatment__clinic__name", "treatment__clinic__sender_name", "treatment__clinic__contact_email",
+    "treatment__clinic__time_zone",
+    "treatment__patient__clinic_id", "treatment__patient__given_name", "treatment__patient__email",
+    "treatment__patient__preferred_language", "treatment__patient__time_zone",
+    "treatment__patient__reminder_consent", "treatment__patient__opted_out_at",
+)
+
+
 def send_reminder(*, reminder_id: int, now: dt.datetime | None = None, connection: Any = None) -> SendOutcome:
     """Send one queued reminder: re-check it, mark it sending, send outside any transaction, record the result.
 
@@ -237,7 +254,11 @@ def send_reminder(*, reminder_id: int, now: dt.datetime | None = None, connectio
     with transaction.atomic():
         if not _mark_sending(reminder_id=reminder_id, now=now):
             return SendOutcome.NOT_CLAIMED
-        reminder = Reminder.objects.select_related("step", "treatment__clinic", "treatment__patient").get(pk=reminder_id)
+        reminder = (
+            Reminder.objects.select_related("step", "treatment__clinic", "treatment__patient")
+            .only(*_SEND_FIELDS)
+            .get(pk=reminder_id)
+        )
         reminder.treatment.patient.clinic = reminder.treatment.clinic  # the same clinic: joined once, not twice
         reason = skip_reason(reminder)
         if reason:
