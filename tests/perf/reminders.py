@@ -12,6 +12,13 @@ so the p99 lateness is mostly the time the queue takes to drain.
 The baseline sends the very messages the pipeline produced (kept by the
 server), over one smtplib connection, from one process: what the machine
 does when nothing but SMTP is involved.
+
+The design ceiling sends the same messages again through a Celery worker
+whose task, given a message's number, only sends its finished bytes
+(``tests.perf.ceiling_tasks``): the shape DESIGN.md fixes (one late-acknowledged
+task per row, published one by one) without any of Aftercare's work. Its rate
+says how much of the gap to the plain loop the task-per-row design itself
+takes on this machine.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from django.utils import timezone
 
 from patients.models import Reminder, Screening, Treatment
 from patients.tasks import dispatch_due_reminders_task
+from tests.perf.ceiling_tasks import DONE_FILE_ENV, SPOOL_ENV, send_finished_message
 from tests.perf.environment import BenchEnvironment
 from tests.perf.report import Result, number, percentile, rate
 from tests.perf.seed import (
@@ -45,7 +53,7 @@ from tests.perf.seed import (
     reset_sequences,
     timeline_template,
 )
-from tests.perf.smtp_sink import SinkProcess, message_id_of, read_spool
+from tests.perf.smtp_sink import SinkProcess, message_id_of, read_spool, write_spooled
 
 FULL_SIZE = 10_000
 WARM_UP = 20
@@ -55,19 +63,24 @@ FINISHED = [Reminder.Status.SENT, Reminder.Status.FAILED, Reminder.Status.SKIPPE
 class Worker:
     """``celery -A clinic worker`` as production runs it, one process per core, sending to ``email_url``."""
 
-    def __init__(self, *, email_url: str, log_path: Path, concurrency: int) -> None:
+    def __init__(self, *, email_url: str, log_path: Path, concurrency: int, include: str = "",
+                 environ: dict[str, str] | None = None) -> None:
         self.email_url = email_url
         self.log_path = log_path
         self.concurrency = concurrency
+        self.include = include
+        self.environ = environ or {}
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Worker:
-        env = {**os.environ, "EMAIL_URL": self.email_url, "EMAIL_TIMEOUT": "10"}
+        env = {**os.environ, "EMAIL_URL": self.email_url, "EMAIL_TIMEOUT": "10", **self.environ}
         command = [
             sys.executable, "-m", "celery", "-A", "clinic", "worker", "--pool=prefork",
             f"--concurrency={self.concurrency}", "--loglevel=WARNING", "--without-gossip", "--without-mingle",
             "--without-heartbeat", "-n", f"bench-{uuid.uuid4().hex[:8]}@%h",
         ]
+        if self.include:
+            command += ["-I", self.include]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our own command line
                 command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -207,12 +220,62 @@ def run_plain_loop(env: BenchEnvironment, spool: Path, measured: set[int], resul
     return seconds
 
 
+def run_design_ceiling(env: BenchEnvironment, spool: Path, measured: set[int], result: Result, log) -> float:
+    """The same messages through a worker whose task only sends finished bytes (``tests.perf.ceiling_tasks``)."""
+    ceiling_spool = env.scratch / "ceiling.spool"
+    with ceiling_spool.open("wb") as stream:
+        count = 0
+        for item in read_spool(spool):
+            if reminder_pk(message_id_of(item.data)) in measured:
+                write_spooled(stream, item)
+                count += 1
+    done = env.scratch / "ceiling.done"
+    done.write_bytes(b"")
+    sink = SinkProcess(env.scratch, "ceiling").start()
+    worker = Worker(email_url=sink.url, log_path=env.scratch / "ceiling-worker.log",
+                    concurrency=os.cpu_count() or 2, include="tests.perf.ceiling_tasks",
+                    environ={SPOOL_ENV: str(ceiling_spool), DONE_FILE_ENV: str(done)}).start()
+    warm = min(WARM_UP, count)
+    try:
+        for index in range(warm):  # the worker is up, has read the messages and holds its connection
+            send_finished_message.delay(index)
+        wait_for_ticks(done, warm, timeout=120, worker=worker)
+        started = time.time()
+        for index in range(count):  # published one by one, as the dispatcher does
+            send_finished_message.delay(index)
+        wait_for_ticks(done, warm + count, timeout=max(300.0, count / 10), worker=worker)
+    finally:
+        worker.stop()
+        receipts = sink.stop()
+    arrivals = [moment for moment, _message_id in receipts[warm:]]
+    result.check("the design ceiling's messages all arrived", len(arrivals) == count == len(measured))
+    seconds = max(arrivals) - started
+    result.line("design ceiling", f"{count:,} messages in {seconds:.1f} s = {number(rate(count, seconds))} msg/s "
+                                f"(the same messages; a Celery task per message, given its number, that only sends "
+                                f"its bytes: the most a task-per-row pipeline reaches here)")
+    log(f"  design ceiling: {number(rate(count, seconds))} msg/s")
+    return seconds
+
+
+def wait_for_ticks(done: Path, expected: int, *, timeout: float, worker: Worker) -> None:
+    deadline = time.monotonic() + timeout
+    while done.stat().st_size < expected:
+        if worker.process is not None and worker.process.poll() is not None:
+            raise RuntimeError(f"The Celery worker stopped:\n{worker.log_tail()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{done.stat().st_size} of {expected} messages sent after {timeout:.0f} s:\n{worker.log_tail()}")
+        time.sleep(0.05)
+
+
 def run(*, env: BenchEnvironment, scale: float, log=print) -> Result:
     count = max(10, round(FULL_SIZE * scale))
     result = Result("reminders", f"1. Reminder pipeline: {count:,} due reminders", target=0.5)
     pipeline_seconds, spool, measured = run_pipeline(env, count, result, log)
     plain_seconds = run_plain_loop(env, spool, measured, result)
+    ceiling_seconds = run_design_ceiling(env, spool, measured, result, log)
     result.ratio = plain_seconds / pipeline_seconds
+    result.line("against ceiling", f"design ceiling {plain_seconds / ceiling_seconds:.2f}x the plain loop; "
+                                     f"the pipeline reaches {ceiling_seconds / pipeline_seconds:.2f} of the ceiling")
     result.table.append((
         f"Reminder pipeline, {count:,} emails", f"{number(rate(count, pipeline_seconds))} msg/s",
         f"{number(rate(count, plain_seconds))} msg/s (smtplib loop)", f"{result.ratio:.2f}",

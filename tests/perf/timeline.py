@@ -73,24 +73,46 @@ def query_probe(setup: ClinicSetup, pairs: list, *, ended_at: dt.datetime) -> li
     return counts
 
 
-def bulk_copy(service_treatments: list[int], pairs: list) -> float:
-    """``bulk_create`` the service's treatments and reminder rows again, onto other patients; returns seconds."""
+def _copies(service_treatments: list[int], pairs: list) -> list[tuple[Treatment, list[dict]]]:
+    """The service's treatments (unsaved copies onto other patients) with their reminder rows' fields."""
     sources = list(Treatment.objects.filter(pk__in=service_treatments).order_by("pk").values("pk", *TREATMENT_FIELDS))
     reminders = defaultdict(list)
     for row in Reminder.objects.filter(treatment__in=service_treatments).values("treatment_id", *REMINDER_FIELDS):
         reminders[row.pop("treatment_id")].append(row)
+    return [
+        (Treatment(patient=patient, screening=screening, **{k: v for k, v in source.items() if k != "pk"}),
+         reminders[source["pk"]])
+        for source, (patient, screening) in zip(sources, pairs, strict=True)
+    ]
+
+
+def bulk_copy(service_treatments: list[int], pairs: list) -> float:
+    """``bulk_create`` the service's treatments and reminder rows again, onto other patients; returns seconds."""
+    copies = _copies(service_treatments, pairs)
     started = time.perf_counter()
     with transaction.atomic():
-        treatments = Treatment.objects.bulk_create(
-            [Treatment(patient=patient, screening=screening, **{k: v for k, v in source.items() if k != "pk"})
-             for source, (patient, screening) in zip(sources, pairs, strict=True)],
-            batch_size=BULK_BATCH,
-        )
+        treatments = Treatment.objects.bulk_create([copy for copy, _rows in copies], batch_size=BULK_BATCH)
         Reminder.objects.bulk_create(
-            [Reminder(treatment_id=copy.pk, **row) for source, copy in zip(sources, treatments, strict=True)
-             for row in reminders[source["pk"]]],
+            [Reminder(treatment_id=copy.pk, **row) for copy, rows in zip(treatments, (r for _c, r in copies), strict=True)
+             for row in rows],
             batch_size=BULK_BATCH,
         )
+    return time.perf_counter() - started
+
+
+def per_transaction_copy(service_treatments: list[int], pairs: list) -> float:
+    """The same rows, one transaction per treatment (its INSERT, its reminders' INSERT, the commit); seconds.
+
+    What recording one treatment at a time costs before any check, history
+    row or log entry: the part of the gap to ``bulk_create`` that comes from
+    a clinic recording treatments one by one.
+    """
+    copies = _copies(service_treatments, pairs)
+    started = time.perf_counter()
+    for copy, rows in copies:
+        with transaction.atomic():
+            copy.save(force_insert=True)
+            Reminder.objects.bulk_create([Reminder(treatment_id=copy.pk, **row) for row in rows])
     return time.perf_counter() - started
 
 
@@ -103,18 +125,24 @@ def timed_service(setup: ClinicSetup, pairs: list, *, ended_at: dt.datetime) -> 
     return seconds, list(Treatment.objects.filter(pk__gt=first).order_by("pk").values_list("pk", flat=True))
 
 
-def interleaved(setup: ClinicSetup, count: int, *, ended_at: dt.datetime) -> tuple[float, float, list[int]]:
-    """The service and the baseline in alternating halves, so that other work on the machine weighs on both alike."""
-    service_seconds = bulk_seconds = 0.0
+def interleaved(setup: ClinicSetup, count: int, *, ended_at: dt.datetime) -> tuple[float, float, float, list[int]]:
+    """The service, the baseline and the per-transaction copy in alternating halves.
+
+    So that other work on the machine weighs on all three alike. Returns their
+    seconds and the service's treatments.
+    """
+    service_seconds = bulk_seconds = per_transaction_seconds = 0.0
     treatments: list[int] = []
     for size in (count // 2, count - count // 2):
         service_pairs = _patients_with_screenings(setup, size, ended_at=ended_at)
         bulk_pairs = _patients_with_screenings(setup, size, ended_at=ended_at)
+        one_by_one_pairs = _patients_with_screenings(setup, size, ended_at=ended_at)
         seconds, recorded = timed_service(setup, service_pairs, ended_at=ended_at)
         service_seconds += seconds
         bulk_seconds += bulk_copy(recorded, bulk_pairs)
+        per_transaction_seconds += per_transaction_copy(recorded, one_by_one_pairs)
         treatments += recorded
-    return service_seconds, bulk_seconds, treatments
+    return service_seconds, bulk_seconds, per_transaction_seconds, treatments
 
 
 def describe_queries(result: Result, counts: dict[int, list[int]]) -> int | None:
@@ -143,13 +171,17 @@ def run(*, env, scale: float, log=print) -> Result:
         for size in QUERY_PROBES
     }
     per_treatment = describe_queries(result, counts)
-    service_seconds, bulk_seconds, treatments = interleaved(setup, count, ended_at=ended_at)
+    service_seconds, bulk_seconds, per_transaction_seconds, treatments = interleaved(setup, count, ended_at=ended_at)
     rows = Reminder.objects.filter(treatment__in=treatments).count()
     result.check(f"the service recorded {count:,} treatments with {rows:,} reminder rows", len(treatments) == count and rows > 0)
     result.line("service", f"{count:,} treatments in {service_seconds:.1f} s = {number(rate(count, service_seconds))}/s "
                            f"({rows / count:.0f} reminder rows each; record_treatment, one transaction per treatment)")
     result.line("bulk_create", f"{count:,} treatments in {bulk_seconds:.1f} s = {number(rate(count, bulk_seconds))}/s "
                                f"(the same treatment and reminder rows, batches of {BULK_BATCH}, one transaction per half)")
+    result.line("one by one", f"{count:,} treatments in {per_transaction_seconds:.1f} s = "
+                              f"{number(rate(count, per_transaction_seconds))}/s (the same rows, one transaction per "
+                              f"treatment, nothing checked or logged: {bulk_seconds / per_transaction_seconds:.2f}x bulk_create; "
+                              f"the service reaches {per_transaction_seconds / service_seconds:.2f} of it)")
     result.ratio = bulk_seconds / service_seconds
     result.table.append((
         f"Recording {count:,} treatments", f"{number(rate(count, service_seconds))} treatments/s, {per_treatment} queries each",
