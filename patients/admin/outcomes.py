@@ -233,13 +233,20 @@ class OutcomeAssessmentAdmin(ClinicScopedAdmin):
         return form
 
     def _treatment_in_query(self, request: HttpRequest) -> Treatment | None:
-        """The treatment the "Log outcomes…" link names (``?treatment=<id>``), if the user may log outcomes for it."""
+        """The treatment the "Log outcomes…" link names (``?treatment=<id>``), if the user may log outcomes for it.
+
+        Read once per request: the form and its initial data both ask.
+        """
+        if hasattr(request, "_outcome_treatment"):
+            return request._outcome_treatment
+        treatment = None
         treatment_id = request.GET.get("treatment", "")
-        if not treatment_id.isdigit():
-            return None
-        treatments = scoped(Treatment.objects.select_related("patient__clinic", "protocol_version"), request.user,
-                            Capability.LOG_OUTCOMES)
-        return treatments.filter(pk=int(treatment_id), status=Treatment.Status.RECORDED).first()
+        if treatment_id.isdigit():
+            treatments = scoped(Treatment.objects.select_related("patient__clinic", "protocol_version"), request.user,
+                                Capability.LOG_OUTCOMES)
+            treatment = treatments.filter(pk=int(treatment_id), status=Treatment.Status.RECORDED).first()
+        request._outcome_treatment = treatment
+        return treatment
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         initial = super().get_changeform_initial_data(request)

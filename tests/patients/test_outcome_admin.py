@@ -6,6 +6,8 @@ import datetime as dt
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from patients.models import AdverseEvent, OutcomeAssessment, OutcomePhoto, TreatmentArm
@@ -72,6 +74,19 @@ def test_log_outcomes_offers_the_protocols_days_and_the_one_that_is_due(client, 
         record_assessment(treatment=treatment, by=clinician, time_point_day=past, scores={"erythema": 1},
                           phase="after" if past == 0 else "")
     assert _offered_day(client, treatment)[0] == 14  # all done so far: the next to come
+
+
+def test_log_outcomes_reads_the_named_treatment_once(client, clinician, treatment):
+    # The form (its time points) and its initial data (the day that is due) both need the
+    # ?treatment= treatment with its protocol version: one query serves both.
+    client.force_login(clinician)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(ADD + f"?treatment={treatment.pk}").status_code == 200
+    lookups = [query["sql"] for query in queries.captured_queries
+               if query["sql"].startswith('SELECT "patients_treatment"."id"')
+               and 'INNER JOIN "protocols_protocolversion"' in query["sql"]
+               and f'"patients_treatment"."id" = {treatment.pk}' in query["sql"]]
+    assert len(lookups) == 1, lookups
 
 
 def test_log_outcomes_offers_nothing_for_another_clinics_treatment(client, clinician_b, treatment):
