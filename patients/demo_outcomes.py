@@ -143,9 +143,8 @@ def _adverse_event(*, treatment: Treatment, clinician: Any, rng: random.Random, 
         return
     kind = rng.choice((AdverseEvent.Kind.MILIA, AdverseEvent.Kind.ACNEIFORM, AdverseEvent.Kind.PROLONGED_ERYTHEMA))
     # Dates as the clinic sees them, the same way record_adverse_event checks them.
-    local = ZoneInfo(treatment.clinic.time_zone)
-    today = now.astimezone(local).date()
-    onset = treatment.ended_at.astimezone(local).date() + dt.timedelta(days=5)
+    today = now.astimezone(ZoneInfo(treatment.clinic.time_zone)).date()
+    onset = treatment.procedure_date() + dt.timedelta(days=5)
     if onset > today or AdverseEvent.objects.filter(treatment=treatment, kind=kind, onset_date=onset).exists():
         return
     arm = treatment.arms.filter(is_control=True).first()
