@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.utils import timezone
 
@@ -157,7 +158,8 @@ def _treat(*, patient: Patient, spec: DemoTreatment, version: ProtocolVersion, l
     if not patient.intakes.exists():
         record_intake(patient=patient, answers=CLEAR_ANSWERS, recorded_by=clinician, answered_at=screened)
     screening = run_screening(
-        patient=patient, protocol_version=version, planned_for=ended.date(), run_by=clinician, run_at=screened
+        patient=patient, protocol_version=version, planned_for=ended.astimezone(ZoneInfo(patient.clinic.time_zone)).date(),
+        run_by=clinician, run_at=screened,
     )
     arms = [ArmInput("Left", product=lot.product),
             ArmInput("Right", is_control=True, control_description="Saline only")] if spec.split_face else []

@@ -64,7 +64,8 @@ def allowing_screenings(patient: Patient) -> list[int]:
 class RecordTreatmentForm(forms.Form):
     screening = forms.ModelChoiceField(
         queryset=Screening.objects.none(),
-        help_text="Only this patient's screenings that allow treatment (clear, caution or overridden; under 30 days old).",
+        help_text=("Only this patient's screenings that allow treatment (clear, caution or overridden; under 30 days "
+                   "old). It must have been run, and overridden if needed, before the procedure started."),
     )
     started_at = forms.DateTimeField(widget=DATETIME_INPUT, label="Procedure started")
     ended_at = forms.DateTimeField(widget=DATETIME_INPUT, label="Procedure ended", help_text="Steps count from here.")
