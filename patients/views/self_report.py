@@ -26,8 +26,10 @@ ITCH_WORDS = {0: "no itching", 5: "moderate", 10: "worst itching imaginable"}
 SERUM_ANSWERS = {"yes": True, "no": False, "unsure": None}
 
 
-def _scale(words: dict[int, str]) -> list[tuple[int, str]]:
-    return [(n, f"{n} — {words[n]}" if n in words else str(n)) for n in range(11)]
+def _scale(words: dict[int, str]) -> list[tuple[int | str, str]]:
+    # An empty first choice: a select shows its first option, and a question the
+    # patient skipped must not be stored as "0 — none".
+    return [("", "Choose 0–10"), *((n, f"{n} — {words[n]}" if n in words else str(n)) for n in range(11))]
 
 
 class SelfReportForm(forms.Form):

@@ -109,10 +109,21 @@ def test_another_link_for_the_same_day_corrects_the_same_report(client, link, tr
     assert OutcomeAssessment.objects.get().erythema == 0
 
 
+def test_the_pain_and_itch_questions_start_unanswered(client, link):
+    # A select shows its first option: were that "0", a skipped question would be stored as "no pain".
+    body = client.get(_url(link)).content.decode()
+    for name in ("pain", "pruritus"):
+        select = body[body.index(f'name="{name}"'):]
+        first_option = select[select.index("<option"):select.index("</option>")]
+        assert 'value=""' in first_option, first_option
+
+
 @pytest.mark.parametrize(
     ("answers", "field_message"),
     [
         ({**GOOD, "erythema": "7"}, "Choose one of the five descriptions."),
+        ({**GOOD, "pain": ""}, "Choose a number from 0 to 10."),
+        ({**GOOD, "pruritus": ""}, "Choose a number from 0 to 10."),
         ({**GOOD, "pain": "11"}, "Choose a number from 0 to 10."),
         ({**GOOD, "pruritus": "-1"}, "Choose a number from 0 to 10."),
         ({k: v for k, v in GOOD.items() if k != "erythema"}, "Choose the description closest to how your skin looks."),
