@@ -23,6 +23,7 @@ from clinic.models import Clinic
 from clinic.roles import Capability
 from patients.intake import record_intake
 from patients.models import Intake, Patient, Screening, ScreeningOverride
+from patients.models.patient import patient_errors
 from patients.patient_records import DuplicatePatientError, create_patient, record_patient_viewed
 from patients.screenings import override_screening, run_screening
 from protocols.models import ProtocolVersion
@@ -60,8 +61,21 @@ class PatientSerializer(StrictModelSerializer):
         return clinic
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.get("reminder_consent") and not (attrs.get("consent_source") or getattr(self.instance, "consent_source", "")):
-            raise serializers.ValidationError({"consent_source": "Say how the patient gave consent."})
+        # The model's rules, on the values after this write: an update saves without Patient.full_clean().
+        def merged(name: str) -> Any:
+            if name in attrs:
+                return attrs[name]
+            if self.instance is not None:
+                return getattr(self.instance, name)
+            return Patient._meta.get_field(name).get_default()
+
+        errors = patient_errors(
+            clinic_zone=merged("clinic").time_zone, date_of_birth=merged("date_of_birth"),
+            reminder_consent=merged("reminder_consent"), consent_at=merged("consent_at"),
+            consent_source=merged("consent_source"),
+        )
+        if errors:
+            raise serializers.ValidationError(errors)
         return attrs
 
 

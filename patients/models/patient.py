@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from zoneinfo import ZoneInfo
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from clinic.models.tenant import validate_time_zone
+
+# No patient alive was born before this: an earlier date is a typing mistake (1091 for 1991).
+EARLIEST_DATE_OF_BIRTH = dt.date(1900, 1, 1)
+# The admin's "Now" button takes the browser's clock, which may run a little ahead of the server's.
+CLOCK_TOLERANCE = dt.timedelta(minutes=5)
 
 
 class Patient(models.Model):
@@ -57,6 +67,48 @@ class Patient(models.Model):
     def zone_name(self) -> str:
         return self.time_zone or self.clinic.time_zone
 
+    def clean(self) -> None:
+        errors = patient_errors(
+            clinic_zone=self.clinic.time_zone if self.clinic_id else settings.TIME_ZONE,
+            date_of_birth=self.date_of_birth, reminder_consent=self.reminder_consent,
+            consent_at=self.consent_at, consent_source=self.consent_source,
+        )
+        if errors:
+            raise ValidationError(errors)
+
     @property
     def may_receive_reminders(self) -> bool:
         return bool(self.email) and self.reminder_consent and self.opted_out_at is None
+
+
+def patient_errors(
+    *,
+    clinic_zone: str,
+    date_of_birth: dt.date | None,
+    reminder_consent: bool,
+    consent_at: dt.datetime | None,
+    consent_source: str,
+    now: dt.datetime | None = None,
+) -> dict[str, list[str]]:
+    """What is wrong with a patient's birth date and reminder consent, by field (empty when nothing).
+
+    A birth date is judged against the clinic's date. Consent to email
+    reminders is only on record with when and how it was given: an auditor
+    asks for both, and reminders go out on its strength.
+    """
+    now = now or timezone.now()
+    errors: dict[str, list[str]] = {}
+    if isinstance(date_of_birth, dt.date):
+        today = now.astimezone(ZoneInfo(clinic_zone)).date()
+        if date_of_birth > today:
+            errors["date_of_birth"] = [f"The date of birth cannot be after today ({today:%Y-%m-%d})."]
+        elif date_of_birth < EARLIEST_DATE_OF_BIRTH:
+            errors["date_of_birth"] = [f"The date of birth cannot be before {EARLIEST_DATE_OF_BIRTH:%Y}; check the year."]
+    if reminder_consent:
+        if consent_at is None:
+            errors["consent_at"] = ["Say when the patient consented to email reminders (the date the form was signed)."]
+        if not consent_source:
+            errors["consent_source"] = ["Say how the patient gave consent."]
+    if isinstance(consent_at, dt.datetime) and consent_at > now + CLOCK_TOLERANCE:
+        errors.setdefault("consent_at", []).append("Consent cannot be dated in the future.")
+    return errors
