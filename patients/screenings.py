@@ -228,6 +228,10 @@ def run_screening(
     return screening
 
 
+#: An override is the clinician's documented reasoning: "ok" does not document anything.
+OVERRIDE_REASON_MIN_LENGTH = 15
+
+
 def override_screening(
     *, screening: Screening, clinician: Any, reason: str, request: HttpRequest | None = None
 ) -> ScreeningOverride:
@@ -243,8 +247,11 @@ def override_screening(
     if screening.outcome != ScreeningOutcome.NEEDS_OVERRIDE:
         raise ValidationError({"screening": "Only a screening that needs an override can be overridden."})
     reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": "Write why the treatment may go ahead despite the findings."})
+    if len(" ".join(reason.split())) < OVERRIDE_REASON_MIN_LENGTH:
+        raise ValidationError({"reason": (
+            f"Write why the treatment may go ahead despite the findings, in a sentence (at least "
+            f"{OVERRIDE_REASON_MIN_LENGTH} characters): what you checked, what you prescribed or advised."
+        )})
     if screening_is_overridden(screening):
         raise ValidationError({"screening": "This screening has already been overridden."})
     try:

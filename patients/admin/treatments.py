@@ -61,8 +61,17 @@ def allowing_screenings(patient: Patient) -> list[int]:
     return allowed
 
 
+class AllowingScreeningField(forms.ModelChoiceField):
+    """The patient's screenings that allow treatment: one that needed an override is listed as overridden."""
+
+    def label_from_instance(self, obj: Screening) -> str:
+        # Listed at all, a screening that needed an override has one.
+        outcome = "Overridden" if obj.outcome == Screening.Outcome.NEEDS_OVERRIDE else obj.get_outcome_display()
+        return f"Screening for {obj.protocol_version}, run {timezone.localtime(obj.run_at):%Y-%m-%d %H:%M}: {outcome}"
+
+
 class RecordTreatmentForm(forms.Form):
-    screening = forms.ModelChoiceField(
+    screening = AllowingScreeningField(
         queryset=Screening.objects.none(),
         help_text=("Only this patient's screenings that allow treatment (clear, caution or overridden; under 30 days "
                    "old). It must have been run, and overridden if needed, before the procedure started."),

@@ -49,7 +49,7 @@ class Screening(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Screening of {self.patient} for {self.protocol_version}: {self.outcome}"
+        return f"Screening of {self.patient} for {self.protocol_version} on {self.run_at:%Y-%m-%d}: {self.get_outcome_display()}"
 
     def save(self, *args: object, **kwargs: object) -> None:
         if self.pk is not None and type(self).objects.filter(pk=self.pk).exists():

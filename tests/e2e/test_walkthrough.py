@@ -188,7 +188,8 @@ def record_treatment(page, *, started: dt.datetime, ended: dt.datetime) -> None:
     exosome application."""
     page.click("#record-treatment")
     page.wait_for_selector("text=Recording a treatment for")
-    assert page.locator("#id_screening option:checked").inner_text().endswith(f"{PROTOCOL}: clear")
+    chosen = page.locator("#id_screening option:checked").inner_text()
+    assert PROTOCOL in chosen and chosen.endswith(": Clear"), chosen
     page.fill("#id_started_at", started.astimezone(LONDON).strftime("%Y-%m-%dT%H:%M"))
     page.fill("#id_ended_at", ended.astimezone(LONDON).strftime("%Y-%m-%dT%H:%M"))
     page.fill("#id_areas", "full face")

@@ -96,12 +96,23 @@ def test_a_clinician_records_an_override_with_a_reason(client, clinician, patien
     page = client.get(screening_url(screening)).content.decode()
     assert 'name="reason"' in page
     assert client.post(screening_url(screening), {"reason": ""}).status_code == 400
+    short = client.post(screening_url(screening), {"reason": "  ok  "})
+    assert short.status_code == 400
+    assert "at least 15 characters" in short.content.decode()
     assert not ScreeningOverride.objects.exists()
     response = client.post(screening_url(screening), {"reason": "Valacyclovir from the day before."})
     assert response.status_code == 302
     override = ScreeningOverride.objects.get()
     assert override.clinician == clinician
-    assert "Valacyclovir from the day before." in client.get(screening_url(screening)).content.decode()
+    page = client.get(screening_url(screening)).content.decode()
+    assert "Valacyclovir from the day before." in page
+    # The result at the top says it was overridden, not that it still needs an override.
+    assert f'class="outcome outcome-overridden">Overridden by {clinician}' in page
+    assert 'class="outcome outcome-needs_override"' not in page
+    # …and so does the list of screenings to record a treatment on.
+    record = client.get(reverse("admin:patients_treatment_add") + f"?patient={patient.pk}&screening={screening.pk}")
+    assert f"Screening for {version}, run " in record.content.decode()
+    assert ": Overridden</option>" in record.content.decode()
 
 
 def test_a_blocked_screening_shows_no_override_form(client, clinician, patient, version):
