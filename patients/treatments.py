@@ -145,6 +145,18 @@ def _check_applications(
                 errors.add("applications", prefix + f"the lot is not of the product of arm {arm.label!r}.")
 
 
+def _check_device_settings(errors: _Errors, *, needle_depth_mm: Any, passes: Any) -> None:
+    # The model fields' own validators (and their digits and range): bulk inserts skip full_clean().
+    for name, value in (("needle_depth_mm", needle_depth_mm), ("passes", passes)):
+        if value is None:
+            continue
+        try:
+            Treatment._meta.get_field(name).clean(value, None)
+        except ValidationError as error:
+            for message in error.messages:
+                errors.add(name, message)
+
+
 def treatment_errors(
     *,
     patient: Patient,
@@ -153,6 +165,8 @@ def treatment_errors(
     started_at: Any,
     ended_at: Any,
     areas: str,
+    needle_depth_mm: Any = None,
+    passes: Any = None,
     applications: Sequence[ApplicationInput] = (),
     arms: Sequence[ArmInput] = (),
     now: dt.datetime | None = None,
@@ -164,6 +178,7 @@ def treatment_errors(
     _check_times(errors, started_at=started_at, ended_at=ended_at, now=now)
     if not (areas or "").strip():
         errors.add("areas", "Say which areas were treated, e.g. full face.")
+    _check_device_settings(errors, needle_depth_mm=needle_depth_mm, passes=passes)
     if protocol_version is None or not version_usable_by(clinic, protocol_version):
         errors.add("protocol_version", "Choose a published protocol version this clinic can use.")
     elif "started_at" not in errors.by_field:
@@ -295,7 +310,8 @@ def record_treatment(
     _check_can(clinician, Capability.RECORD_TREATMENT, clinic, "record treatments")
     errors = treatment_errors(
         patient=patient, protocol_version=protocol_version, screening=screening, started_at=started_at,
-        ended_at=ended_at, areas=areas, applications=applications, arms=arms, now=now,
+        ended_at=ended_at, areas=areas, needle_depth_mm=needle_depth_mm, passes=passes, applications=applications,
+        arms=arms, now=now,
     )
     if errors:
         raise ValidationError(errors)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -10,6 +11,19 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from simple_history.models import HistoricalRecords
+
+# Microneedling pens reach 2.5–3 mm and RF microneedling tips 3.5–4 mm on the face, 7 mm on the body:
+# a deeper figure is a typing mistake, not a setting.
+MAX_NEEDLE_DEPTH_MM = Decimal("8")
+
+
+def validate_needle_depth(value: Decimal) -> None:
+    if value <= 0:
+        raise ValidationError("A needle depth is more than 0 mm; leave it empty when no needles were used.", code="min_value")
+    if value > MAX_NEEDLE_DEPTH_MM:
+        raise ValidationError(
+            f"No microneedling reaches deeper than {MAX_NEEDLE_DEPTH_MM} mm; check the number.", code="max_value"
+        )
 
 
 class Treatment(models.Model):
@@ -28,10 +42,15 @@ class Treatment(models.Model):
     ended_at = models.DateTimeField(help_text="Step offsets count from here.")
     areas = models.CharField(max_length=200, help_text="Treated areas, e.g. full face, perioral.")
     device = models.CharField(max_length=120, blank=True)
-    needle_depth_mm = models.DecimalField(max_digits=4, decimal_places=2, null=True, blank=True)
+    needle_depth_mm = models.DecimalField(
+        max_digits=4, decimal_places=2, null=True, blank=True, validators=[validate_needle_depth]
+    )
     energy = models.CharField(max_length=60, blank=True, help_text="e.g. 15 mJ, 40 W")
     density = models.CharField(max_length=60, blank=True, help_text="e.g. 5 %, 100 spots/cm²")
-    passes = models.PositiveSmallIntegerField(null=True, blank=True)
+    passes = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        validators=[MinValueValidator(1, "A treatment has at least one pass; leave it empty if not recorded.")],
+    )
     settings_notes = models.TextField(blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECORDED)
     cancelled_at = models.DateTimeField(null=True, blank=True)

@@ -93,6 +93,20 @@ def test_it_shows_the_services_errors_and_records_nothing(client, clinician, pla
 
 
 
+@pytest.mark.parametrize(
+    ("device_settings", "field"),
+    [({"needle_depth_mm": "-1"}, "needle_depth_mm"), ({"needle_depth_mm": "12"}, "needle_depth_mm"),
+     ({"passes": "0"}, "passes")],
+)
+def test_it_refuses_impossible_device_settings_on_their_fields(client, clinician, plan, device_settings, field):
+    _patient, _version, screening = plan
+    client.force_login(clinician)
+    response = client.post(f"{ADD}?patient={screening.patient_id}", form_data(screening, **device_settings))
+    assert response.status_code == 400
+    assert response.context["form"].errors[field]
+    assert not Treatment.objects.exists()
+
+
 def test_it_refuses_a_screening_run_after_the_procedure_started_on_the_screening_field(client, clinician, plan):
     patient, version, _ = plan
     # Run at 10:20 at the London clinic, where the form says the procedure started at 09:15.

@@ -89,6 +89,18 @@ def test_it_answers_bad_input_with_field_errors_and_records_nothing(plan, clinic
 
 
 
+@pytest.mark.parametrize(
+    ("device_settings", "field"),
+    [({"needle_depth_mm": "-1.00"}, "needle_depth_mm"), ({"needle_depth_mm": "0"}, "needle_depth_mm"),
+     ({"needle_depth_mm": "9.50"}, "needle_depth_mm"), ({"passes": 0}, "passes")],
+)
+def test_it_answers_400_to_impossible_device_settings_and_records_nothing(plan, clinician, device_settings, field):
+    response = api_for(clinician).post("/api/v1/treatments/", payload(plan, **device_settings), format="json")
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+    assert not Treatment.objects.exists()
+
+
 def test_it_answers_400_to_a_screening_run_after_the_procedure_started_and_records_nothing(plan, clinician):
     patient, version, _ = plan
     # 08:30 UTC, after the procedure's start at 08:15 UTC (09:30 and 09:15 at the London clinic).

@@ -212,6 +212,40 @@ def test_it_refuses_impossible_times_with_field_errors(plan, clinician):
     assert "future" in caught.value.message_dict["ended_at"][0]
 
 
+@pytest.mark.parametrize(
+    ("device_settings", "field", "message"),
+    [
+        ({"needle_depth_mm": Decimal("-1")}, "needle_depth_mm", "A needle depth is more than 0 mm"),
+        ({"needle_depth_mm": Decimal("0")}, "needle_depth_mm", "A needle depth is more than 0 mm"),
+        ({"needle_depth_mm": Decimal("8.01")}, "needle_depth_mm", "No microneedling reaches deeper than 8 mm"),
+        ({"needle_depth_mm": Decimal("1.255")}, "needle_depth_mm", "decimal places"),
+        ({"passes": 0}, "passes", "A treatment has at least one pass"),
+        ({"passes": -2}, "passes", "A treatment has at least one pass"),
+    ],
+)
+def test_it_refuses_impossible_device_settings_and_writes_nothing(plan, clinician, device_settings, field, message):
+    with pytest.raises(ValidationError) as caught:
+        record(plan, clinician, **device_settings)
+    assert list(caught.value.message_dict) == [field]
+    assert message in " ".join(caught.value.message_dict[field])
+    assert not Treatment.objects.exists()
+    assert not Reminder.objects.exists()
+
+
+@pytest.mark.parametrize(("depth", "passes"), [(Decimal("0.25"), 1), (Decimal("8"), 4), (None, None)])
+def test_it_records_any_needle_depth_a_device_reaches(plan, clinician, depth, passes):
+    treatment = record(plan, clinician, needle_depth_mm=depth, passes=passes)
+    assert (treatment.needle_depth_mm, treatment.passes) == (depth, passes)
+
+
+def test_the_treatment_model_refuses_a_needle_depth_of_zero_or_less_and_no_passes(plan, clinician):
+    treatment = record(plan, clinician)
+    treatment.needle_depth_mm, treatment.passes = Decimal("-1"), 0
+    with pytest.raises(ValidationError) as caught:
+        treatment.full_clean()
+    assert set(caught.value.message_dict) == {"needle_depth_mm", "passes"}
+
+
 def test_it_records_split_face_arms_with_the_application_on_the_exosome_side(plan, clinician, lot):
     treatment = record(
         plan, clinician,
