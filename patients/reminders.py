@@ -133,18 +133,24 @@ def dispatch_due(*, now: dt.datetime | None = None, enqueue: Enqueue | None = No
 # --- sending --------------------------------------------------------------------
 
 
-def skip_reason(reminder: Reminder) -> str:
-    """Why this reminder must not be sent now (checked at send time), or "" to send it."""
-    treatment: Treatment = reminder.treatment
-    patient: Patient = treatment.patient
-    if treatment.status == Treatment.Status.CANCELLED:
-        return "The treatment was cancelled."
+def email_block_reason(patient: Patient) -> str:
+    """Why no reminder email can go to ``patient`` now, or "" when they can be sent."""
     if patient.opted_out_at is not None:
         return f"The patient unsubscribed on {patient.opted_out_at:%Y-%m-%d %H:%M} UTC."
     if not patient.reminder_consent:
         return "The patient has not consented to (or withdrew consent for) email reminders."
     if not patient.email:
         return "The patient has no email address."
+    return ""
+
+
+def skip_reason(reminder: Reminder) -> str:
+    """Why this reminder must not be sent now (checked at send time), or "" to send it."""
+    treatment: Treatment = reminder.treatment
+    if treatment.status == Treatment.Status.CANCELLED:
+        return "The treatment was cancelled."
+    if reason := email_block_reason(treatment.patient):
+        return reason
     if not reminder.step.sends_reminder:
         return "This step sends no reminder."
     return ""

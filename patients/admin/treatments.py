@@ -27,6 +27,7 @@ from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere, scoped
 from patients import treatments
 from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
+from patients.reminders import email_block_reason
 from patients.screenings import assert_screening_allows_treatment
 from protocols.models import ExosomeProduct, ProductLot
 
@@ -256,6 +257,7 @@ class TreatmentAdmin(ClinicScopedAdmin):
                 "can_record": can(request.user, Capability.RECORD_TREATMENT, clinic),
                 "can_log_outcomes": can(request.user, Capability.LOG_OUTCOMES, clinic),
                 "is_cancelled": treatment.status == Treatment.Status.CANCELLED,
+                "email_blocked": email_block_reason(treatment.patient),
             }
         return super().change_view(request, object_id, form_url, extra_context)
 
