@@ -147,6 +147,9 @@ def _check_span(step: StepInput, *, length_days: int, add: _Add) -> None:
 
 def _check_avoidance(step: StepInput, *, length_days: int, add: _Add) -> None:
     if step.avoid_until_day is None:
+        if step.kind == AVOIDANCE_KIND:
+            # The patient is told what to avoid until when; an open-ended avoidance tells them nothing to plan by.
+            add("avoid_until_day", "An avoidance needs an end: say until which day, e.g. 5 for no retinoids until day 5.")
         return
     if step.kind != AVOIDANCE_KIND:
         add("avoid_until_day", "Only avoidance steps have an 'avoid until' day.")

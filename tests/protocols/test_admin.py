@@ -135,6 +135,7 @@ def test_it_saves_a_draft_step_edited_inline(signed_in, draft):
         ({"repeat_count": 3, "repeat_every_days": ""}, "at least 1 day"),
         ({"local_time": "24:30"}, "Enter a valid time."),
         ({"avoid_until_day": 5}, "Only avoidance steps"),
+        ({"kind": "avoidance"}, "An avoidance needs an end"),
         ({"timing": "offset"}, "needs an offset"),
     ],
 )

@@ -184,6 +184,7 @@ def test_it_filters_protocols_by_procedure_and_status(api, clinic_a):
         ({"day": 43}, "day", "after the protocol ends on day 42"),
         ({"day": -20}, "day", "at most 14 days before"),
         ({"avoid_until_day": 5}, "avoid_until_day", "Only avoidance steps"),
+        ({"kind": "avoidance"}, "avoid_until_day", "An avoidance needs an end"),
         ({"kind": "avoidance", "day": 3, "avoid_until_day": 2}, "avoid_until_day", "before it starts on day 3"),
         ({"kind": "avoidance", "avoid_until_day": 50}, "avoid_until_day", "after the protocol ends on day 42"),
         ({"remind_minutes_before": 20000}, "remind_minutes_before", "at most 10080 minutes"),

@@ -91,6 +91,7 @@ def test_it_keeps_a_local_time_step_on_its_own_day(day, hour, minute):
         (offset(43, "days"), "offset_value", "falls on day 43"),
         (offset(-15, "days"), "offset_value", "at most 14 days before the procedure"),
         (local(1, 9, avoid_until_day=5), "avoid_until_day", "Only avoidance steps have an 'avoid until' day."),
+        (local(0, 18, kind="avoidance"), "avoid_until_day", "An avoidance needs an end: say until which day"),
         (local(5, 9, kind="avoidance", avoid_until_day=3), "avoid_until_day",
          "cannot end on day 3, before it starts on day 5"),
         (local(0, 18, kind="avoidance", avoid_until_day=60), "avoid_until_day",
@@ -162,3 +163,15 @@ def test_it_refuses_an_impossible_local_time_in_the_model_field(clinic_a):
     with pytest.raises(ValidationError) as raised:
         step.full_clean()
     assert "local_time" in raised.value.message_dict
+
+
+@pytest.mark.django_db
+def test_the_model_refuses_an_avoidance_without_its_end(clinic_a):
+    draft = versioning.create_protocol(clinic=clinic_a, name="P", procedure="microneedling")
+    step = ProtocolStep(version=draft, kind="avoidance", title="No retinoids", timing="local_time", day=0,
+                        local_time=dt.time(18))
+    with pytest.raises(ValidationError) as raised:
+        step.full_clean()
+    assert "An avoidance needs an end" in raised.value.message_dict["avoid_until_day"][0]
+    step.avoid_until_day = 5
+    step.full_clean()
