@@ -366,6 +366,10 @@ class SplitFaceComparison:
     note: str = OBSERVATIONAL_NOTE
 
 
+def _pairs(count: int) -> str:
+    return f"{count} pair" if count == 1 else f"{count} pairs"
+
+
 def paired_test(differences: list[float]) -> tuple[float | None, str]:
     """Wilcoxon signed-rank p-value of paired differences (SciPy defaults), or None and why not.
 
@@ -373,13 +377,14 @@ def paired_test(differences: list[float]) -> tuple[float | None, str]:
     pairs that differ, not only that many pairs.
     """
     if len(differences) < MIN_PAIRS_FOR_TEST:
-        return None, f"No test: {len(differences)} pairs, at least {MIN_PAIRS_FOR_TEST} are needed."
+        return None, f"No test: {_pairs(len(differences))}, at least {MIN_PAIRS_FOR_TEST} are needed."
     differing = sum(1 for d in differences if d != 0)
     if not differing:
         return None, "No test: every paired difference is zero."
     if differing < MIN_PAIRS_FOR_TEST:
         return None, (
-            f"No test: only {differing} pairs differ (zero differences are dropped), at least {MIN_PAIRS_FOR_TEST} are needed."
+            f"No test: only {_pairs(differing)} {'differs' if differing == 1 else 'differ'} (zero differences are "
+            f"dropped), at least {MIN_PAIRS_FOR_TEST} are needed."
         )
     # Imported here: SciPy's statistics cost every process about 80 MB, and only this test needs them.
     from scipy import stats

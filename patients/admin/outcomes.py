@@ -49,6 +49,13 @@ CLINICIAN_SCORE_FIELDS = [
 ]
 
 
+def _days(days: list[int]) -> str:
+    """"day 3" or "days 0, 1, 3 and 7"."""
+    if len(days) == 1:
+        return f"day {days[0]}"
+    return f"days {', '.join(map(str, days[:-1]))} and {days[-1]}"
+
+
 def _as_form_error(error: ValidationError | PermissionDenied) -> ValidationError:
     return ValidationError(str(error)) if isinstance(error, PermissionDenied) else error
 
@@ -229,7 +236,7 @@ class OutcomeAssessmentAdmin(ClinicScopedAdmin):
             field = form.base_fields["time_point_day"]
             field.widget = TimePointInput(days)
             field.help_text = (f"Days after the procedure; day 0 is the day of it (choose before or after). "
-                               f"This protocol assesses on days {', '.join(map(str, days))}.")
+                               f"This protocol assesses on {_days(days)}.")
         return form
 
     def _treatment_in_query(self, request: HttpRequest) -> Treatment | None:

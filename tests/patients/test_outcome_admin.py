@@ -67,13 +67,20 @@ def test_log_outcomes_offers_the_protocols_days_and_the_one_that_is_due(client, 
     day, body = _offered_day(client, treatment)
     assert day == 7
     assert '<datalist id="time-point-days"><option value="0">day 0</option>' in body
-    assert "This protocol assesses on days 0, 1, 3, 7, 14, 28." in body
+    assert "This protocol assesses on days 0, 1, 3, 7, 14 and 28." in body
     record_assessment(treatment=treatment, by=clinician, time_point_day=7, scores={"erythema": 1})
     assert _offered_day(client, treatment)[0] == 3  # day 3 was missed: offered next
     for past in (0, 1, 3):
         record_assessment(treatment=treatment, by=clinician, time_point_day=past, scores={"erythema": 1},
                           phase="after" if past == 0 else "")
     assert _offered_day(client, treatment)[0] == 14  # all done so far: the next to come
+
+
+@pytest.mark.parametrize(("days", "text"), [([3], "day 3"), ([0, 3], "days 0 and 3"), ([0, 1, 3], "days 0, 1 and 3")])
+def test_the_time_points_read_as_english(days, text):
+    from patients.admin.outcomes import _days
+
+    assert _days(days) == text
 
 
 def test_log_outcomes_reads_the_named_treatment_once(client, clinician, treatment):

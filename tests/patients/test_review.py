@@ -266,6 +266,8 @@ def test_paired_test_says_why_when_every_difference_is_zero_or_too_few_differ():
     p_value, note = paired_test([0.0] * 6 + [1.0, -1.0])
     assert p_value is None
     assert "only 2 pairs differ" in note
+    assert "only 1 pair differs" in paired_test([0.0] * 7 + [1.0])[1]
+    assert paired_test([1.0])[1] == "No test: 1 pair, at least 6 are needed."
     p_value, _note = paired_test([1.0, -2.0, 3.0, 4.0, 5.0, 6.0])
     assert p_value == pytest.approx(stats.wilcoxon([1, -2, 3, 4, 5, 6]).pvalue)
 

@@ -140,7 +140,8 @@ def test_comparing_with_another_clinics_protocol_gives_404(client, clinician, cl
 def test_the_split_face_page_labels_the_comparison_as_observational(client, clinician, split_face):
     client.force_login(clinician)
     body = client.get(reverse("admin:outcomes_split_face")).content.decode()
-    assert "Observational." in body
+    assert '<p class="observational">Observational comparison of this clinic' in body
+    assert "Observational. Observational" not in body
     assert "1 split-face treatment with one exosome arm and one control arm" in body
     assert "at least 6 are needed" in body
     chart = client.get(reverse("admin:outcomes_split_face_chart")).content.decode()
