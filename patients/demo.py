@@ -17,6 +17,7 @@ from patients.intake import record_intake
 from patients.models import Patient, Screening, Treatment
 from patients.screenings import run_screening, versions_usable_by
 from patients.treatments import ApplicationInput, ArmInput, record_treatment
+from protocols.facts import FACTS, FactType
 from protocols.models import ExosomeProduct, Procedure, ProductLot, ProtocolVersion
 
 
@@ -30,15 +31,20 @@ class DemoPatient:
     answers_days_ago: dict[str, Any]  # booleans as is; ints are "this many days ago" dates
 
 
+#: A complete intake that finds nothing: every yes/no question "no" and skin type II (no default rule reads
+#: types I–III); dates stay empty ("never"). A screening reports unanswered questions, so demo intakes answer all.
+CLEAR_ANSWERS: dict[str, Any] = {fact.code: False for fact in FACTS if fact.type == FactType.BOOLEAN} | {
+    "fitzpatrick_type": "II"
+}
+
 DEMO_PATIENTS: tuple[DemoPatient, ...] = (
     DemoPatient("DEMO-001", "Maya", "Okafor", dt.date(1991, 3, 14), Procedure.MICRONEEDLING,
-                {"pregnant": True, "breastfeeding": False, "hsv_history": False}),
+                CLEAR_ANSWERS | {"pregnant": True}),
     DemoPatient("DEMO-002", "Lukas", "Brandt", dt.date(1998, 9, 2), Procedure.MICRONEEDLING,
-                {"pregnant": False, "isotretinoin_last_dose": 60, "hsv_history": False}),
-    DemoPatient("DEMO-003", "Sofia", "Marin", dt.date(1986, 1, 27), Procedure.MICRONEEDLING,
-                {"pregnant": False, "breastfeeding": False, "hsv_history": False, "anticoagulant": False}),
+                CLEAR_ANSWERS | {"isotretinoin_last_dose": 60}),
+    DemoPatient("DEMO-003", "Sofia", "Marin", dt.date(1986, 1, 27), Procedure.MICRONEEDLING, CLEAR_ANSWERS),
     DemoPatient("DEMO-004", "Daniel", "Reyes", dt.date(1979, 6, 8), Procedure.FRACTIONAL_ABLATIVE,
-                {"pregnant": False, "hsv_history": True}),
+                CLEAR_ANSWERS | {"hsv_history": True}),
 )
 
 
@@ -125,8 +131,8 @@ DEMO_TREATMENTS: tuple[DemoTreatment, ...] = (
     DemoTreatment("DEMO-107", "Ines", "Duarte", dt.date(1979, 5, 16), _AFL, 12, 2),
     DemoTreatment("DEMO-108", "Priya", "Raman", dt.date(1995, 3, 8), _MN, 6, 4, split_face=True),
 )
-CLEAR_ANSWERS = {"pregnant": False, "breastfeeding": False, "hsv_history": False, "anticoagulant": False,
-                 "active_infection": False, "keloid_history": False}
+#: Treated patients' skin type comes from their record (``DemoTreatment.fitzpatrick``), not the intake.
+TREATED_ANSWERS: dict[str, Any] = {code: value for code, value in CLEAR_ANSWERS.items() if code != "fitzpatrick_type"}
 
 
 def install_demo_treatments(
@@ -156,7 +162,7 @@ def _treat(*, patient: Patient, spec: DemoTreatment, version: ProtocolVersion, l
     # Answered and screened the day before the procedure: a screening must precede treatment.
     screened = started - dt.timedelta(days=1)
     if not patient.intakes.exists():
-        record_intake(patient=patient, answers=CLEAR_ANSWERS, recorded_by=clinician, answered_at=screened)
+        record_intake(patient=patient, answers=TREATED_ANSWERS, recorded_by=clinician, answered_at=screened)
     screening = run_screening(
         patient=patient, protocol_version=version, planned_for=ended.astimezone(ZoneInfo(patient.clinic.time_zone)).date(),
         run_by=clinician, run_at=screened,

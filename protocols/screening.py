@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from protocols.facts import FACTS, FactType
+
 CLEAR = "clear"
 CAUTION = "caution"
 NEEDS_OVERRIDE = "needs_override"
@@ -32,6 +34,11 @@ IN_SET = "in_set"
 APPLIES_TO_EXOSOME = "exosome"
 
 STALE_INTAKE_CODE = "reconfirm-intake"
+UNANSWERED_CODE = "unanswered"
+
+#: Fact types whose empty answer is a gap. An empty date means "never" (the
+#: questions say "empty if never"), and text facts are free notes.
+GAP_FACT_TYPES = frozenset({FactType.BOOLEAN, FactType.CHOICE})
 
 
 class RuleLike(Protocol):
@@ -124,12 +131,17 @@ def parse_date(value: Any) -> dt.date | None:
     return None
 
 
+def is_unanswered(answer: Any) -> bool:
+    return answer is None or answer == ""
+
+
 def evaluate_rule(rule: RuleLike, answer: Any, *, planned_for: dt.date) -> tuple[bool, str]:
     """Whether ``answer`` triggers ``rule``, and a short explanation when it does.
 
-    An unanswered fact (None or "") never triggers a rule.
+    An unanswered fact (None or "") never triggers a rule; ``screen`` reports
+    unanswered yes/no and choice facts in one finding of their own.
     """
-    if answer is None or answer == "":
+    if is_unanswered(answer):
         return False, ""
     if rule.condition == IS_TRUE:
         return answer is True, ""
@@ -172,6 +184,25 @@ def stale_intake_finding(*, effective_on: dt.date | None, planned_for: dt.date, 
     )
 
 
+def unanswered_finding(fact_codes: Iterable[str]) -> Finding | None:
+    """One "not answered" finding for the yes/no and choice facts an applicable rule reads but nobody answered.
+
+    Relative, so the screening needs a clinician: record the intake again with
+    the answers, or override with what the patient said.  The questions are
+    listed in the intake's order; the codes go in ``detail``.
+    """
+    wanted = set(fact_codes)
+    facts = [fact for fact in FACTS if fact.code in wanted and fact.type in GAP_FACT_TYPES]
+    if not facts:
+        return None
+    return Finding(
+        rule_code=UNANSWERED_CODE, severity="relative",
+        message="Not answered on the intake: " + "; ".join(fact.question for fact in facts),
+        mitigation="Ask the patient and record the intake again, or override with what they said.",
+        citation="", fact="", answer=None, detail="unanswered: " + ", ".join(fact.code for fact in facts),
+    )
+
+
 def screen(
     *,
     answers: Mapping[str, Any],
@@ -187,13 +218,19 @@ def screen(
     Returns the outcome (the most severe finding: absolute → blocked,
     relative → needs_override, caution → caution, none → clear) and every
     finding, most severe first.  Answers older than ``intake_max_age_days``
-    on the planned date add a relative "re-confirm intake" finding.
+    on the planned date add a relative "re-confirm intake" finding; yes/no and
+    choice questions that an applicable rule reads and the intake left
+    unanswered add one relative "not answered" finding (an empty date is an
+    answer: "never").
     """
     findings: list[Finding] = []
+    unanswered: set[str] = set()
     for rule in rules:
         if not rule_applies(rule, procedure=procedure, exosome_applied=exosome_applied):
             continue
         answer = answers.get(rule.fact)
+        if is_unanswered(answer):
+            unanswered.add(rule.fact)
         fired, detail = evaluate_rule(rule, answer, planned_for=planned_for)
         if fired:
             findings.append(
@@ -208,5 +245,8 @@ def screen(
     )
     if stale is not None:
         findings.append(stale)
+    gaps = unanswered_finding(unanswered)
+    if gaps is not None:
+        findings.append(gaps)
     findings.sort(key=lambda finding: (-outcome_rank(SEVERITY_OUTCOME[finding.severity]), finding.rule_code))
     return ScreeningResult(outcome=outcome_for(findings), findings=tuple(findings))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import factory
 from django.contrib.auth import get_user_model
@@ -10,6 +11,7 @@ from django.utils import timezone
 
 from clinic.models import Clinic, Membership, Role
 from patients.models import Intake, Patient, Reminder, Screening, Treatment
+from protocols.facts import FACTS, FactType
 from protocols.models import (
     ContraindicationRule,
     ExosomeProduct,
@@ -178,12 +180,25 @@ class PatientFactory(factory.django.DjangoModelFactory):
     consent_source = Patient.ConsentSource.PAPER
 
 
+def negative_answers(**overrides: Any) -> dict[str, Any]:
+    """A complete intake that finds nothing: every yes/no question "no", skin type II, every date empty ("never").
+
+    ``overrides`` change answers; an override of None leaves that question unanswered.
+    """
+    answers: dict[str, Any] = {fact.code: False for fact in FACTS if fact.type == FactType.BOOLEAN}
+    answers["fitzpatrick_type"] = "II"  # no default rule reads types I–III
+    answers.update(overrides)
+    return {code: value for code, value in answers.items() if value is not None}
+
+
 class IntakeFactory(factory.django.DjangoModelFactory):
+    """An intake; by default a complete one that screens clear (unanswered questions do not)."""
+
     class Meta:
         model = Intake
 
     patient = factory.SubFactory(PatientFactory)
-    answers = factory.LazyFunction(dict)
+    answers = factory.LazyFunction(negative_answers)
 
 
 #: How long before "now" (or before a TreatmentFactory's procedure) a factory screening was run.

@@ -10,7 +10,7 @@ import time_machine
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from clinic.models import AuditEvent, Role
-from patients.intake import reconfirm_intake
+from patients.intake import reconfirm_intake, record_intake
 from patients.models import Screening, ScreeningOverride
 from patients.screenings import (
     assert_screening_allows_treatment,
@@ -18,8 +18,17 @@ from patients.screenings import (
     run_screening,
 )
 from protocols import defaults
+from protocols.facts import FACTS
 from protocols.models import ProtocolVersion
-from tests.factories import IntakeFactory, PatientFactory, ProtocolFactory, ScreeningFactory, VersionFactory, staff
+from tests.factories import (
+    IntakeFactory,
+    PatientFactory,
+    ProtocolFactory,
+    ScreeningFactory,
+    VersionFactory,
+    negative_answers,
+    staff,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +64,8 @@ def patient(clinic_a):
 
 
 def screen(patient, version, user, **answers):
-    IntakeFactory(patient=patient, answers=answers)
+    """Record an intake answering every question "no" but ``answers`` (None: unanswered) and screen it."""
+    IntakeFactory(patient=patient, answers=negative_answers(**answers))
     return run_screening(patient=patient, protocol_version=version, planned_for=TODAY + dt.timedelta(days=3),
                          run_by=user)
 
@@ -102,9 +112,9 @@ def test_it_needs_an_override_for_hsv_history_before_an_ablative_laser(patient, 
 
 def test_it_screens_the_latest_intake_unless_told_otherwise(patient, microneedling, clinician, frozen):
     frozen.move_to(NOW - dt.timedelta(days=2))
-    old = IntakeFactory(patient=patient, answers={"pregnant": True})
+    old = IntakeFactory(patient=patient, answers=negative_answers(pregnant=True))
     frozen.move_to(NOW)
-    IntakeFactory(patient=patient, answers={"pregnant": False})
+    IntakeFactory(patient=patient, answers=negative_answers(pregnant=False))
     latest = run_screening(patient=patient, protocol_version=microneedling, planned_for=TODAY, run_by=clinician)
     chosen = run_screening(patient=patient, protocol_version=microneedling, planned_for=TODAY, run_by=clinician,
                            intake=old)
@@ -159,7 +169,7 @@ def test_it_lets_coordinators_screen_but_not_auditors_or_other_clinics(
 
 def test_it_asks_to_reconfirm_an_intake_older_than_the_clinics_limit(patient, microneedling, clinician, frozen):
     frozen.move_to(NOW - dt.timedelta(days=40))
-    intake = IntakeFactory(patient=patient, answers={"pregnant": False})
+    intake = IntakeFactory(patient=patient, answers=negative_answers(pregnant=False))
     frozen.move_to(NOW)
     stale = run_screening(patient=patient, protocol_version=microneedling, planned_for=TODAY, run_by=clinician)
     assert stale.outcome == "needs_override"
@@ -181,9 +191,72 @@ def test_a_clinic_with_a_longer_intake_limit_accepts_older_answers(patient, micr
 
 def test_it_reads_the_skin_type_from_the_patient_record_for_lasers(clinic_a, versions, clinician):
     patient = PatientFactory(clinic=clinic_a, fitzpatrick_type=5)
-    screening = screen(patient, versions["fractional_nonablative"], clinician)
+    screening = screen(patient, versions["fractional_nonablative"], clinician, fitzpatrick_type=None)
     assert screening.outcome == "caution"
     assert screening.findings[0]["answer"] == "V"
+
+
+def test_an_intake_left_on_not_asked_is_not_clear(patient, ablative, clinician):
+    # What the staff form sends when every question stays on "Not asked": nothing is stored.
+    intake = record_intake(patient=patient, answers={fact.code: "" for fact in FACTS}, recorded_by=clinician)
+    assert intake.answers == {}
+    screening = run_screening(patient=patient, protocol_version=ablative, planned_for=TODAY, run_by=clinician)
+    screening.refresh_from_db()
+    assert screening.outcome == "needs_override"
+    (finding,) = screening.findings
+    assert finding["rule_code"] == "unanswered"
+    assert finding["severity"] == "relative"
+    assert finding["message"].startswith("Not answered on the intake: Active infection in the treatment area")
+    assert "; Pregnant?; Breastfeeding?;" in finding["message"]
+    assert "Fitzpatrick skin type" in finding["message"]
+    assert "isotretinoin" not in finding["message"]  # an empty date means "never"
+    assert finding["mitigation"] == "Ask the patient and record the intake again, or override with what they said."
+    assert (finding["fact"], finding["answer"]) == ("", None)
+
+
+def test_the_unanswered_finding_lists_only_what_the_procedure_needs(patient, microneedling, ablative, clinician):
+    IntakeFactory(patient=patient, answers=negative_answers(hsv_history=None, pregnant=None))
+    planned = {"planned_for": TODAY, "run_by": clinician}
+    (finding,) = run_screening(patient=patient, protocol_version=ablative, **planned).findings
+    assert finding["message"] == "Not answered on the intake: Pregnant?; History of HSV (cold sores)?"
+    # The HSV rule is for ablative lasers only: microneedling does not need the answer.
+    (finding,) = run_screening(patient=patient, protocol_version=microneedling, **planned).findings
+    assert finding["message"] == "Not answered on the intake: Pregnant?"
+
+
+def test_a_skin_type_on_the_patient_record_answers_the_intakes_gap(clinic_a, versions, clinician):
+    patient = PatientFactory(clinic=clinic_a, fitzpatrick_type=2)
+    IntakeFactory(patient=patient, answers=negative_answers(fitzpatrick_type=None))
+    laser = versions["fractional_nonablative"]
+    assert run_screening(patient=patient, protocol_version=laser, planned_for=TODAY, run_by=clinician).outcome == "clear"
+    unknown = PatientFactory(clinic=clinic_a, fitzpatrick_type=None)
+    IntakeFactory(patient=unknown, answers=negative_answers(fitzpatrick_type=None))
+    gap = run_screening(patient=unknown, protocol_version=laser, planned_for=TODAY, run_by=clinician)
+    assert gap.outcome == "needs_override"
+    assert gap.findings[0]["message"] == "Not answered on the intake: Fitzpatrick skin type"
+
+
+def test_answering_the_questions_clears_what_the_gap_held_up(patient, ablative, clinician, frozen):
+    frozen.move_to(NOW - dt.timedelta(minutes=10))
+    IntakeFactory(patient=patient, answers=negative_answers(pregnant=None))
+    assert run_screening(patient=patient, protocol_version=ablative, planned_for=TODAY,
+                         run_by=clinician).outcome == "needs_override"
+    frozen.move_to(NOW)
+    IntakeFactory(patient=patient, answers=negative_answers(pregnant=False))
+    again = run_screening(patient=patient, protocol_version=ablative, planned_for=TODAY, run_by=clinician)
+    assert again.outcome == "clear"
+    gate(again, on=NOW + dt.timedelta(minutes=5))
+
+
+def test_a_gap_needs_a_clinicians_override_before_treatment(patient, ablative, clinician):
+    IntakeFactory(patient=patient, answers=negative_answers(pregnant=None, breastfeeding=None))
+    screening = run_screening(patient=patient, protocol_version=ablative, planned_for=TODAY, run_by=clinician)
+    with pytest.raises(ValidationError) as error:
+        gate(screening, on=NOW + dt.timedelta(minutes=5))
+    assert "override" in error.value.message_dict["screening"][0]
+    override_screening(screening=screening, clinician=clinician,
+                       reason="Asked in person: not pregnant, not breastfeeding.")
+    gate(screening, on=NOW + dt.timedelta(minutes=5))
 
 
 # --- overriding ----------------------------------------------------------------------------
