@@ -95,6 +95,32 @@ class ProductLotQuerySet(models.QuerySet):
 
 CERTIFICATE_EXTENSIONS = ["pdf", "png", "jpg", "jpeg"]
 CERTIFICATE_MAX_BYTES = 10 * 1024 * 1024
+# How each accepted kind of file begins. The download is served with the type its name says
+# (a .pdf as application/pdf), so the content must be what the name says, not merely named so.
+_CERTIFICATE_SIGNATURES = {
+    "pdf": ("PDF document", b"%PDF-"),
+    "png": ("PNG picture", b"\x89PNG\r\n\x1a\n"),
+    "jpg": ("JPEG picture", b"\xff\xd8\xff"),
+    "jpeg": ("JPEG picture", b"\xff\xd8\xff"),
+}
+
+
+def certificate_content_error(upload: Any) -> str | None:
+    """Why an uploaded certificate's bytes are not the kind of file its name says, or None when they are.
+
+    A name with another extension is left to the field's extension validator.
+    """
+    extension = upload.name.rsplit(".", 1)[-1].lower() if "." in upload.name else ""
+    if extension not in _CERTIFICATE_SIGNATURES:
+        return None
+    kind, signature = _CERTIFICATE_SIGNATURES[extension]
+    upload.seek(0)
+    head = upload.read(len(signature))
+    upload.seek(0)
+    if head != signature:
+        return (f"“{upload.name.rsplit('/', 1)[-1]}” is not a {kind}, whatever its name says. "
+                "Upload the certificate of analysis as a PDF, PNG or JPEG file.")
+    return None
 
 
 def certificate_path(instance: ProductLot, filename: str) -> str:
@@ -150,6 +176,9 @@ class ProductLot(models.Model):
         uploading = self.certificate and not getattr(self.certificate, "_committed", True)
         if uploading and self.certificate.size > CERTIFICATE_MAX_BYTES:
             raise ValidationError({"certificate": "The certificate is larger than 10 MB."})
+        problem = certificate_content_error(self.certificate) if uploading else None
+        if problem:
+            raise ValidationError({"certificate": problem})
 
     def unusable_reason(self, on: dt.date) -> str | None:
         """Why this lot cannot be applied on ``on``, or None when it can."""

@@ -12,7 +12,7 @@ from clinic.models import AuditEvent, Role
 from patients.models import ExosomeApplication
 from protocols import versioning
 from protocols.defaults import install_default_rules, install_example_products, install_example_protocols
-from protocols.models import ContraindicationRule, Protocol, ProtocolStep, ProtocolVersion
+from protocols.models import ContraindicationRule, ProductLot, Protocol, ProtocolStep, ProtocolVersion
 from tests.factories import (
     LotFactory,
     MembershipFactory,
@@ -302,6 +302,22 @@ def test_it_links_the_certificate_to_the_protected_view(signed_in, clinic_a, set
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == b"%PDF-1.4 cert"
     assert AuditEvent.objects.filter(action="lot.certificate.download", object_id=str(lot.pk)).count() == 1
+
+
+def test_it_refuses_a_certificate_that_is_not_a_pdf_though_named_so_and_saves_nothing(signed_in, clinic_a, settings,
+                                                                                       tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    product = ProductFactory(clinic=clinic_a)
+    script = SimpleUploadedFile("fake.pdf", b"#!/bin/sh\necho owned\n", content_type="application/pdf")
+    response = signed_in.post("/admin/protocols/productlot/add/", {
+        "clinic": clinic_a.pk, "product": product.pk, "lot_number": "FAKE-1", "received_date": "2026-01-01",
+        "expiry_date": "2027-01-01", "storage_checks": "", "recall_reason": "", "certificate": script,
+    })
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["certificate"]
+    assert "“fake.pdf” is not a PDF document" in errors[0]
+    assert not ProductLot.objects.exists()
+    assert not any(path.is_file() for path in tmp_path.rglob("*"))
 
 
 def test_it_refuses_lots_and_certificates_to_another_clinic(client, clinician_b, clinic_a, settings, tmp_path):

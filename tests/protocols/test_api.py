@@ -350,6 +350,27 @@ def test_it_refuses_a_certificate_that_is_not_a_document(api, clinic_a, settings
     assert "certificate" in response.data
 
 
+def test_it_refuses_a_certificate_named_pdf_that_is_not_one_on_create_and_on_update(api, clinic_a, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    product = ProductFactory(clinic=clinic_a)
+    body = {"clinic": clinic_a.pk, "product": product.pk, "lot_number": "C3", "received_date": "2026-01-01",
+            "expiry_date": "2027-01-01"}
+    script = SimpleUploadedFile("fake.pdf", b"#!/bin/sh\necho owned\n", content_type="application/pdf")
+    response = api.post("/api/v1/lots/", {**body, "certificate": script}, format="multipart")
+    assert response.status_code == 400
+    assert "is not a PDF document" in str(response.data["certificate"])
+    assert not ProductLot.objects.exists()
+
+    pdf = SimpleUploadedFile("coa.pdf", b"%PDF-1.4 certificate", content_type="application/pdf")
+    lot_id = api.post("/api/v1/lots/", {**body, "certificate": pdf}, format="multipart").data["id"]
+    picture = SimpleUploadedFile("coa.png", b"%PDF-1.4 not a picture", content_type="image/png")
+    response = api.patch(f"/api/v1/lots/{lot_id}/", {"certificate": picture}, format="multipart")
+    assert response.status_code == 400
+    assert "is not a PNG picture" in str(response.data["certificate"])
+    with ProductLot.objects.get(pk=lot_id).certificate.open("rb") as stored:
+        assert stored.read() == b"%PDF-1.4 certificate"
+
+
 # --- rules ------------------------------------------------------------------------------------------
 
 

