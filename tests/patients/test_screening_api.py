@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from clinic.models import AuditEvent
@@ -179,3 +180,25 @@ def test_screenings_cannot_be_edited_or_deleted_through_the_api(needs_override, 
     assert client.delete(f"/api/v1/screenings/{needs_override.pk}/").status_code in (403, 405)
     needs_override.refresh_from_db()
     assert needs_override.outcome == "needs_override"
+
+
+def test_a_question_left_unanswered_through_the_api_needs_an_override(clinic_a, version, clinician):
+    patient = PatientFactory(clinic=clinic_a)
+    client = api_for(clinician)
+    intake = client.post(f"/api/v1/patients/{patient.pk}/intakes/",
+                         {"answers": {"pregnant": False, "hsv_history": None}}, format="json")
+    assert intake.status_code == 201, intake.json()
+    today = timezone.localdate().isoformat()
+    response = client.post(f"/api/v1/patients/{patient.pk}/screenings/",
+                           {"protocol_version": version.pk, "planned_for": today}, format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["outcome"] == "needs_override"
+    (finding,) = body["findings"]
+    assert finding["rule_code"] == "unanswered"
+    assert finding["severity"] == "relative"
+    assert finding["message"] == "Not answered on the intake: History of HSV (cold sores)?"
+    assert finding["mitigation"] == "Ask the patient and record the intake again, or override with what they said."
+    override = client.post(f"/api/v1/screenings/{body['id']}/override/",
+                           {"reason": "Asked in person: she has never had cold sores."}, format="json")
+    assert override.status_code == 201, override.json()
