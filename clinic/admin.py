@@ -79,6 +79,7 @@ class AuditEventAdmin(ClinicScopedAdmin):
     list_filter = ["action", "clinic"]
     search_fields = ["actor_label", "object_id", "request_id"]
     date_hierarchy = "created_at"
+    ordering = ["-id"]  # newest first: what an auditor opens the log for
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
 
     def get_queryset(self, request: HttpRequest) -> Any:

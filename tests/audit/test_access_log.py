@@ -175,3 +175,12 @@ def test_it_chains_onto_the_winner_when_another_writer_took_the_tail(auditor, cl
     assert event.previous_hash == rival.entry_hash
     assert AuditEvent.objects.count() == 3
     assert verify_chain().intact
+
+
+def test_the_admin_lists_the_newest_entry_first(client, auditor, chain):
+    client.force_login(auditor)
+    response = client.get("/admin/clinic/auditevent/")
+    assert response.status_code == 200
+    listed = [event.pk for event in response.context["cl"].result_list]
+    assert listed[0] == chain[-1].pk
+    assert listed == sorted(listed, reverse=True)
