@@ -33,6 +33,7 @@ from clinic.models import Role
 from patients.models import Export, OutcomeAssessment, Treatment
 from patients.reminders import send_due_inline
 from protocols.defaults import install_default_rules, install_example_protocols
+from protocols.facts import FACTS, FactType
 from tests.e2e.conftest import screenshot
 from tests.factories import PASSWORD, ClinicFactory, staff
 
@@ -144,10 +145,12 @@ def create_patient(page) -> None:  # noqa: ANN001
 
 
 def record_intake(page, *, pregnant: bool) -> None:  # noqa: ANN001
-    """"Add intake" on the patient page; the questions not answered here stay on "Not asked"."""
+    """"Add intake" on the patient page: every yes/no question answered ("no" but for pregnancy), since a
+    question left on "Not asked" keeps the screening from being clear; the skin type is on the patient record
+    and the dates stay empty ("never")."""
     page.click(".object-tools a:text-is('Add intake')")
     page.wait_for_selector("text=New intake for Maya Okafor")
-    answers = {"pregnant": pregnant, "breastfeeding": False, "active_infection": False, "anticoagulant": False}
+    answers = {fact.code: False for fact in FACTS if fact.type == FactType.BOOLEAN} | {"pregnant": pregnant}
     for code, yes in answers.items():
         page.check(f"input[name={code}][value={'yes' if yes else 'no'}]")
     page.click("input[value='Save intake']")
