@@ -560,6 +560,9 @@ class AdverseEventAdmin(ClinicScopedAdmin):
             )
         if db_field.name == "arm":
             arms = scoped(TreatmentArm.objects.select_related("treatment"), request.user, Capability.LOG_OUTCOMES)
+            treatment_id = request.GET.get("treatment", "")
+            if treatment_id.isdigit():  # "Record adverse event…" on a treatment's page: its arms only
+                arms = arms.filter(treatment_id=int(treatment_id))
             return ArmChoiceField(queryset=arms, required=False, help_text="The side affected, for split-face treatments.")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 

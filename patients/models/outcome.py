@@ -166,7 +166,7 @@ class AdverseEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} ({self.severity}) on treatment {self.treatment_id}"
+        return f"{self.get_kind_display()} ({self.get_severity_display().lower()}), onset {self.onset_date:%Y-%m-%d}"
 
 
 def photo_path(instance: OutcomePhoto, filename: str) -> str:

@@ -252,6 +252,22 @@ def test_a_clinician_records_an_adverse_event_and_colleagues_are_emailed(
     assert [m.to for m in mailoutbox] == [[clinician.email]]
 
 
+def test_the_treatment_page_leads_to_an_adverse_event_form_for_that_treatment(client, clinician, treatment):
+    other = TreatmentFactory(screening__patient__clinic=treatment.clinic)
+    left = TreatmentArm.objects.create(treatment=treatment, label="Left", is_control=False)
+    TreatmentArm.objects.create(treatment=other, label="Right", is_control=True)
+    client.force_login(clinician)
+    page = client.get(reverse("admin:patients_treatment_change", args=[treatment.pk])).content.decode()
+    add = reverse("admin:patients_adverseevent_add") + f"?treatment={treatment.pk}"
+    assert f'href="{add}" id="record-adverse-event"' in page
+    form = client.get(add).context["adminform"].form
+    assert form.initial["treatment"] == str(treatment.pk)
+    assert list(form.fields["arm"].queryset) == [left]  # that treatment's sides only
+    response = client.post(add, _event_form(treatment, severity="mild", action_taken=""))
+    assert response.status_code == 302
+    assert str(AdverseEvent.objects.get()) == "Infection (mild), onset 2026-03-18"
+
+
 def test_a_bad_adverse_event_shows_errors_and_stores_nothing(client, clinician, treatment):
     client.force_login(clinician)
     response = client.post(
