@@ -123,6 +123,19 @@ def test_out_of_range_scores_show_on_the_form_and_nothing_is_stored(client, clin
     assert not OutcomeAssessment.objects.exists()
 
 
+def test_a_time_point_already_scored_leads_to_that_entry(client, clinician, treatment):
+    client.force_login(clinician)
+    assert client.post(ADD, _form(treatment)).status_code == 302
+    entry = OutcomeAssessment.objects.get()
+    response = client.post(ADD, _form(treatment, erythema="3"))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Scores for day 3 are already recorded; correct that entry instead." in body
+    change = reverse("admin:patients_outcomeassessment_change", args=[entry.pk])
+    assert f'<a href="{change}" id="recorded-entry">Open that entry</a>' in body
+    assert OutcomeAssessment.objects.count() == 1
+
+
 def test_a_photo_that_is_not_an_image_is_refused_on_the_form(client, clinician, treatment):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
