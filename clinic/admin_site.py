@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils import timezone
 
 from clinic.dashboard import dashboard_for
@@ -36,8 +37,25 @@ class AftercareAdminSite(admin.AdminSite):
         return super().admin_view(view, cacheable)
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        context = {"clinic_dashboards": dashboard_for(request.user, now=timezone.now()), **(extra_context or {})}
+        context = {
+            "clinic_dashboards": dashboard_for(request.user, now=timezone.now()),
+            "shortcuts": shortcuts_for(request.user),
+            **(extra_context or {}),
+        }
         return super().index(request, extra_context=context)
+
+
+#: The pages people open most after the numbers, with who may open them.
+_SHORTCUTS = (
+    ("Review healing", "admin:outcomes_review", Capability.VIEW),
+    ("Exports", "admin:patients_export_changelist", Capability.EXPORT),
+    ("Access log", "admin:clinic_auditevent_changelist", Capability.VIEW_AUDIT),
+)
+
+
+def shortcuts_for(user: Any) -> list[tuple[str, str]]:
+    """(label, url) of the shortcuts this person's roles open."""
+    return [(label, reverse(name)) for label, name, capability in _SHORTCUTS if can_anywhere(user, capability)]
 
 
 def _only_for_viewers(view: Callable, model_admin: admin.ModelAdmin) -> Callable:

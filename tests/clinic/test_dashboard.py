@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 pytestmark = pytest.mark.django_db
 
@@ -28,3 +29,23 @@ def test_it_refuses_staff_without_a_membership(client, django_user_model):
     response = client.get("/admin/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_failed_reminders_link_to_the_failed_list_and_each_role_gets_its_shortcuts(
+    client, clinician, auditor, clinic_a
+):
+    from patients.models import Reminder
+    from tests.factories import ReminderFactory
+
+    ReminderFactory(treatment__screening__patient__clinic=clinic_a, status=Reminder.Status.FAILED,
+                    last_error="550 No such user")
+    client.force_login(clinician)
+    body = client.get("/admin/").content.decode()
+    assert 'data-metric="reminders_failed"><a href="/admin/patients/reminder/?status__exact=failed"' in body
+    listed = client.get("/admin/patients/reminder/?status__exact=failed")
+    assert listed.status_code == 200 and listed.context["cl"].result_count == 1
+    assert f'<a href="{reverse("admin:outcomes_review")}">Review healing</a>' in body
+    assert "Exports</a>" not in body and "Access log</a>" not in body  # a clinician may not export or audit
+    client.force_login(auditor)
+    body = client.get("/admin/").content.decode()
+    assert "Exports</a>" in body and "Access log</a>" in body
