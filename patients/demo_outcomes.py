@@ -69,14 +69,16 @@ def _time_points(treatment: Treatment, now: dt.datetime) -> list[int]:
 
 
 def _record_missing(
-    *, treatment: Treatment, clinician: Any, arm: TreatmentArm | None, day: int, phase: str, scores: dict[str, Any]
+    *, treatment: Treatment, clinician: Any, arm: TreatmentArm | None, day: int, phase: str, scores: dict[str, Any],
+    now: dt.datetime,
 ) -> int:
     exists = OutcomeAssessment.objects.filter(
         treatment=treatment, arm=arm, time_point_day=day, phase=phase, source=OutcomeAssessment.Source.CLINICIAN
     ).exists()
     if exists:
         return 0
-    when = treatment.ended_at + dt.timedelta(days=day, hours=0 if day == 0 else 2)
+    # A couple of hours into the day, but never later than now: nothing is entered in the future.
+    when = min(treatment.ended_at + dt.timedelta(days=day, hours=0 if day == 0 else 2), now)
     record_assessment(treatment=treatment, by=clinician, time_point_day=day, arm=arm, phase=phase, scores=scores, now=when)
     return 1
 
@@ -105,12 +107,14 @@ def install_demo_outcomes(*, treatment: Treatment, clinician: Any) -> int:
                 if day == 0:
                     before = {"erythema": 0, "oedema": 0}
                     created += _record_missing(
-                        treatment=treatment, clinician=clinician, arm=arm, day=0, phase="before", scores=before
+                        treatment=treatment, clinician=clinician, arm=arm, day=0, phase="before", scores=before,
+                        now=now,
                     )
                     scores.pop("reepithelialisation_complete")
                     scores.pop("reepithelialisation_percent")
                 created += _record_missing(
-                    treatment=treatment, clinician=clinician, arm=arm, day=day, phase="after" if day == 0 else "", scores=scores
+                    treatment=treatment, clinician=clinician, arm=arm, day=day, phase="after" if day == 0 else "",
+                    scores=scores, now=now,
                 )
         # Separate streams, so the choices below stay the same however many time points have passed.
         created += _self_report(treatment=treatment, rng=random.Random(f"{treatment.pk}:report"), now=now)  # noqa: S311
@@ -131,7 +135,7 @@ def _self_report(*, treatment: Treatment, rng: random.Random, now: dt.datetime) 
             "erythema": _clamp(_course_at(treatment.protocol_version.protocol.procedure, day)[0] + rng.choice((-1, 0)), 0, 4),
             "pain": rng.choice((0, 1, 2)), "pruritus": rng.choice((1, 2, 3)),
             "applied_as_instructed": rng.random() < 0.85,
-            "recorded_at": treatment.ended_at + dt.timedelta(days=day, hours=10),
+            "recorded_at": min(treatment.ended_at + dt.timedelta(days=day, hours=10), now),
         },
     )
     return int(created)

@@ -132,3 +132,14 @@ def test_adverse_event_dates_are_the_clinics_dates_when_utc_is_already_tomorrow(
     _adverse_event(treatment=treatment, clinician=clinician, rng=_AlwaysAnEvent(), procedure="fractional_ablative",
                    now=now + dt.timedelta(hours=3))
     assert AdverseEvent.objects.filter(treatment=treatment).count() == 1
+
+
+def test_nothing_is_entered_later_than_now(clinic_a, clinician):
+    # Day 3 came an hour ago: the clinician's entry (day + 2 h) and the self-report (day + 10 h) would be in the future.
+    treatment = _treatment(clinic_a, 3)
+    treatment.ended_at = NOW - dt.timedelta(days=3, hours=1)
+    treatment.save(update_fields=["ended_at"])
+    install_demo_outcomes(treatment=treatment, clinician=clinician)
+    entries = OutcomeAssessment.objects.filter(treatment=treatment, time_point_day=3)
+    assert {entry.source for entry in entries} == {"clinician", "patient"}
+    assert max(entries.values_list("recorded_at", flat=True)) <= NOW
