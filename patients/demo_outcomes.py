@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from patients.models import AdverseEvent, OutcomeAssessment, Reminder, Treatment, TreatmentArm
 from patients.outcomes import DEFAULT_TIME_POINTS, record_adverse_event, record_assessment, time_points_for
+from patients.treatments import TOO_LATE
 from protocols.models import Procedure, StepKind
 
 # Typical course per procedure (DOMAIN.md): day → (erythema, oedema, percent re-epithelialised).
@@ -121,8 +122,25 @@ def install_demo_outcomes(*, treatment: Treatment, clinician: Any) -> int:
         _adverse_event(
             treatment=treatment, clinician=clinician, rng=random.Random(f"{treatment.pk}:event"), procedure=procedure, now=now  # noqa: S311
         )
+        _as_if_sent(treatment=treatment, now=now)
         _confirm_home_steps(treatment=treatment, now=now)
     return created
+
+
+def _as_if_sent(*, treatment: Treatment, now: dt.datetime) -> None:
+    """The demo's treatments are recorded days after they happened, so their past reminders were stored as
+    skipped (too late). A clinic that had used Aftercare all along would have sent them: show them sent,
+    a minute after they fell due, to a patient who may receive them."""
+    if not treatment.patient.may_receive_reminders:
+        return
+    past = Reminder.objects.filter(
+        treatment=treatment, status=Reminder.Status.SKIPPED, last_error=TOO_LATE, due_at__lte=now
+    )
+    for reminder_id, due_at in past.values_list("pk", "due_at"):
+        Reminder.objects.filter(pk=reminder_id).update(
+            status=Reminder.Status.SENT, attempts=1, last_attempt_at=due_at, sent_at=due_at + dt.timedelta(minutes=1),
+            last_error="",
+        )
 
 
 def _self_report(*, treatment: Treatment, rng: random.Random, now: dt.datetime) -> int:

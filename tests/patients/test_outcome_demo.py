@@ -143,3 +143,18 @@ def test_nothing_is_entered_later_than_now(clinic_a, clinician):
     entries = OutcomeAssessment.objects.filter(treatment=treatment, time_point_day=3)
     assert {entry.source for entry in entries} == {"clinician", "patient"}
     assert max(entries.values_list("recorded_at", flat=True)) <= NOW
+
+
+def test_past_reminders_read_as_sent_and_home_steps_as_mostly_done(clinic_a, clinician):
+    treatment = _treatment(clinic_a, 6)
+    for day in range(1, 6):
+        StepFactory(version=treatment.protocol_version, kind="home_application", day=day)
+    from patients.treatments import schedule_reminders
+
+    schedule_reminders(treatment=treatment)  # recorded now, six days late: every past step is skipped
+    assert set(treatment.reminders.values_list("status", flat=True)) == {"skipped"}
+    install_demo_outcomes(treatment=treatment, clinician=clinician)
+    sent = treatment.reminders.filter(status="sent")
+    assert sent.count() == 5
+    assert all(r.sent_at > r.due_at and r.last_error == "" for r in sent)
+    assert sent.filter(done_at__isnull=False).exists()
