@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -50,7 +51,9 @@ DEMO_PATIENTS: tuple[DemoPatient, ...] = (
 
 def _demo_patient(*, clinic: Clinic, spec: DemoPatient | DemoTreatment, **extra: Any) -> Patient:
     """The patient of ``spec`` in ``clinic``, created once, with paper consent to reminders."""
-    email = f"{spec.given_name}.{spec.family_name}@patient.example".lower().encode("ascii", "ignore").decode()
+    # Accents folded, not dropped: Chloé → chloe, not chlo.
+    local = unicodedata.normalize("NFKD", f"{spec.given_name}.{spec.family_name}").encode("ascii", "ignore").decode()
+    email = f"{local}@patient.example".lower()
     patient, _ = Patient.objects.get_or_create(
         clinic=clinic, reference=spec.reference,
         defaults={

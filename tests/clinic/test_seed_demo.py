@@ -77,3 +77,4 @@ def test_it_seeds_a_clinic_with_a_month_of_clinical_history():
     assert Reminder.objects.filter(treatment__clinic=clinic, status="scheduled").exists()
     assert OutcomeAssessment.objects.filter(treatment__clinic=clinic).count() > 30
     assert Patient.objects.filter(clinic=clinic).count() == 12
+    assert Patient.objects.filter(clinic=clinic, given_name="Chloé", email="chloe.martin@patient.example").exists()
