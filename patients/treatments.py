@@ -35,6 +35,7 @@ from clinic.audit import record_event
 from clinic.roles import Capability
 from clinic.scoping import can
 from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
+from patients.reminders import email_block_reason
 from patients.screenings import assert_screening_allows_treatment, screening_precedence_error, version_usable_by
 from patients.timeline import Occurrence, QuietHours, StepTiming, build_timeline
 from protocols.frozen_steps import frozen_steps
@@ -456,10 +457,8 @@ def resend_reminder(
     _check_can(by, Capability.MANAGE_REMINDERS, treatment.clinic, "manage reminders")
     if treatment.status == Treatment.Status.CANCELLED:
         raise ValidationError({"reminder": "The treatment was cancelled; its reminders are not sent."})
-    if not treatment.patient.may_receive_reminders:
-        raise ValidationError(
-            {"reminder": "The patient has no email address, has not consented or has unsubscribed."}
-        )
+    if reason := email_block_reason(treatment.patient):
+        raise ValidationError({"reminder": f"{reason} The reminder cannot be sent."})
     finished = (Status.SENT, Status.FAILED, Status.SKIPPED, Status.CANCELLED)
     previous = reminder.status
     changed = Reminder.objects.filter(pk=reminder.pk, status__in=finished).update(
