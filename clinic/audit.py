@@ -11,6 +11,7 @@ from django.db import IntegrityError, models, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from clinic.middleware import current_request_id
 from clinic.models import AuditEvent, Clinic
 
 GENESIS_HASH = "0" * 64
@@ -53,7 +54,8 @@ def record_event(
                     object_type=obj._meta.label_lower if obj is not None else "",
                     object_id=str(obj.pk) if obj is not None else "",
                     detail=payload,
-                    request_id=getattr(request, "request_id", "") if request is not None else "",
+                    # Services not handed the request still log the id of the request they run in.
+                    request_id=getattr(request, "request_id", "") if request is not None else current_request_id.get(),
                     created_at=timezone.now(),
                     previous_hash=tail or GENESIS_HASH,
                 )

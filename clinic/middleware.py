@@ -5,10 +5,15 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 
 from django.http import HttpRequest, HttpResponse
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+#: The id of the request being handled, for code that is not handed the request
+#: (a service writing to the access log): "" outside a request.
+current_request_id: ContextVar[str] = ContextVar("current_request_id", default="")
 
 
 class RequestIdMiddleware:
@@ -18,6 +23,10 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-Id", "")
         request.request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
-        response = self.get_response(request)
+        token = current_request_id.set(request.request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            current_request_id.reset(token)
         response["X-Request-Id"] = request.request_id
         return response

@@ -184,3 +184,18 @@ def test_the_admin_lists_the_newest_entry_first(client, auditor, chain):
     listed = [event.pk for event in response.context["cl"].result_list]
     assert listed[0] == chain[-1].pk
     assert listed == sorted(listed, reverse=True)
+
+
+def test_a_service_not_handed_the_request_still_logs_its_request_id(client, clinician, clinic_a):
+    # Starting a draft from the admin: versioning.start_draft is not given the request.
+    from protocols.models import ProtocolVersion
+    from tests.factories import ProtocolFactory, VersionFactory
+
+    published = VersionFactory(protocol=ProtocolFactory(clinic=clinic_a), status=ProtocolVersion.Status.PUBLISHED)
+    client.force_login(clinician)
+    response = client.post(f"/admin/protocols/protocolversion/{published.pk}/new-draft/",
+                           headers={"X-Request-Id": "req-draft-000123"})
+    assert response.status_code == 302
+    assert AuditEvent.objects.get(action="protocol.draft").request_id == "req-draft-000123"
+    # Outside a request (a task, a command) there is none.
+    assert record_event(actor=None, action="test.outside", clinic=clinic_a).request_id == ""
