@@ -88,6 +88,7 @@ def publish(*, version: ProtocolVersion, by: Any = None, change_note: str | None
         problems = _step_problems(steps, length_days=locked.length_days)
         if problems:
             raise ValidationError(problems)
+        _check_it_says_what_changed(locked, change_note=change_note)
         for previous in locked.protocol.versions.filter(status=Status.PUBLISHED):
             previous.status = Status.RETIRED
             previous.save()
@@ -101,6 +102,29 @@ def publish(*, version: ProtocolVersion, by: Any = None, change_note: str | None
                      detail={"number": locked.number})
     version.refresh_from_db()
     return version
+
+
+def _check_it_says_what_changed(draft: ProtocolVersion, *, change_note: str | None) -> None:
+    """A version after the first must differ from the one before it and say how (its change note).
+
+    Staff and auditors read the note to learn why treatments from a date on
+    follow another version; an identical version would only add noise.
+    """
+    before = (
+        draft.protocol.versions.exclude(pk=draft.pk).exclude(status=Status.DRAFT).order_by("-number").first()
+    )
+    if before is None:
+        return
+    if step_diff(old=before, new=draft).is_empty:
+        raise ValidationError(
+            f"v{draft.number} is the same as v{before.number}: there is nothing to publish. Change a step, the "
+            f"length or the rules first, or delete the draft."
+        )
+    note = draft.change_note if change_note is None else change_note
+    if not (note or "").strip():
+        raise ValidationError(
+            f"Say what changed since v{before.number} in the change note: staff and auditors read it."
+        )
 
 
 def retire(*, version: ProtocolVersion, by: Any = None) -> ProtocolVersion:

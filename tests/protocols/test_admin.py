@@ -219,7 +219,7 @@ def test_it_shows_the_version_history_and_a_diff(signed_in, published):
     serum.save()
     draft.steps.get(title="Sunscreen from today").delete()
     StepFactory(version=draft, title="Lymphatic massage", day=10)
-    versioning.publish(version=draft)
+    versioning.publish(version=draft, change_note="Serum for five nights; massage instead of the sunscreen step.")
 
     history = signed_in.get(f"/admin/protocols/protocol/{published.protocol_id}/versions/").content.decode()
     assert 'data-version="2" data-status="published"' in history

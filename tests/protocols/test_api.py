@@ -149,7 +149,9 @@ def test_it_publishes_retires_and_diffs_versions(api, draft):
     v1 = versioning.publish(version=draft)
     v2 = versioning.start_draft(protocol=v1.protocol)
     StepFactory(version=v2, title="Sunscreen", day=1)
-    assert api.post(f"/api/v1/protocol-versions/{v2.pk}/publish/").status_code == 200
+    assert api.post(f"/api/v1/protocol-versions/{v2.pk}/publish/").status_code == 400  # no change note
+    assert api.post(f"/api/v1/protocol-versions/{v2.pk}/publish/", {"change_note": "Adds a sunscreen step."},
+                    format="json").status_code == 200
     response = api.get(f"/api/v1/protocol-versions/{v2.pk}/diff/", {"against": v1.pk})
     assert response.status_code == 200
     assert [step["title"] for step in response.data["added"]] == ["Sunscreen"]

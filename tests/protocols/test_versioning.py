@@ -87,11 +87,30 @@ def test_it_retires_the_previous_version_when_a_new_one_is_published(clinic_a):
     v1 = _draft_with_steps(clinic_a)
     versioning.publish(version=v1)
     v2 = versioning.start_draft(protocol=v1.protocol)
-    versioning.publish(version=v2)
+    StepFactory(version=v2, title="Sunscreen", day=1)
+    versioning.publish(version=v2, change_note="Adds a sunscreen step.")
     v1.refresh_from_db()
     assert v1.status == Status.RETIRED
     assert v1.protocol.current_version == v2
     assert v1.protocol.status == Status.PUBLISHED
+
+
+def test_a_later_version_must_differ_from_the_one_before_and_say_how(clinic_a):
+    v1 = _draft_with_steps(clinic_a)
+    versioning.publish(version=v1)  # the first version needs no note
+    v2 = versioning.start_draft(protocol=v1.protocol)
+    with pytest.raises(ValidationError, match="v2 is the same as v1: there is nothing to publish"):
+        versioning.publish(version=v2, change_note="Nothing really.")
+    StepFactory(version=v2, title="Sunscreen", day=1)
+    with pytest.raises(ValidationError, match="Say what changed since v1 in the change note"):
+        versioning.publish(version=v2, change_note="  ")
+    v2.refresh_from_db()
+    assert v2.status == Status.DRAFT
+    v1.refresh_from_db()
+    assert v1.status == Status.PUBLISHED  # nothing changed by the refusals
+    v2.change_note = "Adds a sunscreen step."
+    v2.save()
+    assert versioning.publish(version=v2).status == Status.PUBLISHED  # the note saved on the draft counts
 
 
 def test_it_retires_a_published_version_but_not_a_draft(clinic_a):
