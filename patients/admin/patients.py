@@ -22,7 +22,7 @@ from django.utils.html import format_html, format_html_join
 from clinic.admin_base import ClinicScopedAdmin
 from clinic.audit import record_event
 from clinic.roles import Capability
-from clinic.scoping import can
+from clinic.scoping import can, clinic_ids
 from patients.intake import IntakeForm, reconfirm_intake, record_intake, send_intake_link
 from patients.models import Patient, Screening, ScreeningOverride
 from patients.patient_records import find_duplicates, record_patient_created, record_patient_viewed
@@ -111,6 +111,14 @@ class PatientAdmin(ClinicScopedAdmin):
         ("Skin", {"fields": ["fitzpatrick_type"]}),
         ("Email reminders", {"fields": ["reminder_consent", "consent_at", "consent_source", "opted_out_at"]}),
     ]
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        # Someone who sees one clinic only would read its name on every row, in a column that
+        # pushes the latest screening out of sight at 1280 px.
+        columns = list(super().get_list_display(request))
+        if not request.user.is_superuser and len(clinic_ids(request.user, Capability.VIEW)) <= 1:
+            columns.remove("clinic")
+        return columns
 
     def get_readonly_fields(self, request: HttpRequest, obj: Patient | None = None) -> list[str]:
         # A patient's records belong to one clinic; moving them would hand them to another tenant.
