@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from patients.models import AdverseEvent, OutcomeAssessment, Reminder, Treatment, TreatmentArm
@@ -136,11 +137,10 @@ def _as_if_sent(*, treatment: Treatment, now: dt.datetime) -> None:
     past = Reminder.objects.filter(
         treatment=treatment, status=Reminder.Status.SKIPPED, last_error=TOO_LATE, due_at__lte=now
     )
-    for reminder_id, due_at in past.values_list("pk", "due_at"):
-        Reminder.objects.filter(pk=reminder_id).update(
-            status=Reminder.Status.SENT, attempts=1, last_attempt_at=due_at, sent_at=due_at + dt.timedelta(minutes=1),
-            last_error="",
-        )
+    past.update(
+        status=Reminder.Status.SENT, attempts=1, last_attempt_at=F("due_at"),
+        sent_at=F("due_at") + dt.timedelta(minutes=1), last_error="",
+    )
 
 
 def _self_report(*, treatment: Treatment, rng: random.Random, now: dt.datetime) -> int:

@@ -217,6 +217,9 @@ def _check_reason(reason: str) -> str:
     return reason
 
 
+ALREADY_RECORDED_CODE = "already_recorded"
+
+
 def _duplicate_message(*, day: int, phase: str, arm: TreatmentArm | None) -> str:
     where = f"day {day}" + (f" ({phase})" if phase else "") + (f" for arm {arm.label}" if arm else "")
     return f"Scores for {where} are already recorded; correct that entry instead."
@@ -232,8 +235,12 @@ def _check_not_recorded(
     taken = OutcomeAssessment.objects.filter(
         treatment=treatment, arm=arm, time_point_day=day, phase=phase, source=OutcomeAssessment.Source.CLINICIAN
     ).exclude(pk=other_than)
-    if taken.exists():
-        raise ValidationError({"time_point_day": _duplicate_message(day=day, phase=phase, arm=arm)})
+    entry = taken.values_list("pk", flat=True).first()
+    if entry is not None:
+        # The entry rides along (``params``), so a page can link to where the correction is made.
+        raise ValidationError({"time_point_day": ValidationError(
+            _duplicate_message(day=day, phase=phase, arm=arm), code=ALREADY_RECORDED_CODE, params={"entry": entry}
+        )})
 
 
 def check_new_assessment(

@@ -144,24 +144,17 @@ class OutcomeAssessmentForm(forms.ModelForm):
                     reason=cleaned.get("correction_reason") or "",
                 )
         except (ValidationError, PermissionDenied) as error:
-            raise self._with_link_to_the_entry(_as_form_error(error), cleaned) from None
+            raise self._with_link_to_the_entry(_as_form_error(error)) from None
         return cleaned
 
-    def _with_link_to_the_entry(self, error: ValidationError, cleaned: dict[str, Any]) -> ValidationError:
+    def _with_link_to_the_entry(self, error: ValidationError) -> ValidationError:
         """A time point already scored: the message leads to that entry, which is where a correction is made."""
-        messages = getattr(error, "error_dict", {}).get("time_point_day")
-        if not messages or "already recorded" not in str(messages[0].message):
+        messages = getattr(error, "error_dict", {}).get("time_point_day", [])
+        taken = next((m for m in messages if m.code == outcomes.ALREADY_RECORDED_CODE), None)
+        if taken is None:
             return error
-        entry = (
-            OutcomeAssessment.objects.filter(
-                treatment=cleaned["treatment"], arm=cleaned.get("arm"), time_point_day=cleaned["time_point_day"],
-                phase=cleaned.get("phase") or "", source=OutcomeAssessment.Source.CLINICIAN,
-            ).exclude(pk=self.instance.pk).values_list("pk", flat=True).first()
-        )
-        if entry is None:
-            return error
-        url = reverse("admin:patients_outcomeassessment_change", args=[entry])
-        linked = format_html('{} <a href="{}" id="recorded-entry">Open that entry</a>', messages[0].message, url)
+        url = reverse("admin:patients_outcomeassessment_change", args=[taken.params["entry"]])
+        linked = format_html('{} <a href="{}" id="recorded-entry">Open that entry</a>', taken.message, url)
         return ValidationError({**error.error_dict, "time_point_day": [ValidationError(linked)]})
 
 
