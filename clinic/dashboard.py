@@ -20,6 +20,7 @@ class ClinicDashboard:
     reminders_due: int
     reminders_failed: int
     outcomes_awaiting: int
+    consent_unrecorded: int
 
 
 def _local_day_bounds(clinic: Clinic, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -31,7 +32,8 @@ def _local_day_bounds(clinic: Clinic, now: dt.datetime) -> tuple[dt.datetime, dt
 
 
 def dashboard_for(user: Any, *, now: dt.datetime) -> list[ClinicDashboard]:
-    from patients.models import Reminder, Treatment
+    from patients.models import Patient, Reminder, Treatment
+    from patients.models.patient import CONSENT_UNRECORDED
     from patients.outcome_status import outcomes_awaiting_count
 
     boards = []
@@ -54,6 +56,7 @@ def dashboard_for(user: Any, *, now: dt.datetime) -> list[ClinicDashboard]:
                 reminders_due=reminder_counts["due"],
                 reminders_failed=reminder_counts["failed"],
                 outcomes_awaiting=outcomes_awaiting_count(clinic=clinic, now=now),
+                consent_unrecorded=Patient.objects.filter(CONSENT_UNRECORDED, clinic=clinic).count(),
             )
         )
     return boards

@@ -25,6 +25,7 @@ from clinic.roles import Capability
 from clinic.scoping import can, clinic_ids
 from patients.intake import IntakeForm, reconfirm_intake, record_intake, send_intake_link
 from patients.models import Patient, Screening, ScreeningOverride
+from patients.models.patient import CONSENT_UNRECORDED
 from patients.patient_records import find_duplicates, record_patient_created, record_patient_viewed
 from patients.screenings import (
     assert_screening_allows_treatment,
@@ -96,12 +97,26 @@ def _outcome_badge(outcome: str, label: str) -> str:
     return format_html('<span class="outcome outcome-{}">{}</span>', outcome, label)
 
 
+class ConsentRecordFilter(admin.SimpleListFilter):
+    title = "consent record"
+    parameter_name = "consent_record"
+    UNRECORDED = "unrecorded"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(self.UNRECORDED, "Ticked, no date or source")]
+
+    def queryset(self, request: HttpRequest, queryset: models.QuerySet) -> models.QuerySet:
+        if self.value() == self.UNRECORDED:
+            return queryset.filter(CONSENT_UNRECORDED)
+        return queryset
+
+
 @admin.register(Patient)
 class PatientAdmin(ClinicScopedAdmin):
     form = PatientAdminForm
     change_form_template = "admin/patients/patient/change_form.html"
     list_display = ["family_name", "given_name", "date_of_birth", "email", "clinic", "latest_screening"]
-    list_filter = ["clinic", "reminder_consent"]
+    list_filter = ["clinic", "reminder_consent", ConsentRecordFilter]
     search_fields = ["family_name", "given_name", "email", "reference"]
     actions = ["send_intake_links"]
     readonly_fields = ["opted_out_at", "created_at"]
@@ -158,6 +173,12 @@ class PatientAdmin(ClinicScopedAdmin):
         if patient is not None:
             if request.method == "GET":
                 record_patient_viewed(patient=patient, viewer=request.user, request=request)
+                if patient.consent_unrecorded:
+                    messages.warning(
+                        request,
+                        "Consent to email reminders is ticked but not on record: add when and how the patient "
+                        "gave it (reminders still go out meanwhile; saving this page asks for both).",
+                    )
             extra_context = {**(extra_context or {}), **self._history_context(request, patient)}
         return super().change_view(request, object_id, form_url, extra_context)
 

@@ -19,6 +19,14 @@ EARLIEST_DATE_OF_BIRTH = dt.date(1900, 1, 1)
 # The admin's "Now" button takes the browser's clock, which may run a little ahead of the server's.
 CLOCK_TOLERANCE = dt.timedelta(minutes=5)
 
+# Patients whose consent box is ticked but whose consent is not on record: saved
+# before the rule that asks when and how (patient_errors), they are refused on
+# their next edit until filled in. Their reminders still go out — the patient
+# did consent, the record is what is missing — so staff are shown how many.
+CONSENT_UNRECORDED = models.Q(reminder_consent=True) & (
+    models.Q(consent_at__isnull=True) | models.Q(consent_source="")
+)
+
 
 class Patient(models.Model):
     class ConsentSource(models.TextChoices):
@@ -75,6 +83,11 @@ class Patient(models.Model):
         )
         if errors:
             raise ValidationError(errors)
+
+    @property
+    def consent_unrecorded(self) -> bool:
+        """Consent ticked without when or how it was given (see CONSENT_UNRECORDED)."""
+        return self.reminder_consent and (self.consent_at is None or not self.consent_source)
 
     @property
     def may_receive_reminders(self) -> bool:

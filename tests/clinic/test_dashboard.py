@@ -49,3 +49,41 @@ def test_failed_reminders_link_to_the_failed_list_and_each_role_gets_its_shortcu
     client.force_login(auditor)
     body = client.get("/admin/").content.decode()
     assert "Exports</a>" in body and "Access log</a>" in body
+
+
+def test_patients_with_consent_but_no_record_of_it_are_counted_and_listed(client, clinician, clinic_a, clinic_b):
+    from tests.factories import PatientFactory
+
+    unrecorded = [
+        PatientFactory(clinic=clinic_a, family_name="Nodate", consent_at=None),
+        PatientFactory(clinic=clinic_a, family_name="Nosource", consent_source=""),
+    ]
+    PatientFactory(clinic=clinic_a, family_name="Recorded")
+    PatientFactory(clinic=clinic_a, family_name="Declined", reminder_consent=False, consent_at=None, consent_source="")
+    PatientFactory(clinic=clinic_b, family_name="Elsewhere", consent_at=None)
+    client.force_login(clinician)
+    body = client.get("/admin/").content.decode()
+    assert 'data-metric="consent_unrecorded"><a href="/admin/patients/patient/?consent_record=unrecorded"' in body
+    assert ">2</a>" in body.split('data-metric="consent_unrecorded"')[1][:200]
+    listed = client.get("/admin/patients/patient/?consent_record=unrecorded")
+    assert listed.status_code == 200
+    assert sorted(p.pk for p in listed.context["cl"].result_list) == sorted(p.pk for p in unrecorded)
+
+
+def test_the_consent_row_is_left_out_when_every_consent_is_on_record(client, clinician, clinic_a):
+    from tests.factories import PatientFactory
+
+    PatientFactory(clinic=clinic_a)
+    client.force_login(clinician)
+    assert "consent_unrecorded" not in client.get("/admin/").content.decode()
+
+
+def test_the_patient_page_says_the_consent_record_is_missing(client, clinician, clinic_a):
+    from tests.factories import PatientFactory
+
+    missing = PatientFactory(clinic=clinic_a, consent_source="")
+    complete = PatientFactory(clinic=clinic_a)
+    client.force_login(clinician)
+    warning = "Consent to email reminders is ticked but not on record"
+    assert warning in client.get(f"/admin/patients/patient/{missing.pk}/change/").content.decode()
+    assert warning not in client.get(f"/admin/patients/patient/{complete.pk}/change/").content.decode()
