@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
+from django.urls import reverse
+from django.utils import timezone
 
+from patients.links import create_link, token_for
 from tests.conftest import IN_CI
+from tests.factories import TreatmentFactory
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +64,17 @@ def phone(browser):  # noqa: ANN001, ANN201
     page.set_default_timeout(15000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def self_report_url(live_server, clinic_a, settings) -> str:  # noqa: ANN001
+    """The address of a day-3 self-report link, for a treatment of ``clinic_a`` that ended three days ago."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    cache.clear()  # rate limits count per address, and every browser here is 127.0.0.1
+    ended = timezone.now() - dt.timedelta(days=3, hours=2)
+    treatment = TreatmentFactory(screening__patient__clinic=clinic_a, started_at=ended - dt.timedelta(hours=1), ended_at=ended)
+    link = create_link(patient=treatment.patient, purpose="self_report", treatment=treatment, time_point_day=3)
+    return live_server.url + reverse("patients:link", kwargs={"token": token_for(link)})
 
 
 def screenshot(page, name: str, *, publish: bool = False, full_page: bool = True) -> Path:  # noqa: ANN001

@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
-from django.core.cache import cache
-from django.urls import reverse
-from django.utils import timezone
 from PIL import Image
 
-from patients.links import create_link, token_for
 from patients.models import OutcomeAssessment, OutcomePhoto
 from tests.e2e.conftest import screenshot
-from tests.factories import TreatmentFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_patient_reports_and_then_corrects_on_a_phone(phone, live_server, clinic_a, settings, tmp_path):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def test_a_patient_reports_and_then_corrects_on_a_phone(phone, self_report_url, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-    cache.clear()
-    ended = timezone.now() - dt.timedelta(days=3, hours=2)
-    treatment = TreatmentFactory(screening__patient__clinic=clinic_a, started_at=ended - dt.timedelta(hours=1), ended_at=ended)
-    link = create_link(patient=treatment.patient, purpose="self_report", treatment=treatment, time_point_day=3)
-    url = live_server.url + reverse("patients:link", kwargs={"token": token_for(link)})
     picture = tmp_path / "cheek.jpg"
     Image.new("RGB", (120, 90), (190, 110, 100)).save(picture, format="JPEG")
 
-    phone.goto(url)
+    phone.goto(self_report_url)
     phone.check("#id_erythema_3")
     phone.select_option("#id_pain", "4")
     phone.select_option("#id_pruritus", "2")
@@ -43,7 +30,7 @@ def test_a_patient_reports_and_then_corrects_on_a_phone(phone, live_server, clin
     assert (report.erythema, report.pain, report.pruritus, report.applied_as_instructed) == (3, 4, 2, True)
     assert OutcomePhoto.objects.filter(assessment=report).count() == 1
 
-    phone.goto(url)
+    phone.goto(self_report_url)
     assert phone.is_checked("#id_erythema_3")
     phone.check("#id_erythema_2")
     phone.click("button[type=submit]")
@@ -53,11 +40,6 @@ def test_a_patient_reports_and_then_corrects_on_a_phone(phone, live_server, clin
     assert report.history.count() == 2
 
 
-def test_the_page_fits_a_phone_without_sideways_scrolling(phone, live_server, clinic_a, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    cache.clear()
-    ended = timezone.now() - dt.timedelta(days=3)
-    treatment = TreatmentFactory(screening__patient__clinic=clinic_a, started_at=ended - dt.timedelta(hours=1), ended_at=ended)
-    link = create_link(patient=treatment.patient, purpose="self_report", treatment=treatment, time_point_day=3)
-    phone.goto(live_server.url + reverse("patients:link", kwargs={"token": token_for(link)}))
+def test_the_page_fits_a_phone_without_sideways_scrolling(phone, self_report_url):
+    phone.goto(self_report_url)
     assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

@@ -5,31 +5,22 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import time_machine
 from django.urls import reverse
 
 from patients.models import Reminder, Treatment
 from tests.factories import LotFactory, ProductFactory, ScreeningFactory, treatable_patient
+from tests.patients.conftest import NOW, TWO_EVENING_STEPS
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_at_now")]
 
 UTC = dt.UTC
-NOW = dt.datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
 Status = Reminder.Status
 ADD = "/admin/patients/treatment/add/"
-STEPS = [{"title": "Cleanse tonight", "day": 0, "local_time": dt.time(20, 0)},
-         {"title": "Serum nightly", "kind": "home_application", "day": 1, "local_time": dt.time(20, 0)}]
-
-
-@pytest.fixture(autouse=True)
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 @pytest.fixture
 def plan(clinic_a):
-    return treatable_patient(clinic_a, steps=STEPS, time_zone="Europe/Berlin")
+    return treatable_patient(clinic_a, steps=TWO_EVENING_STEPS, time_zone="Europe/Berlin")
 
 
 def form_data(screening, **overrides):

@@ -5,30 +5,20 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import time_machine
 from django.urls import reverse
 
 from patients.models import Reminder
 from patients.reminders import unsubscribe
 from patients.treatments import record_treatment
 from tests.factories import treatable_patient
+from tests.patients.conftest import NOW, TWO_EVENING_STEPS
 
-pytestmark = pytest.mark.django_db
-
-NOW = dt.datetime(2026, 5, 4, 9, 30, tzinfo=dt.UTC)
-STEPS = [{"title": "Cleanse tonight", "day": 0, "local_time": dt.time(20, 0)},
-         {"title": "Serum nightly", "kind": "home_application", "day": 1, "local_time": dt.time(20, 0)}]
-
-
-@pytest.fixture(autouse=True)
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_at_now")]
 
 
 @pytest.fixture
 def treatment(clinic_a, clinician):
-    patient, version, screening = treatable_patient(clinic_a, steps=STEPS)
+    patient, version, screening = treatable_patient(clinic_a, steps=TWO_EVENING_STEPS)
     treatment = record_treatment(patient=patient, protocol_version=version, screening=screening, clinician=clinician,
                                  started_at=NOW - dt.timedelta(hours=1), ended_at=NOW - dt.timedelta(minutes=30),
                                  areas="full face")
