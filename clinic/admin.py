@@ -12,7 +12,7 @@ from django.http import Http404, HttpRequest
 from clinic.admin_base import ClinicScopedAdmin, ScopedInline, ordered
 from clinic.models import AuditEvent, Clinic, Membership
 from clinic.roles import Capability
-from clinic.scoping import can_anywhere, clinic_ids
+from clinic.scoping import can_anywhere, clinic_ids, sees_several_clinics
 
 
 def colleagues(user: Any) -> models.QuerySet:
@@ -87,6 +87,10 @@ class AuditEventAdmin(ClinicScopedAdmin):
         if request.user.is_superuser:
             return queryset
         return queryset.filter(clinic_id__in=clinic_ids(request.user, Capability.VIEW_AUDIT))
+
+    def lists_several_clinics(self, request: HttpRequest) -> bool:
+        # The log shows the clinics whose log the user may read, which may be fewer than those they work in.
+        return sees_several_clinics(request.user, Capability.VIEW_AUDIT)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return can_anywhere(request.user, Capability.VIEW_AUDIT)

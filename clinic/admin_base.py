@@ -21,7 +21,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from clinic.audit import record_event
 from clinic.models import Clinic
 from clinic.roles import Capability
-from clinic.scoping import can, can_anywhere, clinic_of, clinic_path, scoped
+from clinic.scoping import can, can_anywhere, clinic_of, clinic_path, scoped, sees_several_clinics
 
 
 def ordered(queryset: models.QuerySet) -> models.QuerySet:
@@ -137,26 +137,32 @@ class ClinicScopedAdmin(SimpleHistoryAdmin):
     def get_list_filter(self, request: HttpRequest) -> list[Any]:
         # A plain related filter lists every row of the related table; the
         # "related only" filter lists values present in the scoped queryset.
+        # A filter by clinic is left out for someone who sees one clinic only: it would offer that one clinic.
+        several_clinics = self.lists_several_clinics(request)
         filters: list[Any] = []
         for entry in super().get_list_filter(request):
-            if isinstance(entry, str) and self._is_relation_path(entry):
-                filters.append((entry, RelatedOnlyFieldListFilter))
-            else:
-                filters.append(entry)
+            related = self._related_model(entry) if isinstance(entry, str) else None
+            if related is Clinic and not several_clinics:
+                continue
+            filters.append((entry, RelatedOnlyFieldListFilter) if related is not None else entry)
         return filters
 
-    def _is_relation_path(self, path: str) -> bool:
-        model = self.model
-        field = None
+    def lists_several_clinics(self, request: HttpRequest) -> bool:
+        """May this list hold more than one clinic's rows for ``request.user``?"""
+        return sees_several_clinics(request.user)
+
+    def _related_model(self, path: str) -> type[models.Model] | None:
+        """The model a relation path (``"treatment__patient"``) ends at; None for any other path."""
+        model: Any = self.model
         for part in path.split("__"):
             try:
                 field = model._meta.get_field(part)
             except Exception:  # noqa: BLE001
-                return False
+                return None
             if not field.is_relation:
-                return False
+                return None
             model = field.related_model
-        return field is not None and field.is_relation
+        return model
 
     def render_change_form(
         self, request: HttpRequest, context: dict[str, Any], add: bool = False, change: bool = False,

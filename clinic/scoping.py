@@ -50,6 +50,16 @@ def clinics_for(user: Any, capability: Capability = Capability.VIEW) -> models.Q
     return Clinic.objects.filter(pk__in=clinic_ids(user, capability))
 
 
+def sees_several_clinics(user: Any, capability: Capability = Capability.VIEW) -> bool:
+    """Can ``user`` reach the rows of more than one clinic with ``capability``?
+
+    Someone who works in one clinic only learns nothing from a clinic column or filter.
+    """
+    if getattr(user, "is_superuser", False):
+        return True
+    return len(clinic_ids(user, capability)) > 1
+
+
 def scoped(
     queryset: models.QuerySet, user: Any, capability: Capability = Capability.VIEW
 ) -> models.QuerySet:
