@@ -35,6 +35,7 @@ _XLSX_MAX_CELL = 32767
 #: a text cell starting with one of these is read as a formula by some spreadsheet program
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
 _PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+_INVISIBLE = "".join(map(chr, range(0x20))) + " \x7f\xa0\u2000\u2001\u2002\u2003\u200b\ufeff"
 
 
 def neutralise(value: Any) -> Any:
@@ -44,7 +45,11 @@ def neutralise(value: Any) -> Any:
     formula gets a leading apostrophe.  Numbers are left alone: they are not
     text, and a plain number written as text ("-1") cannot carry a formula.
     """
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+    if not isinstance(value, str) or _PLAIN_NUMBER.fullmatch(value):
+        return value
+    # Judged after any leading blanks and control characters: a reader that
+    # drops them ("\x01=HYPERLINK(…)", " =1+1") would otherwise find a formula.
+    if value.startswith(FORMULA_STARTS) or value.lstrip(_INVISIBLE).startswith(FORMULA_STARTS):
         return "'" + value
     return value
 
@@ -119,9 +124,9 @@ def xlsx_cell(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, str):
-        # Control characters are not allowed in the XML of a sheet; drop them
-        # after neutralising so a leading NUL still earns its apostrophe.
-        return _illegal_characters().sub("", neutralise(value))[:_XLSX_MAX_CELL]
+        # Control characters are not allowed in the XML of a sheet: dropped
+        # first, so what is neutralised is the text the sheet will hold.
+        return neutralise(_illegal_characters().sub("", value))[:_XLSX_MAX_CELL]
     return value
 
 

