@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.filters import RelatedOnlyFieldListFilter
 from django.contrib.admin.widgets import ForeignKeyRawIdWidget
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.http import Http404, HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
@@ -192,6 +192,15 @@ class ClinicScopedAdmin(SimpleHistoryAdmin):
         self.get_object_or_403(request, object_id)
         if not hasattr(self.model._meta, "simple_history_manager_attribute"):
             raise Http404("This record keeps no history.")
+        # The page is for reading. simple_history saves whatever is posted to it
+        # ("revert") having checked only that the person may view the record, and
+        # through the bare form: none of the checks of the record's own page or its
+        # services run. Restoring an old value is an edit, made on the record's page.
+        if request.method not in ("GET", "HEAD"):
+            raise PermissionDenied(
+                "A past version can be read, not saved back. To restore a value, edit the record itself; "
+                "the change is kept in its history."
+            )
         return super().history_form_view(request, object_id, version_id, extra_context)
 
     def get_object_or_403(self, request: HttpRequest, object_id: str) -> models.Model:

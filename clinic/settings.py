@@ -131,6 +131,10 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# A record's past versions are for reading; the admin refuses to save one back
+# (clinic/admin_base.py), so simple_history's "Revert" button is not shown.
+SIMPLE_HISTORY_REVERT_DISABLED = True
+
 ROOT_URLCONF = "clinic.urls"
 WSGI_APPLICATION = "clinic.wsgi.application"
 
