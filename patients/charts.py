@@ -44,7 +44,9 @@ def _new_figure(**kwargs: object) -> Figure:
 
 ERYTHEMA_TICKS = ["0 clear", "1 almost clear", "2 mild", "3 moderate", "4 severe"]
 OEDEMA_TICKS = ["0 none", "1 slight", "2 mild", "3 moderate", "4 severe"]
-_RC = {"svg.fonttype": "none", "svg.hashsalt": "aftercare", "font.size": 9}
+# text.parse_math off: names and labels are the clinic's text, and "$…$" in them is not mathematics
+# (matplotlib would typeset it, or fail on it and take the page down).
+_RC = {"svg.fonttype": "none", "svg.hashsalt": "aftercare", "font.size": 9, "text.parse_math": False}
 
 
 def _to_svg(figure: Figure) -> str:
