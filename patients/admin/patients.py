@@ -7,6 +7,7 @@ permissions) is made by the services in ``patients.patient_records``,
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -18,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 
 from clinic.admin_base import ClinicScopedAdmin
 from clinic.audit import record_event
@@ -93,6 +95,16 @@ class OverrideForm(forms.Form):
 # --- the patient admin -------------------------------------------------------------------
 
 
+# After the "@" and after each dot: where an address may wrap in a narrow column.
+EMAIL_BREAK_POINTS = re.compile(r"(?<=[@.])")
+
+
+def email_with_break_points(address: str) -> SafeString:
+    """``address`` as HTML that may wrap after its "@" or a dot (``<wbr>``), each piece escaped."""
+    pieces = [piece for piece in EMAIL_BREAK_POINTS.split(address) if piece]
+    return format_html_join(mark_safe("<wbr>"), "{}", ((piece,) for piece in pieces))
+
+
 def _outcome_badge(outcome: str, label: str) -> str:
     return format_html('<span class="outcome outcome-{}">{}</span>', outcome, label)
 
@@ -115,7 +127,7 @@ class ConsentRecordFilter(admin.SimpleListFilter):
 class PatientAdmin(ClinicScopedAdmin):
     form = PatientAdminForm
     change_form_template = "admin/patients/patient/change_form.html"
-    list_display = ["family_name", "given_name", "date_of_birth", "email", "clinic", "latest_screening"]
+    list_display = ["family_name", "given_name", "date_of_birth", "email_address", "clinic", "latest_screening"]
     list_filter = ["clinic", "reminder_consent", ConsentRecordFilter]
     search_fields = ["family_name", "given_name", "email", "reference"]
     actions = ["send_intake_links"]
@@ -151,6 +163,10 @@ class PatientAdmin(ClinicScopedAdmin):
         # page's own query rather than one query per row.
         latest = Screening.objects.filter(patient=models.OuterRef("pk")).order_by("-run_at", "-pk").values("outcome")[:1]
         return super().get_queryset(request).annotate(latest_screening_outcome=models.Subquery(latest))
+
+    @admin.display(description="Email", ordering="email")
+    def email_address(self, patient: Patient) -> SafeString:
+        return email_with_break_points(patient.email)
 
     @admin.display(description="Latest screening")
     def latest_screening(self, patient: Patient) -> str:

@@ -93,6 +93,56 @@ def test_the_patient_list_of_someone_in_two_clinics_names_the_clinic_and_still_f
     assert desk.evaluate(TABLE_OVERFLOW) <= 0
 
 
+# The pieces of the listed addresses that the browser split over two lines although they fit on one. An
+# address may wrap after its "@", a dot or a hyphen; inside a piece only when that piece alone is wider
+# than the column (the last resort that keeps the list within the screen).
+SPLIT_EMAIL_PIECES = """[...document.querySelectorAll('#result_list td[class^=field-email]')].flatMap(cell => {
+  const style = getComputedStyle(cell);
+  const room = cell.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  const texts = [...cell.childNodes].filter(node => node.nodeType === Node.TEXT_NODE);
+  // The text node and offset of a position in the whole address: a piece starts in the node that holds
+  // its first character and ends in the one that holds its last (not across a <wbr>).
+  const at = (offset, end) => {
+    for (const node of texts) {
+      if (offset < node.data.length || (end && offset === node.data.length)) return [node, offset];
+      offset -= node.data.length;
+    }
+  };
+  const ruler = document.createElement('span');
+  ruler.style.whiteSpace = 'nowrap';
+  cell.appendChild(ruler);
+  let start = 0;
+  const split = texts.map(node => node.data).join('').split(/(?<=[@.-])/).filter(piece => {
+    const range = document.createRange();
+    range.setStart(...at(start, false));
+    range.setEnd(...at(start + piece.length, true));
+    start += piece.length;
+    ruler.textContent = piece.replace(/-$/, '');
+    return range.getClientRects().length > 1 && ruler.getBoundingClientRect().width <= room;
+  });
+  ruler.remove();
+  return split;
+})"""
+WRAPPED_EMAIL_CELLS = """[...document.querySelectorAll('#result_list td[class^=field-email]')]
+  .filter(cell => cell.getBoundingClientRect().height > 1.5 * parseFloat(getComputedStyle(cell).lineHeight))
+  .length"""
+
+
+def test_the_patient_list_wraps_an_address_after_the_at_sign_or_a_dot_not_inside_a_word(desk, live_server, clinic):
+    user = staff(Role.CLINICIAN, clinic, username="dr_mail")
+    other = ClinicFactory(name="Northern Aesthetic and Laser Clinic", slug="northern")
+    MembershipFactory(user=user, clinic=other, role=Role.CLINICIAN)
+    PatientFactory(clinic=other, given_name="Chloe", family_name="Martin", email="chloe.martin@example.org")
+    admin_login(desk, live_server, "dr_mail", PASSWORD)
+    desk.wait_for_selector(".aftercare-dashboard")
+    desk.goto(f"{live_server.url}{reverse('admin:patients_patient_changelist')}")
+    desk.wait_for_selector("#result_list")
+    screenshot(desk, "layout-patient-list-emails")
+    assert desk.evaluate(WRAPPED_EMAIL_CELLS) > 0  # the column is narrow enough that addresses wrap
+    assert desk.evaluate(SPLIT_EMAIL_PIECES) == []
+    assert desk.evaluate(TABLE_OVERFLOW) <= 0
+
+
 def test_the_redness_radios_of_the_self_report_are_all_the_same_size_on_a_phone(phone, self_report_url):
     phone.goto(self_report_url)
     screenshot(phone, "layout-self-report")
