@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from django.core.cache import cache
-from django.http import HttpRequest
 
 
 def allow(*, scope: str, key: str, limit: int, window_seconds: int = 60) -> bool:
@@ -19,8 +18,3 @@ def allow(*, scope: str, key: str, limit: int, window_seconds: int = 60) -> bool
     except ValueError:  # the counter expired between add() and incr()
         cache.add(bucket, 1, timeout=window_seconds + 1)
         return True
-
-
-def client_address(request: HttpRequest) -> str:
-    # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy rewrites it.
-    return request.META.get("REMOTE_ADDR", "unknown")

@@ -198,6 +198,9 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 AXES_FAILURE_LIMIT = _int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The client's address as the rate limits see it (AFTERCARE_TRUSTED_PROXIES below),
+# not the proxy's: otherwise five wrong passwords from anywhere lock the account for everyone.
+AXES_CLIENT_IP_CALLABLE = "clinic.client_address.client_address"
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLED = _bool("AXES_ENABLED", True)
 AXES_VERBOSE = False
@@ -337,6 +340,11 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- aftercare ------------------------------------------------------------
+# How many reverse proxies we run in front of gunicorn, each appending to X-Forwarded-For.
+# 0 (the default): the header is ignored and REMOTE_ADDR is the client.  With N, the
+# N-th entry from the right is the client (clinic/client_address.py).  Set it only when
+# gunicorn cannot be reached except through those proxies: anyone else could write the header.
+AFTERCARE_TRUSTED_PROXIES = _int("AFTERCARE_TRUSTED_PROXIES", 0)
 AFTERCARE_PATIENT_LINK_RATE_PER_MINUTE = _int("PATIENT_LINK_RATE_PER_MINUTE", 30, minimum=1)
 AFTERCARE_SIGNED_LINK_MAX_AGE_DAYS = _int("SIGNED_LINK_MAX_AGE_DAYS", 14, minimum=1)
 AFTERCARE_EXPORT_KEEP_HOURS = _int("EXPORT_KEEP_HOURS", 24, minimum=1)

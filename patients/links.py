@@ -70,12 +70,19 @@ def url_for(link: PatientLink) -> str:
     return settings.SITE_URL + reverse("patients:link", kwargs={"token": token_for(link)})
 
 
+def signed_link_id(token: str) -> str | None:
+    """The opaque id in a token we signed, or None for anything else; no database query."""
+    try:
+        return signing.loads(token, salt=_SALT)
+    except signing.BadSignature:
+        return None
+
+
 def read_link(token: str, *, purpose: str | None = None) -> PatientLink:
     """The link a token names, or ``LinkError`` if it is tampered, unknown or expired."""
-    try:
-        opaque_id = signing.loads(token, salt=_SALT)
-    except signing.BadSignature:
-        raise LinkError("This link is not valid. Please use the link from your most recent email.") from None
+    opaque_id = signed_link_id(token)
+    if opaque_id is None:
+        raise LinkError("This link is not valid. Please use the link from your most recent email.")
     link = PatientLink.objects.select_related("patient", "patient__clinic").filter(opaque_id=opaque_id).first()
     if link is None or (purpose is not None and link.purpose != purpose):
         raise LinkError("This link is not valid. Please use the link from your most recent email.")

@@ -15,6 +15,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from clinic.api.base import ScopedReadOnlyViewSet
 from clinic.api.router import router
 from clinic.api.strict import StrictTypesMixin
+from clinic.client_address import client_address
 from clinic.models import Clinic, Membership
 from clinic.two_factor import requires_two_factor
 
@@ -78,11 +79,18 @@ class TokenSerializer(serializers.Serializer):
     token = serializers.CharField(help_text="Send it as the header `Authorization: Token <token>`.")
 
 
+class SignInThrottle(ScopedRateThrottle):
+    # DRF's own get_ident believes the whole X-Forwarded-For header unless NUM_PROXIES
+    # is set, so a client could start a fresh count with every request by changing it.
+    def get_ident(self, request: Request) -> str:
+        return client_address(request) or "unknown"
+
+
 @extend_schema_view(post=extend_schema(request=TokenRequestSerializer, responses={200: TokenSerializer}, auth=[]))
 class ObtainTokenView(ObtainAuthToken):
     """Exchange a username, password and (where required) a one-time code for an API token."""
 
     serializer_class = TokenRequestSerializer
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [SignInThrottle]
     throttle_scope = "login"
     permission_classes: list = []

@@ -9,8 +9,9 @@ from django.utils.module_loading import import_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from clinic.ratelimit import allow, client_address
-from patients.links import LinkError, read_link
+from clinic.client_address import client_address
+from clinic.ratelimit import allow
+from patients.links import LinkError, read_link, signed_link_id
 from patients.models.link import PatientLink
 
 HANDLERS: dict[str, str] = {
@@ -26,8 +27,7 @@ HANDLERS: dict[str, str] = {
 @csrf_exempt
 @never_cache
 def link(request: HttpRequest, token: str) -> HttpResponse:
-    # No login to lock out, so limit how fast one address can try tokens.
-    if not allow(scope="patient-link", key=client_address(request),
+    if not allow(scope="patient-link", key=_rate_limit_key(request, token),
                  limit=settings.AFTERCARE_PATIENT_LINK_RATE_PER_MINUTE):
         message = "Too many attempts from your connection. Please wait a minute and try again."
         return render(request, "patient/link_error.html", {"message": message}, status=429)
@@ -45,3 +45,19 @@ def link(request: HttpRequest, token: str) -> HttpResponse:
     response["Referrer-Policy"] = "strict-origin"
     response["X-Robots-Tag"] = "noindex"
     return response
+
+
+def _rate_limit_key(request: HttpRequest, token: str) -> str:
+    """Whose budget a request spends: its address's, or, for a link we issued, that link's at that address.
+
+    There is no login to lock out, so the limit is what slows an address trying
+    tokens; those tokens fail the signature check and share the address's budget.
+    A token we signed cannot be guessed, so each such link gets a budget of its own
+    at each address: patients sharing one address (a clinic's Wi-Fi, a mobile
+    carrier's NAT, a proxy nobody configured) are not refused because someone there
+    sent junk or kept reloading another link, and a link forwarded elsewhere does
+    not use up the patient's own.  The signature check costs no database query.
+    """
+    address = client_address(request) or "unknown"
+    link_id = signed_link_id(token)
+    return address if link_id is None else f"{address}:link:{link_id}"

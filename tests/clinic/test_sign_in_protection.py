@@ -9,8 +9,10 @@ import datetime as dt
 
 import pytest
 import time_machine
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.core.cache import cache
+from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from tests.clinic.test_headers import _production_python
@@ -108,6 +110,28 @@ def test_repeated_wrong_passwords_on_the_token_endpoint_lock_it_too(clinician):
     assert response.json() == {"non_field_errors": ["Unable to log in with provided credentials."]}
 
 
+@override_settings(AFTERCARE_TRUSTED_PROXIES=1)
+def test_behind_a_proxy_wrong_passwords_lock_the_attackers_address_not_every_address(clinician):
+    attacker = Client(headers={"X-Forwarded-For": "203.0.113.66"})
+    colleague = Client(headers={"X-Forwarded-For": "198.51.100.7"})  # the real user, behind the same proxy
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        _sign_in(attacker, clinician, password="not-the-password")
+
+    assert _sign_in(attacker, clinician).status_code == 429
+    assert _sign_in(colleague, clinician).status_code == 302
+    assert AccessAttempt.objects.get().ip_address == "203.0.113.66"
+
+
+def test_with_no_trusted_proxy_a_forged_forwarded_header_does_not_dodge_the_lockout(client, clinician):
+    for n in range(settings.AXES_FAILURE_LIMIT):
+        client.post(LOGIN, {"username": clinician.username, "password": "nope"}, headers={"X-Forwarded-For": f"10.0.0.{n}"})
+
+    response = client.post(LOGIN, {"username": clinician.username, "password": PASSWORD},
+                           headers={"X-Forwarded-For": "10.0.0.99"})
+
+    assert response.status_code == 429
+
+
 # --- throttling (DRF) -------------------------------------------------------------------------------------------------
 
 
@@ -127,3 +151,28 @@ def test_the_token_endpoint_issues_a_token_below_the_limit(clinician):
 
     assert response.status_code == 200
     assert len(response.json()["token"]) == 40
+
+
+def test_a_forged_forwarded_header_does_not_restart_the_token_throttle(clinician):
+    api = APIClient()
+    with time_machine.travel(START, tick=False):
+        for n in range(10):
+            api.post("/api/v1/auth/token/", {"username": f"guess{n}", "password": "x"}, HTTP_X_FORWARDED_FOR=f"10.0.0.{n}")
+        throttled = api.post("/api/v1/auth/token/", {"username": clinician.username, "password": PASSWORD},
+                             HTTP_X_FORWARDED_FOR="10.0.0.99")
+
+    assert throttled.status_code == 429
+
+
+@override_settings(AFTERCARE_TRUSTED_PROXIES=1)
+def test_behind_one_trusted_proxy_the_token_throttle_counts_each_client(clinician):
+    api = APIClient()
+    with time_machine.travel(START, tick=False):
+        for n in range(10):
+            api.post("/api/v1/auth/token/", {"username": f"guess{n}", "password": "x"}, HTTP_X_FORWARDED_FOR="203.0.113.66")
+        guesser = api.post("/api/v1/auth/token/", {"username": "guess", "password": "x"}, HTTP_X_FORWARDED_FOR="203.0.113.66")
+        colleague = api.post("/api/v1/auth/token/", {"username": clinician.username, "password": PASSWORD},
+                             HTTP_X_FORWARDED_FOR="198.51.100.7")
+
+    assert guesser.status_code == 429
+    assert colleague.status_code == 200

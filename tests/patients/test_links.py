@@ -76,3 +76,53 @@ def test_it_slows_down_one_address_guessing_tokens(client):
     assert statuses[5:] == [429, 429]
     other = client.get("/p/guess-x/", REMOTE_ADDR="10.9.9.9")
     assert other.status_code == 410
+
+
+def _unsubscribe_url() -> str:
+    return f"/p/{token_for(create_link(patient=PatientFactory(), purpose=PatientLink.Purpose.UNSUBSCRIBE))}/"
+
+
+@override_settings(AFTERCARE_PATIENT_LINK_RATE_PER_MINUTE=5)
+def test_junk_from_a_shared_address_does_not_refuse_a_patients_real_link(client):
+    # Behind a proxy nobody configured, a clinic's Wi-Fi or a carrier's NAT, everyone has one address.
+    url = _unsubscribe_url()
+    junk = [client.get(f"/p/junk-{n}/").status_code for n in range(6)]
+
+    assert junk[-1] == 429
+    assert client.get(url).status_code == 200
+
+
+@override_settings(AFTERCARE_PATIENT_LINK_RATE_PER_MINUTE=5)
+def test_a_real_link_opened_too_often_is_slowed_on_its_own(client):
+    url, other_url = _unsubscribe_url(), _unsubscribe_url()
+    statuses = [client.get(url).status_code for _ in range(6)]
+
+    assert statuses == [200] * 5 + [429]
+    assert client.get(other_url).status_code == 200
+    assert client.get("/p/junk/").status_code == 410
+
+
+@override_settings(AFTERCARE_PATIENT_LINK_RATE_PER_MINUTE=5, AFTERCARE_TRUSTED_PROXIES=1)
+def test_behind_one_trusted_proxy_two_clients_have_separate_budgets(client):
+    guesser = [client.get(f"/p/guess-{n}/", headers={"X-Forwarded-For": "203.0.113.66"}).status_code
+               for n in range(6)]
+    neighbour = client.get("/p/guess-x/", headers={"X-Forwarded-For": "198.51.100.7"})
+
+    assert guesser[-1] == 429
+    assert neighbour.status_code == 410
+
+
+@override_settings(AFTERCARE_PATIENT_LINK_RATE_PER_MINUTE=5, AFTERCARE_TRUSTED_PROXIES=1)
+def test_a_spoofed_left_most_forwarded_address_buys_no_new_budget(client):
+    statuses = [client.get(f"/p/guess-{n}/", headers={"X-Forwarded-For": f"10.0.0.{n}, 203.0.113.66"}).status_code
+                for n in range(7)]
+
+    assert statuses[5:] == [429, 429]
+
+
+@override_settings(AFTERCARE_PATIENT_LINK_RATE_PER_MINUTE=5)
+def test_with_no_trusted_proxy_a_forwarded_header_buys_no_new_budget(client):
+    statuses = [client.get(f"/p/guess-{n}/", headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code
+                for n in range(7)]
+
+    assert statuses[5:] == [429, 429]
