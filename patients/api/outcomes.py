@@ -25,6 +25,7 @@ from clinic.api.base import ScopedModelViewSet, ScopedPrimaryKeyRelatedField
 from clinic.api.filters import ApiFilterSet, IdFilter
 from clinic.api.router import router
 from clinic.api.strict import StrictModelSerializer
+from clinic.audit import record_viewed
 from clinic.roles import Capability
 from clinic.scoping import scoped
 from patients import outcomes
@@ -109,6 +110,7 @@ class OutcomeAssessmentViewSet(ScopedModelViewSet):
     write_capability = Capability.LOG_OUTCOMES
     filterset_class = OutcomeFilter
     http_method_names = ["get", "post", "patch", "head", "options"]
+    log_views = True  # a patient's clinical record, as on the admin's page
 
     def perform_create(self, serializer: OutcomeAssessmentSerializer) -> None:
         data = serializer.validated_data
@@ -174,6 +176,7 @@ class AdverseEventViewSet(ScopedModelViewSet):
     write_capability = Capability.LOG_OUTCOMES
     filterset_class = AdverseEventFilter
     http_method_names = ["get", "post", "patch", "head", "options"]
+    log_views = True
 
     def perform_create(self, serializer: AdverseEventSerializer) -> None:
         data = dict(serializer.validated_data)
@@ -210,10 +213,12 @@ class TreatmentOutcomesViewSet(viewsets.ViewSet):
         treatment = get_object_or_404(
             scoped(Treatment.objects.select_related("protocol_version"), request.user), pk=treatment_id
         )
-        assessments = OutcomeAssessment.objects.filter(treatment=treatment).prefetch_related("photos").order_by(
+        assessments = list(OutcomeAssessment.objects.filter(treatment=treatment).prefetch_related("photos").order_by(
             "time_point_day", "phase", "arm_id", "source"
-        )
-        events = AdverseEvent.objects.filter(treatment=treatment).order_by("onset_date", "pk")
+        ))
+        events = list(AdverseEvent.objects.filter(treatment=treatment).order_by("onset_date", "pk"))
+        record_viewed(request=request, action="view", obj=treatment, rows=[*assessments, *events],
+                      detail={"page": "outcomes"})
         context = {"request": request}
         return Response({
             "treatment": treatment.pk,

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from clinic.api.base import ScopedModelViewSet, ScopedPrimaryKeyRelatedField, ScopedReadOnlyViewSet
 from clinic.api.router import router
 from clinic.api.strict import StrictModelSerializer, StrictSerializer
-from clinic.audit import record_event
+from clinic.audit import record_event, record_viewed
 from clinic.models import Clinic
 from clinic.roles import Capability
 from patients.intake import record_intake
@@ -173,7 +173,9 @@ class PatientViewSet(ScopedModelViewSet):
     def intakes(self, request: Request, pk: str | None = None) -> Response:
         patient = self.get_object()
         if request.method == "GET":
-            return Response(IntakeSerializer(patient.intakes.order_by("-answered_at", "-pk"), many=True).data)
+            intakes = list(patient.intakes.order_by("-answered_at", "-pk"))
+            record_viewed(request=request, action="intake.view", obj=patient, rows=intakes)
+            return Response(IntakeSerializer(intakes, many=True).data)
         serializer = IntakeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -195,8 +197,11 @@ class PatientViewSet(ScopedModelViewSet):
     def screenings(self, request: Request, pk: str | None = None) -> Response:
         patient = self.get_object()
         if request.method == "GET":
-            queryset = Screening.objects.filter(patient=patient).select_related("override").order_by("-run_at", "-pk")
-            return Response(ScreeningSerializer(queryset, many=True).data)
+            screenings = list(
+                Screening.objects.filter(patient=patient).select_related("override").order_by("-run_at", "-pk")
+            )
+            record_viewed(request=request, action="screening.view", obj=patient, rows=screenings)
+            return Response(ScreeningSerializer(screenings, many=True).data)
         serializer = RunScreeningSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         try:

@@ -19,6 +19,7 @@ from clinic.api.base import ScopedModelViewSet, ScopedPrimaryKeyRelatedField, Sc
 from clinic.api.filters import ApiFilterSet, IdFilter
 from clinic.api.router import router
 from clinic.api.strict import StrictSerializer
+from clinic.audit import record_viewed
 from clinic.roles import Capability
 from patients import treatments
 from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
@@ -145,6 +146,7 @@ class TreatmentViewSet(ScopedModelViewSet):
     http_method_names = ["get", "post", "head", "options"]
     write_capability = Capability.RECORD_TREATMENT
     filterset_fields = ["patient", "status", "protocol_version"]
+    log_views = True  # device settings and lots of one patient's procedure, as on the admin's page
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return RecordTreatmentSerializer if self.action == "create" else TreatmentSerializer
@@ -174,7 +176,10 @@ class TreatmentViewSet(ScopedModelViewSet):
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
     def timeline(self, request: Request, pk: str | None = None) -> Response:
         treatment = self.get_object()
-        return Response(TimelineEntrySerializer(treatments.timeline_for(treatment=treatment), many=True).data)
+        timeline = treatments.timeline_for(treatment=treatment)
+        reminders = [entry.reminder for entry in timeline if entry.reminder is not None]
+        record_viewed(request=request, action="view", obj=treatment, rows=reminders, detail={"page": "timeline"})
+        return Response(TimelineEntrySerializer(timeline, many=True).data)
 
     @extend_schema(request=RescheduleSerializer, responses=TreatmentSerializer)
     @action(detail=True, methods=["post"])
@@ -221,6 +226,7 @@ class ReminderViewSet(ScopedReadOnlyViewSet):
     serializer_class = ReminderSerializer
     filterset_class = ReminderFilter
     action_capabilities = {"resend": Capability.MANAGE_REMINDERS, "cancel": Capability.MANAGE_REMINDERS}
+    log_views = True
 
     @extend_schema(request=None, responses=ReminderSerializer)
     @action(detail=True, methods=["post"])
