@@ -9,6 +9,7 @@ for the patient, and changes nothing.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core import signing
@@ -19,11 +20,22 @@ from django.utils import timezone
 from patients.models import Patient
 from patients.models.link import PatientLink
 
+if TYPE_CHECKING:
+    from clinic.models import Clinic
+
 _SALT = "aftercare.patient-link"
 
 
 class LinkError(Exception):
-    """The link cannot be used; ``str(error)`` is safe to show the patient."""
+    """The link cannot be used; ``str(error)`` is safe to show the patient.
+
+    ``clinic`` is the clinic that sent a link we found (an expired one), so the
+    page can carry its name and contact; None when the token names no link of ours.
+    """
+
+    def __init__(self, message: str, *, clinic: Clinic | None = None) -> None:
+        super().__init__(message)
+        self.clinic = clinic
 
 
 def new_link(
@@ -87,9 +99,8 @@ def read_link(token: str, *, purpose: str | None = None) -> PatientLink:
     if link is None or (purpose is not None and link.purpose != purpose):
         raise LinkError("This link is not valid. Please use the link from your most recent email.")
     if link.expires_at <= timezone.now():
-        raise LinkError(
-            f"This link has expired. Please contact {link.patient.clinic.name} at {link.patient.clinic.contact_email}."
-        )
+        clinic = link.patient.clinic
+        raise LinkError(f"This link has expired. Please contact {clinic.name} at {clinic.contact_email}.", clinic=clinic)
     return link
 
 

@@ -34,7 +34,8 @@ def link(request: HttpRequest, token: str) -> HttpResponse:
     try:
         patient_link = read_link(token)
     except LinkError as error:
-        return render(request, "patient/link_error.html", {"message": str(error)}, status=410)
+        # The clinic is known only for a link we found; a garbled or unknown token shows no clinic at all.
+        return render(request, "patient/link_error.html", {"message": str(error), "clinic": error.clinic}, status=410)
     handler = import_string(HANDLERS[patient_link.purpose])
     if not getattr(handler, "csrf_exempt", False):
         handler = csrf_protect(handler)

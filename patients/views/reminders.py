@@ -30,7 +30,7 @@ def step_done_link(request: HttpRequest, link: PatientLink) -> HttpResponse:
     reminder = link.reminder
     if reminder is None:
         message = "This link is not valid. Please use the link from your most recent email."
-        return render(request, "patient/link_error.html", {"message": message}, status=410)
+        return render(request, "patient/link_error.html", {"message": message, "clinic": patient.clinic}, status=410)
     context = {"clinic": patient.clinic, "patient": patient, "step": reminder.step, "occurs_at": reminder.occurs_at}
 
     def page(state: str) -> HttpResponse:
