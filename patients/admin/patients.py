@@ -24,7 +24,7 @@ from django.utils.safestring import SafeString, mark_safe
 from clinic.admin_base import ClinicScopedAdmin
 from clinic.audit import record_event
 from clinic.roles import Capability
-from clinic.scoping import can, clinic_ids
+from clinic.scoping import can, sees_several_clinics
 from patients.intake import IntakeForm, reconfirm_intake, record_intake, send_intake_link
 from patients.models import Patient, Screening, ScreeningOverride
 from patients.models.patient import CONSENT_UNRECORDED
@@ -143,7 +143,7 @@ class PatientAdmin(ClinicScopedAdmin):
         # Someone who sees one clinic only would read its name on every row, in a column that
         # pushes the latest screening out of sight at 1280 px.
         columns = list(super().get_list_display(request))
-        if not request.user.is_superuser and len(clinic_ids(request.user, Capability.VIEW)) <= 1:
+        if not sees_several_clinics(request.user):
             columns.remove("clinic")
         return columns
 
