@@ -2,8 +2,11 @@
 
 A person must use a one-time-password device when they are an operator
 (superuser) or a member of any clinic that requires it.  After the password,
-the admin sends them to enrol a device (first time) or to enter a code; no
-admin page, and no API call made with the session, works until they have.
+they are sent to enrol a device (first time) or to enter a code; no staff
+page (the admin and the ``/staff/`` files: photos, timelines, certificates),
+and no API call made with the session, works until they have.  The admin
+site's ``has_permission`` refuses such a session too, so a staff view that
+checks it is closed even outside these paths.
 """
 
 from __future__ import annotations
@@ -32,7 +35,12 @@ def requires_two_factor(user: Any) -> bool:
         return False
     if user.is_superuser:
         return True
-    return Membership.objects.filter(user=user, is_active=True, clinic__require_two_factor=True).exists()
+    # Asked several times per request (middleware, admin site, API): read once per user object, as scoping does.
+    if "_aftercare_requires_two_factor" not in user.__dict__:
+        user.__dict__["_aftercare_requires_two_factor"] = Membership.objects.filter(
+            user=user, is_active=True, clinic__require_two_factor=True
+        ).exists()
+    return user.__dict__["_aftercare_requires_two_factor"]
 
 
 def is_verified(user: Any) -> bool:
@@ -40,7 +48,7 @@ def is_verified(user: Any) -> bool:
 
 
 def needs_second_factor(user: Any) -> bool:
-    return requires_two_factor(user) and not is_verified(user)
+    return not is_verified(user) and requires_two_factor(user)
 
 
 def confirmed_device(user: Any) -> TOTPDevice | None:
@@ -66,9 +74,17 @@ class CodeForm(forms.Form):
     )
 
 
+#: Every path that serves staff only: the admin, and the files its pages link to (photos, timelines, certificates).
+STAFF_PATHS = ("/admin/", "/staff/")
+
+#: The steps of signing in and out, open to a session that still owes its second factor.
+EXEMPT_PATHS = ("/admin/login/", "/admin/logout/", "/admin/two-factor/", "/admin/jsi18n/")
+
+
 def _next_url(request: HttpRequest) -> str:
+    # Back to the staff page or file that asked for the code; never anywhere off the site.
     target = request.GET.get("next") or request.POST.get("next") or ""
-    return target if target.startswith("/admin/") and not target.startswith("//") else reverse("admin:index")
+    return target if target.startswith(STAFF_PATHS) else reverse("admin:index")
 
 
 @staff_member_required
@@ -111,18 +127,15 @@ def verify(request: HttpRequest) -> HttpResponse:
                                                              "next": _next_url(request)})
 
 
-EXEMPT_PATHS = ("/admin/login/", "/admin/logout/", "/admin/two-factor/", "/admin/jsi18n/")
-
-
 class TwoFactorMiddleware:
-    """Send staff who still owe a second factor to enrol or verify before any admin page."""
+    """Send staff who still owe a second factor to enrol or verify before any staff page or file."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path
-        if path.startswith("/admin/") and not path.startswith(EXEMPT_PATHS) and needs_second_factor(request.user):
+        if path.startswith(STAFF_PATHS) and not path.startswith(EXEMPT_PATHS) and needs_second_factor(request.user):
             target = "two_factor_verify" if confirmed_device(request.user) else "two_factor_setup"
             return HttpResponseRedirect(f"{reverse(target)}?next={path}")
         return self.get_response(request)
