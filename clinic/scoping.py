@@ -20,17 +20,24 @@ def clinic_path(model: type[models.Model]) -> str:
     return getattr(model, "CLINIC_PATH", "clinic")
 
 
-def _active_roles(user: Any) -> list[tuple[int, str]]:
-    """(clinic id, role) of each active membership of ``user``, read once per user object.
+def _memberships(user: Any) -> list[tuple[int, str, str]]:
+    """(clinic id, role, clinic's time zone) of each active membership of ``user``, read once per user object.
 
-    An admin page asks about several capabilities (view, change, add, …);
-    reading every membership once keeps that to one query per request.
+    An admin page asks about several capabilities (view, change, add, …) and
+    shows times on the clinic's clock; reading every membership once keeps
+    that to one query per request.
     """
-    if "_aftercare_roles" not in user.__dict__:
-        user.__dict__["_aftercare_roles"] = list(
-            Membership.objects.filter(user=user, is_active=True).order_by().values_list("clinic_id", "role")
+    if "_aftercare_memberships" not in user.__dict__:
+        user.__dict__["_aftercare_memberships"] = list(
+            Membership.objects.filter(user=user, is_active=True)
+            .order_by()
+            .values_list("clinic_id", "role", "clinic__time_zone")
         )
-    return user.__dict__["_aftercare_roles"]
+    return user.__dict__["_aftercare_memberships"]
+
+
+def _active_roles(user: Any) -> list[tuple[int, str]]:
+    return [(clinic_id, role) for clinic_id, role, _zone in _memberships(user)]
 
 
 def clinic_ids(user: Any, capability: Capability = Capability.VIEW) -> set[int]:
@@ -48,6 +55,15 @@ def clinics_for(user: Any, capability: Capability = Capability.VIEW) -> models.Q
     if getattr(user, "is_superuser", False):
         return Clinic.objects.all()
     return Clinic.objects.filter(pk__in=clinic_ids(user, capability))
+
+
+def clinic_time_zones(user: Any) -> set[str]:
+    """The time zones of the clinics ``user`` works in (every clinic's, for a superuser)."""
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return set()
+    if user.is_superuser:
+        return set(Clinic.objects.order_by().values_list("time_zone", flat=True).distinct())
+    return {zone for _clinic_id, _role, zone in _memberships(user)}
 
 
 def sees_several_clinics(user: Any, capability: Capability = Capability.VIEW) -> bool:
