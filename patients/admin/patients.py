@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin, messages
@@ -25,6 +26,7 @@ from clinic.admin_base import ClinicScopedAdmin
 from clinic.audit import record_event
 from clinic.roles import Capability
 from clinic.scoping import can, sees_several_clinics
+from patients.consent import renew_consent
 from patients.intake import IntakeForm, reconfirm_intake, record_intake, send_intake_link
 from patients.models import Patient, Screening, ScreeningOverride
 from patients.models.patient import CONSENT_UNRECORDED
@@ -90,6 +92,28 @@ class OverrideForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4}), label="Why the treatment may go ahead",
         help_text="Your clinical reasoning, e.g. oncology clearance on file, prophylaxis prescribed.",
     )
+
+
+class RenewConsentForm(forms.Form):
+    """When and how a patient who unsubscribed consented again; the time is read on the clinic's clock."""
+
+    consent_at = forms.DateTimeField(
+        label="Consented again on",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    consent_source = forms.ChoiceField(label="How", choices=[("", "---------"), *Patient.ConsentSource.choices])
+
+    def __init__(self, *args: Any, patient: Patient, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.zone = ZoneInfo(patient.clinic.time_zone)
+        self.fields["consent_at"].help_text = (
+            f"When the patient gave consent anew (e.g. the date the form was signed), {patient.clinic.time_zone} time."
+        )
+
+    def full_clean(self) -> None:
+        # Consent is given at the clinic: a typed time means the clinic's clock, whoever types it.
+        with timezone.override(self.zone):
+            super().full_clean()
 
 
 # --- the patient admin -------------------------------------------------------------------
@@ -189,6 +213,13 @@ class PatientAdmin(ClinicScopedAdmin):
         if patient is not None:
             if request.method == "GET":
                 record_patient_viewed(patient=patient, viewer=request.user, request=request)
+                if patient.opted_out_at is not None:
+                    messages.warning(
+                        request,
+                        f"The patient unsubscribed on {patient.opted_out_at:%Y-%m-%d %H:%M} UTC: no reminder "
+                        "emails go out, whatever the consent box says. If they ask for reminders again, use "
+                        "\"Record renewed consent…\".",
+                    )
                 if patient.consent_unrecorded:
                     messages.warning(
                         request,
@@ -239,6 +270,8 @@ class PatientAdmin(ClinicScopedAdmin):
                  name="patients_patient_intake"),
             path("<path:object_id>/send-intake-link/", wrap(self.send_link_view),
                  name="patients_patient_send_intake_link"),
+            path("<path:object_id>/renew-consent/", wrap(self.renew_consent_view),
+                 name="patients_patient_renew_consent"),
             *super().get_urls(),
         ]
 
@@ -353,6 +386,26 @@ class PatientAdmin(ClinicScopedAdmin):
         else:
             messages.success(request, f"Intake link sent to {patient.email}.")
         return HttpResponseRedirect(reverse("admin:patients_patient_change", args=[patient.pk]))
+
+    def renew_consent_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        patient = self._patient_or_404(request, object_id)
+        if not can(request.user, Capability.EDIT_PATIENTS, patient.clinic):
+            raise PermissionDenied
+        patient_url = reverse("admin:patients_patient_change", args=[patient.pk])
+        if patient.opted_out_at is None:
+            messages.info(request, "The patient has not unsubscribed: change their consent on this page.")
+            return HttpResponseRedirect(patient_url)
+        form = RenewConsentForm(request.POST or None, patient=patient)
+        if request.method == "POST" and form.is_valid():
+            try:
+                renew_consent(patient=patient, recorded_by=request.user, request=request, **form.cleaned_data)
+            except ValidationError as error:
+                _add_service_errors(form, error)
+            else:
+                messages.success(request, "Renewed consent recorded: reminders due from now on are sent.")
+                return HttpResponseRedirect(patient_url)
+        return self._page(request, "admin/patients/patient/renew_consent.html", patient,
+                          f"Renewed consent of {patient.full_name}", form=form, status=400 if form.is_bound else 200)
 
 
 def _record_treatment_url(request: HttpRequest, screening: Screening) -> str:

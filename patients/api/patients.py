@@ -21,6 +21,7 @@ from clinic.api.strict import StrictModelSerializer, StrictSerializer
 from clinic.audit import record_event, record_viewed
 from clinic.models import Clinic
 from clinic.roles import Capability
+from patients import consent
 from patients.intake import record_intake
 from patients.models import Intake, Patient, Screening, ScreeningOverride
 from patients.models.patient import patient_errors
@@ -54,6 +55,10 @@ class PatientSerializer(StrictModelSerializer):
             "consent_source", "opted_out_at", "created_at", "confirm_duplicate",
         ]
         read_only_fields = ["opted_out_at", "created_at"]
+        extra_kwargs = {"opted_out_at": {"help_text": (
+            "When the patient unsubscribed. While set, no reminder is sent whatever reminder_consent says; "
+            "it is cleared only by POST /api/v1/patients/{id}/renew-consent/."
+        )}}
 
     def validate_clinic(self, clinic: Clinic) -> Clinic:
         if self.instance is not None and clinic.pk != self.instance.clinic_id:
@@ -125,6 +130,12 @@ class RunScreeningSerializer(StrictSerializer):
     intake = ScopedPrimaryKeyRelatedField(queryset=Intake.objects.all(), required=False, allow_null=True)
 
 
+class RenewConsentSerializer(StrictSerializer):
+    consent_at = serializers.DateTimeField(help_text="When the patient consented again: not in the future, "
+                                           "not before they unsubscribed.")
+    consent_source = serializers.ChoiceField(choices=Patient.ConsentSource.choices)
+
+
 class OverrideRequestSerializer(StrictSerializer):
     reason = serializers.CharField(allow_blank=False, trim_whitespace=True)
 
@@ -138,7 +149,9 @@ class PatientViewSet(ScopedModelViewSet):
     queryset = Patient.objects.select_related("clinic")
     serializer_class = PatientSerializer
     write_capability = Capability.EDIT_PATIENTS
-    action_capabilities = {"screenings": Capability.SCREEN, "intakes": Capability.EDIT_PATIENTS}
+    action_capabilities = {
+        "screenings": Capability.SCREEN, "intakes": Capability.EDIT_PATIENTS, "renew_consent": Capability.EDIT_PATIENTS,
+    }
     filterset_fields = ["clinic", "email", "date_of_birth"]
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -209,6 +222,23 @@ class PatientViewSet(ScopedModelViewSet):
         except DjangoValidationError as error:
             raise as_drf_error(error) from None
         return Response(ScreeningSerializer(screening).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=RenewConsentSerializer, responses=PatientSerializer,
+        description="Record that a patient who unsubscribed consented to reminder emails again: clears "
+        "opted_out_at and sets the consent fields. Reminders skipped while they were unsubscribed stay skipped; "
+        "later ones are sent. 400 if the patient has not unsubscribed or the consent is not valid.",
+    )
+    @action(detail=True, methods=["post"], url_path="renew-consent")
+    def renew_consent(self, request: Request, pk: str | None = None) -> Response:
+        patient = self.get_object()
+        serializer = RenewConsentSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            consent.renew_consent(patient=patient, recorded_by=request.user, request=request, **serializer.validated_data)
+        except DjangoValidationError as error:
+            raise as_drf_error(error) from None
+        return Response(self.get_serializer(patient).data)
 
 
 class ScreeningViewSet(ScopedReadOnlyViewSet):
