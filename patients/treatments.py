@@ -8,8 +8,8 @@ The admin, the API and the demo all call these; they hold the rules:
   in one transaction; reminder rows are unique per treatment, step and
   occurrence and are inserted with ``ignore_conflicts``, so running the
   scheduling again never duplicates one;
-* changing the procedure time moves the rows that have not gone out yet;
-  cancelling stops them;
+* changing the procedure time moves the rows that have not gone out yet, and
+  brings back those skipped only for being past; cancelling stops them;
 * only a clinician records, reschedules or cancels a treatment; staff with
   ``MANAGE_REMINDERS`` resend or cancel one reminder. Every change is logged.
 """
@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
@@ -69,9 +69,9 @@ class ApplicationInput:
 
 @dataclass
 class _Errors:
-    by_field: dict[str, list[str]] = field(default_factory=dict)
+    by_field: dict[str, list[str | ValidationError]] = field(default_factory=dict)
 
-    def add(self, name: str, message: str) -> None:
+    def add(self, name: str, message: str | ValidationError) -> None:
         self.by_field.setdefault(name, []).append(message)
 
     def raise_if_any(self) -> None:
@@ -146,6 +146,32 @@ def _check_applications(
                 errors.add("applications", prefix + f"the lot is not of the product of arm {arm.label!r}.")
 
 
+#: The code of the error that refuses a screening already used for a treatment; the admin adds a link for it.
+SCREENING_USED = "screening_used"
+
+
+def treatment_using_screening(screening: Screening) -> Treatment | None:
+    """The treatment (not cancelled) that ``screening`` already cleared, if there is one."""
+    return Treatment.objects.filter(screening=screening).exclude(status=Treatment.Status.CANCELLED).first()
+
+
+def screening_used_error(existing: Treatment) -> ValidationError:
+    """The refusal of a second treatment on one screening; ``params`` name the existing treatment."""
+    ended = existing.ended_at.astimezone(ZoneInfo(existing.clinic.time_zone))
+    return ValidationError(
+        "This screening was already used for the treatment recorded on %(ended)s (%(treatment)s). "
+        "Open that treatment to correct it, or screen the patient again for a new procedure.",
+        code=SCREENING_USED,
+        params={"ended": f"{ended:%Y-%m-%d %H:%M}", "treatment": f"treatment {existing.pk}", "treatment_id": existing.pk},
+    )
+
+
+def _check_screening_unused(errors: _Errors, *, screening: Screening | None) -> None:
+    existing = treatment_using_screening(screening) if screening is not None else None
+    if existing is not None:
+        errors.add("screening", screening_used_error(existing))
+
+
 def _check_device_settings(errors: _Errors, *, needle_depth_mm: Any, passes: Any) -> None:
     # The model fields' own validators (and their digits and range): bulk inserts skip full_clean().
     for name, value in (("needle_depth_mm", needle_depth_mm), ("passes", passes)):
@@ -171,7 +197,7 @@ def treatment_errors(
     applications: Sequence[ApplicationInput] = (),
     arms: Sequence[ArmInput] = (),
     now: dt.datetime | None = None,
-) -> dict[str, list[str]]:
+) -> dict[str, list[str | ValidationError]]:
     """Every reason the treatment cannot be recorded, by field (empty when it can)."""
     now = now or timezone.now()
     errors = _Errors()
@@ -192,6 +218,8 @@ def treatment_errors(
             for name, messages in error.message_dict.items():
                 for message in messages:
                     errors.add(name, message)
+    if "screening" not in errors.by_field:
+        _check_screening_unused(errors, screening=screening)
     _check_arms(errors, arms=arms, clinic_id=clinic.pk)
     on = _clinic_date(ended_at, clinic.time_zone) if "ended_at" not in errors.by_field else None
     _check_applications(errors, applications=applications, arms=arms, clinic_id=clinic.pk, on=on)
@@ -304,7 +332,9 @@ def record_treatment(
     Raises ``PermissionDenied`` unless ``clinician`` holds ``RECORD_TREATMENT`` in
     the patient's clinic, and ``ValidationError`` keyed by field (``screening``,
     ``ended_at``, ``applications``, ``arms``, …) when anything is wrong; then
-    nothing is written.
+    nothing is written. A screening clears one treatment: a second one on it (a
+    double click, an API retry) is refused on ``screening`` with code
+    ``SCREENING_USED``, also when both arrive at the same moment.
     """
     now = now or timezone.now()
     clinic = patient.clinic
@@ -316,13 +346,31 @@ def record_treatment(
     )
     if errors:
         raise ValidationError(errors)
+    treatment = Treatment(
+        clinic=clinic, patient=patient, protocol_version=protocol_version, screening=screening,
+        clinician=clinician, started_at=started_at, ended_at=ended_at, areas=areas.strip(), device=device,
+        needle_depth_mm=needle_depth_mm, energy=energy, density=density, passes=passes,
+        settings_notes=settings_notes,
+    )
+    try:
+        _insert_treatment(treatment, applications=applications, arms=arms, request=request, now=now)
+    except IntegrityError:
+        # A concurrent call recorded a treatment on this screening between the check and the insert:
+        # the unique index let one in, and this one names it.
+        existing = treatment_using_screening(screening) if screening is not None else None
+        if existing is None:
+            raise
+        raise ValidationError({"screening": [screening_used_error(existing)]}) from None
+    return treatment
+
+
+def _insert_treatment(
+    treatment: Treatment, *, applications: Sequence[ApplicationInput], arms: Sequence[ArmInput],
+    request: HttpRequest | None, now: dt.datetime,
+) -> None:
+    """Write the checked treatment with its arms, applications and reminder rows, in one transaction."""
+    clinician, protocol_version = treatment.clinician, treatment.protocol_version
     with transaction.atomic():
-        treatment = Treatment(
-            clinic=clinic, patient=patient, protocol_version=protocol_version, screening=screening,
-            clinician=clinician, started_at=started_at, ended_at=ended_at, areas=areas.strip(), device=device,
-            needle_depth_mm=needle_depth_mm, energy=energy, density=density, passes=passes,
-            settings_notes=settings_notes,
-        )
         _insert_with_history([treatment])
         arm_rows = {
             arm.label.strip().lower(): TreatmentArm(
@@ -350,10 +398,9 @@ def record_treatment(
         # A new treatment had no rows, so every one was inserted: no need to count them.
         count = len(reminders)
         record_event(
-            actor=clinician, action="treatment.record", clinic=clinic, obj=treatment, request=request,
-            detail={"patient": patient.pk, "version": protocol_version.pk, "reminders": count},
+            actor=clinician, action="treatment.record", clinic=treatment.clinic, obj=treatment, request=request,
+            detail={"patient": treatment.patient_id, "version": protocol_version.pk, "reminders": count},
         )
-    return treatment
 
 
 def reschedule_treatment(
@@ -364,18 +411,18 @@ def reschedule_treatment(
     by: Any,
     request: HttpRequest | None = None,
     now: dt.datetime | None = None,
-) -> int:
-    """Correct the procedure's time and move every reminder that has not gone out; return how many moved.
+) -> Recomputed:
+    """Correct the procedure's time and recompute every reminder that has not gone out; say what became of them.
 
-    Sent, failed, cancelled and skipped rows keep their history; a row a worker
-    is sending right now cannot be stopped and is left alone. No row is ever
-    duplicated.
+    Rows skipped only because their step was already past come back when the
+    corrected time puts them ahead (a mistyped date). Sent, failed and
+    cancelled rows, and rows skipped for another reason, keep their history; a
+    row a worker is sending right now cannot be stopped and is left alone. No
+    row is ever duplicated.
     """
     now = now or timezone.now()
     _check_can(by, Capability.RECORD_TREATMENT, treatment.clinic, "change treatments")
     errors = _Errors()
-    if treatment.status == Treatment.Status.CANCELLED:
-        errors.add("ended_at", "A cancelled treatment cannot be rescheduled.")
     _check_times(errors, started_at=started_at, ended_at=ended_at, now=now)
     if "started_at" not in errors.by_field:
         # A corrected start may not move the procedure before the screening that cleared it.
@@ -387,34 +434,68 @@ def reschedule_treatment(
     errors.raise_if_any()
     with transaction.atomic():
         locked = Treatment.objects.select_for_update().get(pk=treatment.pk)
+        # Judged on the locked row: the page may have loaded the treatment before another tab cancelled it.
+        if locked.status == Treatment.Status.CANCELLED:
+            raise ValidationError({"ended_at": "A cancelled treatment cannot be rescheduled."})
         previous = {"started_at": locked.started_at.isoformat(), "ended_at": locked.ended_at.isoformat()}
         locked.started_at, locked.ended_at = started_at, ended_at
         locked.save(update_fields=["started_at", "ended_at"])
-        moved = _move_pending_rows(treatment=locked, now=now)
-        schedule_reminders(treatment=locked, now=now)
+        result = recompute_open_reminders(treatment=locked, now=now)
         record_event(
             actor=by, action="treatment.reschedule", clinic=locked.clinic, obj=locked, request=request,
-            detail={"previous": previous, "ended_at": ended_at.isoformat(), "reminders_moved": moved},
+            detail={"previous": previous, "ended_at": ended_at.isoformat(), **result.as_detail()},
         )
     treatment.started_at, treatment.ended_at = started_at, ended_at
-    return moved
+    return result
 
 
-def _move_pending_rows(*, treatment: Treatment, now: dt.datetime) -> int:
+@dataclass(frozen=True)
+class Recomputed:
+    """What recomputing a treatment's timeline did to its reminders that had not gone out."""
+
+    scheduled: int = 0  # due at their new times
+    revived: int = 0  # of the scheduled ones, those that had been skipped as too late
+    past: int = 0  # skipped: already past at their new times
+
+    def as_detail(self) -> dict[str, int]:
+        return {"reminders_moved": self.scheduled, "reminders_revived": self.revived, "reminders_past": self.past}
+
+
+# Rows a recomputed timeline may move: those not gone out, and those skipped only for being past
+# (a mistyped date or zone made them so). A row a person cancelled, or skipped for another reason, stays.
+_OPEN = models.Q(status__in=Reminder.PENDING) | models.Q(status=Status.SKIPPED, last_error=TOO_LATE)
+
+
+def recompute_open_reminders(*, treatment: Treatment, now: dt.datetime) -> Recomputed:
+    """Give the treatment's open reminder rows the times of its timeline as computed now; add missing rows.
+
+    Call it inside the transaction that changed what the timeline depends on
+    (the procedure's end, the patient's time zone).
+    """
     planned = {(item.step_id, item.occurrence): item for item in planned_occurrences(treatment)}
-    moved = 0
-    for row in Reminder.objects.filter(treatment=treatment, status__in=Reminder.PENDING):
+    scheduled = revived = past = 0
+    for row in Reminder.objects.filter(_OPEN, treatment=treatment):
         occurrence = planned.get((row.step_id, row.occurrence))
-        if occurrence is None:
+        if occurrence is None or not _move_row(row, occurrence, now=now):
             continue
-        late = _too_late(occurrence, now)
-        # Conditional: a row that became "sending" meanwhile is not touched,
-        # and a queued row's task will find it no longer queued and stop.
-        moved += Reminder.objects.filter(pk=row.pk, status__in=Reminder.PENDING).update(
-            occurs_at=occurrence.occurs_at, due_at=occurrence.due_at, attempts=0, lease_until=None,
-            status=Status.SKIPPED if late else Status.SCHEDULED, last_error=TOO_LATE if late else "",
-        )
-    return moved
+        if _too_late(occurrence, now):
+            past += 1
+        else:
+            scheduled += 1
+            if row.status == Status.SKIPPED:
+                revived += 1
+    schedule_reminders(treatment=treatment, now=now)
+    return Recomputed(scheduled=scheduled, revived=revived, past=past)
+
+
+def _move_row(row: Reminder, occurrence: Occurrence, *, now: dt.datetime) -> bool:
+    late = _too_late(occurrence, now)
+    # Conditional: a row that became "sending" meanwhile is not touched,
+    # and a queued row's task will find it no longer queued and stop.
+    return bool(Reminder.objects.filter(_OPEN, pk=row.pk).update(
+        occurs_at=occurrence.occurs_at, due_at=occurrence.due_at, attempts=0, lease_until=None,
+        status=Status.SKIPPED if late else Status.SCHEDULED, last_error=TOO_LATE if late else "",
+    ))
 
 
 def cancel_treatment(*, treatment: Treatment, by: Any, reason: str, request: HttpRequest | None = None) -> int:

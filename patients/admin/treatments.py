@@ -20,7 +20,8 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import mark_safe
 
 from clinic.admin_base import ClinicScopedAdmin, ScopedInline
 from clinic.roles import Capability
@@ -151,6 +152,33 @@ def apply_service_errors(error: ValidationError, form: forms.Form) -> list[str]:
             else:
                 leftover.append(f"{name.replace('_', ' ').capitalize()}: {message}")
     return leftover
+
+
+def link_existing_treatment(error: ValidationError) -> ValidationError:
+    """The service's field errors, where the one refusing a used screening links to the treatment it names."""
+    if not hasattr(error, "error_dict"):
+        return error
+    return ValidationError({name: [_linked(item) for item in items] for name, items in error.error_dict.items()})
+
+
+def _linked(error: ValidationError) -> ValidationError:
+    if error.code != treatments.SCREENING_USED:
+        return error
+    params = {name: conditional_escape(value) for name, value in error.params.items()}
+    url = reverse("admin:patients_treatment_change", args=[error.params["treatment_id"]])
+    params["treatment"] = format_html('<a href="{}">{}</a>', url, error.params["treatment"])
+    # Escaped text with escaped values and one built link: safe to show as HTML.
+    return ValidationError(mark_safe(conditional_escape(error.message) % params), code=error.code)  # noqa: S308
+
+
+def recomputed_summary(result: treatments.Recomputed) -> str:
+    """What became of the reminders that had not gone out, e.g. "3 reminder(s) moved to the new times"."""
+    summary = f"{result.scheduled} reminder(s) moved to the new times"
+    if result.revived:
+        summary += f" ({result.revived} of them had been skipped as too late)"
+    if result.past:
+        summary += f"; {result.past} skipped: already past at the new times"
+    return summary
 
 
 # --- inlines (read-only on the treatment page) ----------------------------------------------
@@ -290,7 +318,7 @@ class TreatmentAdmin(ClinicScopedAdmin):
             try:
                 treatment = self._record_through_service(request, patient, form, applications, arms)
             except ValidationError as error:
-                other_errors = apply_service_errors(error, form)
+                other_errors = apply_service_errors(link_existing_treatment(error), form)
             else:
                 self.message_user(request, f"Treatment recorded with {treatment.reminders.count()} reminder(s).")
                 return HttpResponseRedirect(reverse("admin:patients_treatment_change", args=[treatment.pk]))
@@ -336,13 +364,13 @@ class TreatmentAdmin(ClinicScopedAdmin):
             other_errors: list[str] = []
             if request.method == "POST" and form.is_valid():
                 try:
-                    moved = treatments.reschedule_treatment(
+                    result = treatments.reschedule_treatment(
                         treatment=treatment, by=request.user, request=request, **form.cleaned_data
                     )
                 except ValidationError as error:
                     other_errors = apply_service_errors(error, form)
                 else:
-                    self.message_user(request, f"Procedure time changed; {moved} pending reminder(s) moved.")
+                    self.message_user(request, f"Procedure time changed; {recomputed_summary(result)}.")
                     return HttpResponseRedirect(reverse("admin:patients_treatment_change", args=[treatment.pk]))
             return self._page(
                 request, "admin/patients/treatment/action_form.html", "Reschedule the procedure",

@@ -64,6 +64,14 @@ class Treatment(models.Model):
     class Meta:
         ordering = ["-ended_at"]
         indexes = [models.Index(fields=["clinic", "ended_at"], name="treatment_clinic_ended")]
+        constraints = [
+            # One screening clears one procedure: a double click or an API retry must not record the
+            # treatment (and schedule every reminder) twice. A cancelled treatment frees its screening.
+            models.UniqueConstraint(
+                fields=["screening"], condition=~models.Q(status="cancelled"), name="treatment_one_per_screening",
+                violation_error_message="This screening was already used for another treatment.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.protocol_version.protocol.name} for {self.patient} on {self.ended_at:%Y-%m-%d}"

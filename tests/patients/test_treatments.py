@@ -321,9 +321,10 @@ def test_it_refuses_a_version_retired_since_it_was_loaded_and_another_clinics_ve
 
 def test_it_times_the_reminders_by_the_steps_the_version_has_now(plan, clinician):
     first = record(plan, clinician)
-    _patient, version, _screening = plan
+    patient, version, _screening = plan
     StepFactory(version=version, title="Sunscreen", day=2, local_time=dt.time(9, 0))
-    second = record(plan, clinician)
+    # Another procedure, screened for itself: one screening clears one treatment.
+    second = record(plan, clinician, screening=ScreeningFactory(patient=patient, protocol_version=version))
     assert first.reminders.count() == 5
     assert "Sunscreen" in set(second.reminders.values_list("step__title", flat=True))
 
@@ -346,7 +347,7 @@ def test_it_moves_pending_reminders_when_the_procedure_time_changes_and_keeps_se
         by=clinician,
     )
 
-    assert moved == 4
+    assert moved == treatments.Recomputed(scheduled=4)
     assert Reminder.objects.filter(treatment=treatment).count() == 5
     tonight.refresh_from_db()
     assert (tonight.status, tonight.occurs_at) == (Status.SENT, dt.datetime(2026, 5, 4, 18, 0, tzinfo=UTC))
