@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from django.db.models import Count, Q
 
+from clinic.local_days import day_start
 from clinic.models import Clinic
 from clinic.scoping import clinics_for
 
@@ -23,12 +24,10 @@ class ClinicDashboard:
     consent_unrecorded: int
 
 
-def _local_day_bounds(clinic: Clinic, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+def _today_bounds(clinic: Clinic, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     zone = ZoneInfo(clinic.time_zone)
-    local_midnight = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    start = local_midnight.astimezone(dt.UTC)
-    end = (local_midnight + dt.timedelta(days=1)).astimezone(dt.UTC)
-    return start, end
+    today = now.astimezone(zone).date()
+    return day_start(today, zone), day_start(today + dt.timedelta(days=1), zone)
 
 
 def dashboard_for(user: Any, *, now: dt.datetime) -> list[ClinicDashboard]:
@@ -38,7 +37,7 @@ def dashboard_for(user: Any, *, now: dt.datetime) -> list[ClinicDashboard]:
 
     boards = []
     for clinic in clinics_for(user).order_by("name"):
-        start, end = _local_day_bounds(clinic, now)
+        start, end = _today_bounds(clinic, now)
         treatments_today = Treatment.objects.filter(
             clinic=clinic, status=Treatment.Status.RECORDED, ended_at__gte=start, ended_at__lt=end
         ).count()

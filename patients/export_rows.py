@@ -32,6 +32,7 @@ from django.db import connections, models
 from django.db.models import Min
 from django.db.models.sql.compiler import SQLCompiler
 
+from clinic.local_days import within_days
 from clinic.roles import Capability
 from clinic.scoping import scoped
 from patients.models import AdverseEvent, ExosomeApplication, Export, OutcomeAssessment, Reminder, Treatment
@@ -43,27 +44,22 @@ BATCH_SIZE = 2000
 # --- selection -----------------------------------------------------------------
 
 
-def _local_day_bounds(export: Export) -> tuple[dt.datetime | None, dt.datetime | None]:
-    zone = ZoneInfo(export.clinic.time_zone)
-    date_from, date_to = export.filters.get("date_from"), export.filters.get("date_to")
-    start = dt.datetime.combine(dt.date.fromisoformat(date_from), dt.time.min, tzinfo=zone) if date_from else None
-    end = (
-        dt.datetime.combine(dt.date.fromisoformat(date_to) + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
-        if date_to
-        else None
-    )
-    return start, end
+def _filter_date(export: Export, name: str) -> dt.date | None:
+    value = export.filters.get(name)
+    return dt.date.fromisoformat(value) if value else None
 
 
 def _filtered(queryset: models.QuerySet, export: Export, *, time_field: str) -> models.QuerySet:
     # Scoped with the export capability and then pinned to the export's
     # clinic: a person with roles in two clinics exports one at a time.
     queryset = scoped(queryset, export.requested_by, Capability.EXPORT).filter(treatment__clinic=export.clinic_id)
-    start, end = _local_day_bounds(export)
-    if start:
-        queryset = queryset.filter(**{f"{time_field}__gte": start})
-    if end:
-        queryset = queryset.filter(**{f"{time_field}__lt": end})
+    # The picked dates are days of the export's clinic, not UTC days.
+    queryset = queryset.filter(
+        within_days(
+            time_field, first_day=_filter_date(export, "date_from"), last_day=_filter_date(export, "date_to"),
+            zone=ZoneInfo(export.clinic.time_zone),
+        )
+    )
     if export.filters.get("protocol"):
         queryset = queryset.filter(treatment__protocol_version__protocol_id=export.filters["protocol"])
     if export.filters.get("clinician"):

@@ -23,8 +23,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models import Avg, Count, Q, QuerySet, Subquery
 
+from clinic.local_days import within_clinic_days
 from clinic.models import Role
-from clinic.scoping import clinic_ids, scoped
+from clinic.scoping import clinic_ids, clinics_for, scoped
 from patients.measures import HealingMeasures, clinician_scores, home_step_reminders, measures_for
 from patients.models import AdverseEvent, Patient, Treatment
 from protocols.models import Protocol, ProtocolVersion
@@ -110,10 +111,14 @@ def parse_filters(*, data: Any, user: Any) -> ReviewFilters:
 def treatments_for_review(*, user: Any, filters: ReviewFilters) -> QuerySet[Treatment]:
     """Recorded treatments ``user`` may see, narrowed by ``filters``."""
     treatments = scoped(Treatment.objects.filter(status=Treatment.Status.RECORDED), user)
-    if filters.date_from:
-        treatments = treatments.filter(ended_at__date__gte=filters.date_from)
-    if filters.date_to:
-        treatments = treatments.filter(ended_at__date__lte=filters.date_to)
+    if filters.date_from or filters.date_to:
+        # Treated on the picked days of each treatment's own clinic, as the exports count them.
+        treatments = treatments.filter(
+            within_clinic_days(
+                "ended_at", clinic_field="clinic_id", clinics=clinics_for(user),
+                first_day=filters.date_from, last_day=filters.date_to,
+            )
+        )
     if filters.protocol_id:
         treatments = treatments.filter(protocol_version__protocol_id=filters.protocol_id)
     if filters.clinician_id:

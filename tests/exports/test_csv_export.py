@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from clinic.models import AuditEvent
+from clinic.models import AuditEvent, Role
+from patients.export_rows import count_rows
 from patients.exports import ExportRequest, ExportRequestError, start_export, stream_export
 from patients.models import Export, OutcomeAssessment
 from tests.exports.conftest import NOW
 from tests.exports.helpers import csv_rows, run_streamed
+from tests.factories import ClinicFactory, TreatmentFactory, staff
 
 pytestmark = pytest.mark.django_db
 
@@ -147,6 +150,20 @@ def test_it_filters_by_procedure_date_protocol_and_clinician(auditor, clinic_a, 
     _export, body = run_streamed(auditor, clinic_a, identified=True, **filters)
 
     assert sorted(int(row["time_point_day"]) for row in csv_rows(body)) == expected_days
+
+
+def test_its_dates_are_the_clinics_own_calendar_days():
+    sydney = ClinicFactory(slug="sydney", time_zone="Australia/Sydney")
+    auditor = staff(Role.AUDITOR, sydney)
+    ended = dt.datetime(2026, 3, 5, 9, 30, tzinfo=ZoneInfo("Australia/Sydney"))  # 22:30 UTC on 4 March
+    treatment = TreatmentFactory(screening__patient__clinic=sydney, started_at=ended - dt.timedelta(hours=1), ended_at=ended)
+    OutcomeAssessment.objects.create(treatment=treatment, time_point_day=1, erythema=1, recorded_by=auditor)
+
+    def rows_on(day):
+        return count_rows(Export(clinic=sydney, requested_by=auditor, filters={"date_from": day, "date_to": day}))
+
+    assert rows_on("2026-03-05") == 1
+    assert rows_on("2026-03-04") == 0
 
 
 def test_it_refuses_an_end_date_before_the_start(auditor, clinic_a):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -22,7 +23,17 @@ from patients.review import (
     summarise,
     treatments_for_review,
 )
-from tests.factories import ProtocolFactory, ReminderFactory, StepFactory, TreatmentFactory, UserFactory, VersionFactory, staff
+from tests.factories import (
+    ClinicFactory,
+    MembershipFactory,
+    ProtocolFactory,
+    ReminderFactory,
+    StepFactory,
+    TreatmentFactory,
+    UserFactory,
+    VersionFactory,
+    staff,
+)
 
 pytestmark = pytest.mark.django_db
 NOW = dt.datetime(2026, 3, 20, 12, 0, tzinfo=dt.UTC)
@@ -167,6 +178,33 @@ def test_filters_narrow_by_date_clinician_and_fitzpatrick_type(protocol, clinic_
     assert ids(clinician_id=other_clinician.pk) == {late.pk}
     assert ids(fitzpatrick_type=2) == {early.pk}
     assert ids(protocol_id=ProtocolFactory(clinic=clinic_a).pk) == set()
+
+
+def test_date_filters_mean_each_clinics_own_calendar_day():
+    sydney = ClinicFactory(slug="sydney", time_zone="Australia/Sydney")
+    new_york = ClinicFactory(slug="new-york", time_zone="America/New_York")
+    person = staff(Role.CLINICIAN, sydney)
+    MembershipFactory(user=person, clinic=new_york, role=Role.CLINICIAN)
+
+    def treated_at(clinic, ended):
+        version = VersionFactory(protocol=ProtocolFactory(clinic=clinic))
+        return TreatmentFactory(
+            screening__patient__clinic=clinic, screening__protocol_version=version,
+            started_at=ended - dt.timedelta(hours=1), ended_at=ended,
+        )
+
+    # 09:30 on 5 March in Sydney is still 4 March in UTC; 21:00 on 4 March in New York is already 5 March.
+    in_sydney = treated_at(sydney, dt.datetime(2026, 3, 5, 9, 30, tzinfo=ZoneInfo("Australia/Sydney")))
+    in_new_york = treated_at(new_york, dt.datetime(2026, 3, 4, 21, 0, tzinfo=ZoneInfo("America/New_York")))
+
+    def treated_on(day):
+        filters = ReviewFilters(date_from=day, date_to=day)
+        return set(treatments_for_review(user=person, filters=filters).values_list("pk", flat=True))
+
+    assert treated_on(dt.date(2026, 3, 5)) == {in_sydney.pk}
+    assert treated_on(dt.date(2026, 3, 4)) == {in_new_york.pk}
+    from_fifth = ReviewFilters(date_from=dt.date(2026, 3, 5))
+    assert list(treatments_for_review(user=person, filters=from_fifth)) == [in_sydney]
 
 
 def test_bad_filters_are_refused_with_field_errors(clinician, clinic_b):

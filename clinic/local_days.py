@@ -1,0 +1,60 @@
+"""A clinic's calendar days as ranges of instants, for filters on stored (UTC) times.
+
+A date a person picks means a day of the clinic's own calendar: a treatment
+done at 09:30 on 5 May in Sydney ended at 23:30 UTC on 4 May, so filtering on
+the UTC date (``ended_at__date``) files it under the wrong day.  These helpers
+turn days into half-open ranges of instants instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from zoneinfo import ZoneInfo
+
+from django.db.models import Q, QuerySet
+
+from clinic.models import Clinic
+
+
+def day_start(day: dt.date, zone: ZoneInfo) -> dt.datetime:
+    """The instant ``day`` begins in ``zone``."""
+    return dt.datetime.combine(day, dt.time.min, tzinfo=zone)
+
+
+def day_bounds(
+    *, first_day: dt.date | None, last_day: dt.date | None, zone: ZoneInfo
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """From the start of ``first_day`` to the start of the day after ``last_day`` (excluded); None leaves a side open."""
+    start = day_start(first_day, zone) if first_day else None
+    end = day_start(last_day + dt.timedelta(days=1), zone) if last_day else None
+    return start, end
+
+
+def within_days(field: str, *, first_day: dt.date | None, last_day: dt.date | None, zone: ZoneInfo) -> Q:
+    """``field``, a stored instant, falls on ``first_day`` … ``last_day`` of ``zone``'s calendar."""
+    start, end = day_bounds(first_day=first_day, last_day=last_day, zone=zone)
+    condition = Q()
+    if start:
+        condition &= Q(**{f"{field}__gte": start})
+    if end:
+        condition &= Q(**{f"{field}__lt": end})
+    return condition
+
+
+def within_clinic_days(
+    field: str, *, clinic_field: str, clinics: QuerySet[Clinic], first_day: dt.date | None, last_day: dt.date | None
+) -> Q:
+    """``field`` falls on ``first_day`` … ``last_day`` of the calendar of the row's own clinic, one of ``clinics``.
+
+    One query reads the clinics' time zones; the condition has one branch per
+    zone, so a person who works in Sydney and London sees each clinic's days.
+    """
+    clinic_ids_by_zone: dict[str, list[int]] = defaultdict(list)
+    for clinic_id, zone_name in clinics.order_by().values_list("pk", "time_zone"):
+        clinic_ids_by_zone[zone_name].append(clinic_id)
+    condition = Q(pk__in=[])  # no clinic: no row
+    for zone_name, ids in clinic_ids_by_zone.items():
+        days = within_days(field, first_day=first_day, last_day=last_day, zone=ZoneInfo(zone_name))
+        condition |= Q(**{f"{clinic_field}__in": ids}) & days
+    return condition
