@@ -8,6 +8,7 @@ procedure time changes only through "Reschedule", which moves the reminders too.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,12 +25,13 @@ from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import mark_safe
 
 from clinic.admin_base import ClinicScopedAdmin, ScopedInline
+from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere, scoped
 from patients import treatments
 from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
 from patients.reminders import email_block_reason
-from patients.screenings import assert_screening_allows_treatment
+from patients.screenings import SCREENING_VALID_FOR, assert_screening_allows_treatment
 from protocols.models import ExosomeProduct, ProductLot
 
 DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
@@ -98,8 +100,21 @@ class RecordTreatmentForm(forms.Form):
             self.fields[name].help_text = f"{self.fields[name].help_text} Clinic time ({zone}).".strip()
 
 
+def earliest_procedure_day(clinic: Clinic) -> dt.date:
+    """The clinic's date of the earliest procedure the record form can take.
+
+    The form offers only screenings that still allow treatment now (at most
+    ``SCREENING_VALID_FOR`` old), and a procedure starts after its screening.
+    """
+    earliest_start = timezone.now() - SCREENING_VALID_FOR
+    return earliest_start.astimezone(ZoneInfo(clinic.time_zone)).date()
+
+
 class ApplicationForm(forms.Form):
-    lot = forms.ModelChoiceField(queryset=ProductLot.objects.none(), help_text="Only lots that are not expired or recalled.")
+    lot = forms.ModelChoiceField(
+        queryset=ProductLot.objects.none(),
+        help_text="Lots that are not recalled; the lot must be in date on the day of the procedure.",
+    )
     volume_ml = forms.DecimalField(max_digits=5, decimal_places=2, min_value=0, label="Volume (ml)")
     # No initial value: an untouched extra row must stay "unchanged" so the formset skips it.
     minutes_after_procedure = forms.IntegerField(min_value=0, required=False, help_text="Empty means right after.")
@@ -107,8 +122,11 @@ class ApplicationForm(forms.Form):
 
     def __init__(self, *args: Any, patient: Patient, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # A procedure may be recorded days after it was done: offer every lot that was in date on some
+        # day the form accepts, and let the service judge the lot on the procedure's own day (it says
+        # "expired on …" where a missing choice would only say "Select a valid choice").
         self.fields["lot"].queryset = ProductLot.objects.filter(
-            clinic=patient.clinic, recalled=False, expiry_date__gte=timezone.localdate()
+            clinic=patient.clinic, recalled=False, expiry_date__gte=earliest_procedure_day(patient.clinic)
         ).select_related("product")
 
 

@@ -73,6 +73,37 @@ def test_it_records_a_treatment_with_its_application_through_the_service(client,
     assert [row.history_user for row in treatment.applications.get().history.all()] == [clinician]
 
 
+def test_it_takes_a_lot_that_was_in_date_on_the_day_of_a_back_dated_procedure(client, clinician, plan, clinic_a):
+    patient, version, _ = plan
+    screening = ScreeningFactory(patient=patient, protocol_version=version, planned_for=dt.date(2026, 4, 30),
+                                 run_at=dt.datetime(2026, 4, 28, 9, tzinfo=UTC))
+    lot = LotFactory(product=ProductFactory(clinic=clinic_a), received_date=dt.date(2026, 1, 1),
+                     expiry_date=dt.date(2026, 5, 2))
+    client.force_login(clinician)
+    # Recorded on 4 May for a procedure done on 30 April, two days before the lot expired.
+    response = client.post(
+        f"{ADD}?patient={patient.pk}",
+        form_data(screening, started_at="2026-04-30T10:00", ended_at="2026-04-30T10:45",
+                  **{"applications-0-lot": lot.pk, "applications-0-volume_ml": "2"}),
+    )
+    assert response.status_code == 302
+    assert Treatment.objects.get().applications.get().lot == lot
+
+
+def test_it_says_which_lot_had_expired_by_the_day_of_the_procedure(client, clinician, plan, clinic_a):
+    _patient, _version, screening = plan
+    lot = LotFactory(product=ProductFactory(clinic=clinic_a), received_date=dt.date(2026, 1, 1),
+                     expiry_date=dt.date(2026, 5, 2))
+    client.force_login(clinician)
+    response = client.post(  # a procedure done today, 4 May
+        f"{ADD}?patient={screening.patient_id}",
+        form_data(screening, **{"applications-0-lot": lot.pk, "applications-0-volume_ml": "2"}),
+    )
+    assert response.status_code == 400
+    assert f"Lot {lot.lot_number} expired on 2026-05-02." in response.content.decode()
+    assert not Treatment.objects.exists()
+
+
 def test_it_shows_the_services_errors_and_records_nothing(client, clinician, plan):
     _patient, _version, screening = plan
     client.force_login(clinician)
