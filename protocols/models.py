@@ -86,8 +86,8 @@ class ExosomeProduct(models.Model):
 
 class ProductLotQuerySet(models.QuerySet):
     def usable_on(self, on: dt.date) -> ProductLotQuerySet:
-        """Lots that may be applied on ``on``: not recalled and not expired (a lot is good through its expiry day)."""
-        return self.filter(recalled=False, expiry_date__gte=on)
+        """Lots that may be applied on ``on``: not recalled, received by then and not expired (good through its expiry day)."""
+        return self.filter(recalled=False, received_date__lte=on, expiry_date__gte=on)
 
     def expired_on(self, on: dt.date) -> ProductLotQuerySet:
         return self.filter(expiry_date__lt=on)
@@ -184,6 +184,8 @@ class ProductLot(models.Model):
         """Why this lot cannot be applied on ``on``, or None when it can."""
         if self.recalled:
             return f"Lot {self.lot_number} has been recalled."
+        if self.received_date > on:
+            return f"Lot {self.lot_number} was not received until {self.received_date:%Y-%m-%d}."
         if self.expiry_date < on:
             return f"Lot {self.lot_number} expired on {self.expiry_date:%Y-%m-%d}."
         return None

@@ -90,7 +90,8 @@ class LotFactory(factory.django.DjangoModelFactory):
     product = factory.SubFactory(ProductFactory)
     clinic = factory.LazyAttribute(lambda o: o.product.clinic)
     lot_number = factory.Sequence(lambda n: f"LOT{n:05d}")
-    received_date = factory.LazyFunction(lambda: timezone.now().date() - dt.timedelta(days=10))
+    # Before any moment a test freezes the clock at: a lot is not usable before it was received.
+    received_date = dt.date(2025, 1, 1)
     expiry_date = factory.LazyFunction(lambda: timezone.now().date() + dt.timedelta(days=365))
 
 

@@ -31,6 +31,15 @@ def test_it_treats_a_lot_as_usable_through_its_expiry_day(product):
     assert lot.unusable_reason(TODAY + dt.timedelta(days=1)) == f"Lot {lot.lot_number} expired on 2026-06-15."
 
 
+def test_it_treats_a_lot_as_usable_from_the_day_it_was_received(product):
+    lot = LotFactory(product=product, received_date=TODAY, expiry_date=dt.date(2027, 1, 1))
+    assert list(ProductLot.objects.usable_on(TODAY)) == [lot]
+    assert lot.unusable_reason(TODAY) is None
+    yesterday = TODAY - dt.timedelta(days=1)
+    assert list(ProductLot.objects.usable_on(yesterday)) == []
+    assert lot.unusable_reason(yesterday) == f"Lot {lot.lot_number} was not received until 2026-06-15."
+
+
 def test_it_never_offers_a_recalled_lot(product):
     LotFactory(product=product, recalled=True, recall_reason="Endotoxin above limit")
     fresh = LotFactory(product=product)
@@ -76,6 +85,7 @@ def test_it_allows_a_lot_of_a_shared_catalogue_product(clinic_b):
     [
         ({"expiry_date": dt.date(2026, 6, 1), "received_date": dt.date(2026, 1, 1)}, "expired on 2026-06-01"),
         ({"recalled": True, "recall_reason": "Sterility"}, "has been recalled"),
+        ({"received_date": dt.date(2026, 6, 16), "expiry_date": dt.date(2027, 1, 1)}, "not received until 2026-06-16"),
     ],
 )
 def test_it_refuses_to_record_an_application_of_an_unusable_lot(clinic_a, product, lot_kwargs, message):
