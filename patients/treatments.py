@@ -498,6 +498,35 @@ def _move_row(row: Reminder, occurrence: Occurrence, *, now: dt.datetime) -> boo
     ))
 
 
+def recompute_for_new_time_zone(
+    *, patient: Patient, previous_zone: str, by: Any, request: HttpRequest | None = None, now: dt.datetime | None = None,
+) -> Recomputed:
+    """The patient's time zone changed: recompute the open reminders of their recorded treatments.
+
+    ``previous_zone`` is the patient's stored zone before the change ("" for the
+    clinic's). "Day 1 at 08:30" means 08:30 on the patient's clock, so rows
+    computed in the old zone would arrive at the wrong hour, even in quiet
+    hours. Call it in the transaction that saves the patient; each treatment
+    moved gets an audit event, as a reschedule does.
+    """
+    if (previous_zone or patient.clinic.time_zone) == patient.zone_name:
+        return Recomputed()
+    now = now or timezone.now()
+    total = Recomputed()
+    recorded = Treatment.objects.select_for_update().filter(patient=patient, status=Treatment.Status.RECORDED)
+    for treatment in recorded.select_related("clinic", "protocol_version"):
+        treatment.patient = patient  # the instance just saved, in the new zone
+        result = recompute_open_reminders(treatment=treatment, now=now)
+        record_event(
+            actor=by, action="treatment.recompute", clinic=treatment.clinic, obj=treatment, request=request,
+            detail={"previous_zone": previous_zone or patient.clinic.time_zone, "time_zone": patient.zone_name,
+                    **result.as_detail()},
+        )
+        total = Recomputed(scheduled=total.scheduled + result.scheduled, revived=total.revived + result.revived,
+                           past=total.past + result.past)
+    return total
+
+
 def cancel_treatment(*, treatment: Treatment, by: Any, reason: str, request: HttpRequest | None = None) -> int:
     """Cancel a treatment and every reminder of it that has not gone out; return how many were cancelled."""
     _check_can(by, Capability.RECORD_TREATMENT, treatment.clinic, "cancel treatments")

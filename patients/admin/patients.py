@@ -26,6 +26,7 @@ from clinic.admin_base import ClinicScopedAdmin
 from clinic.audit import record_event
 from clinic.roles import Capability
 from clinic.scoping import can, sees_several_clinics
+from patients.admin.treatments import recomputed_summary
 from patients.consent import renew_consent
 from patients.intake import IntakeForm, reconfirm_intake, record_intake, send_intake_link
 from patients.models import Patient, Screening, ScreeningOverride
@@ -37,6 +38,7 @@ from patients.screenings import (
     run_screening,
     versions_usable_by,
 )
+from patients.treatments import recompute_for_new_time_zone
 from protocols.facts import FACTS_BY_CODE
 
 # --- forms ------------------------------------------------------------------------------
@@ -206,6 +208,12 @@ class PatientAdmin(ClinicScopedAdmin):
                 patient=obj, created_by=request.user,
                 confirmed_duplicate=bool(form.cleaned_data.get("confirm_duplicate")), request=request,
             )
+        elif "time_zone" in form.changed_data:
+            # In the admin's transaction: the patient and their reminders' new times are saved together.
+            result = recompute_for_new_time_zone(
+                patient=obj, previous_zone=form.initial.get("time_zone") or "", by=request.user, request=request
+            )
+            messages.info(request, f"Time zone changed to {obj.zone_name}; {recomputed_summary(result)}.")
 
     # --- the patient page ---------------------------------------------------------
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
@@ -27,6 +28,7 @@ from patients.models import Intake, Patient, Screening, ScreeningOverride
 from patients.models.patient import patient_errors
 from patients.patient_records import DuplicatePatientError, create_patient, record_patient_viewed
 from patients.screenings import override_screening, run_screening
+from patients.treatments import recompute_for_new_time_zone
 from protocols.models import ProtocolVersion
 
 
@@ -172,7 +174,13 @@ class PatientViewSet(ScopedModelViewSet):
 
     def perform_update(self, serializer: PatientSerializer) -> None:
         serializer.validated_data.pop("confirm_duplicate", None)
-        serializer.save()
+        previous_zone = serializer.instance.time_zone
+        with transaction.atomic():
+            patient = serializer.save()
+            # Reminders not yet sent follow the patient's clock: a corrected zone moves them.
+            recompute_for_new_time_zone(
+                patient=patient, previous_zone=previous_zone, by=self.request.user, request=self.request
+            )
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         patient = self.get_object()
