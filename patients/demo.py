@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.utils import timezone
 
@@ -16,7 +15,7 @@ from clinic.models import Clinic
 from patients.demo_outcomes import install_demo_outcomes
 from patients.intake import record_intake
 from patients.models import Patient, Screening, Treatment
-from patients.screenings import run_screening, versions_usable_by
+from patients.screenings import procedure_day, run_screening, versions_usable_by
 from patients.treatments import ApplicationInput, ArmInput, record_treatment
 from protocols.facts import FACTS, FactType
 from protocols.models import ExosomeProduct, Procedure, ProductLot, ProtocolVersion
@@ -166,8 +165,9 @@ def _treat(*, patient: Patient, spec: DemoTreatment, version: ProtocolVersion, l
     screened = started - dt.timedelta(days=1)
     if not patient.intakes.exists():
         record_intake(patient=patient, answers=TREATED_ANSWERS, recorded_by=clinician, answered_at=screened)
+    # For the day the procedure starts on the clinic's clock, which a treatment's screening must name.
     screening = run_screening(
-        patient=patient, protocol_version=version, planned_for=ended.astimezone(ZoneInfo(patient.clinic.time_zone)).date(),
+        patient=patient, protocol_version=version, planned_for=procedure_day(started, patient=patient),
         run_by=clinician, run_at=screened,
     )
     arms = [ArmInput("Left", product=lot.product),

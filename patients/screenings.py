@@ -77,12 +77,28 @@ def assert_screening_allows_treatment(
 ) -> None:
     """Raise ``ValidationError({"screening": msg})`` unless ``screening`` permits a treatment started at ``on``.
 
+    It must be usable (``assert_screening_usable``), planned for the day the
+    procedure starts on the clinic's clock, and it must precede the procedure:
+    run (and, when needed, overridden) no later than ``on``, to the minute.
+    ``on`` is the procedure's start.
+    """
+    assert_screening_usable(screening=screening, patient=patient, protocol_version=protocol_version, on=on)
+    problem = screening_precedence_error(screening=screening, patient=patient, started_at=on)
+    if problem:
+        raise ValidationError({"screening": problem})
+
+
+def assert_screening_usable(
+    *, screening: Screening | None, patient: Patient, protocol_version: ProtocolVersion, on: datetime
+) -> None:
+    """Raise ``ValidationError({"screening": msg})`` unless ``screening`` could clear a treatment at ``on``, whatever its day.
+
     It must be a screening of this patient for this protocol version, its
     outcome clear/caution (or needs_override with a recorded override; a
-    blocked one can never be overridden), at most 30 days old at ``on``, and
-    it must precede the procedure: run (and, when needed, overridden) no later
-    than ``on``, to the minute. ``on`` is the procedure's start (callers
-    listing the screenings usable now pass the current time).
+    blocked one can never be overridden) and at most 30 days old at ``on``.
+    Lists of the screenings to record a treatment on ask this at the current
+    time: a procedure done yesterday may be recorded today on yesterday's
+    screening, and ``assert_screening_allows_treatment`` then judges its day.
     """
     if screening is None:
         raise ValidationError({"screening": "A screening for this protocol is required before treatment."})
@@ -92,8 +108,7 @@ def assert_screening_allows_treatment(
         raise ValidationError({"screening": "This screening was run for another protocol version; screen again."})
     if screening.outcome == ScreeningOutcome.BLOCKED:
         raise ValidationError({"screening": "The screening blocks this procedure; it cannot be treated."})
-    overridden_at = None if screening.outcome in ALLOWING_OUTCOMES else _override_recorded_at(screening)
-    if screening.outcome not in ALLOWING_OUTCOMES and overridden_at is None:
+    if screening.outcome not in ALLOWING_OUTCOMES and not screening_is_overridden(screening):
         raise ValidationError(
             {"screening": "The screening needs a clinician's documented override before treatment."}
         )
@@ -101,19 +116,48 @@ def assert_screening_allows_treatment(
         raise ValidationError(
             {"screening": f"The screening is older than {SCREENING_VALID_FOR.days} days; screen the patient again."}
         )
-    problem = _precedence_error(screening, overridden_at, started_at=on, patient=patient)
-    if problem:
-        raise ValidationError({"screening": problem})
 
 
 def screening_precedence_error(*, screening: Screening, patient: Patient, started_at: datetime) -> str | None:
-    """Why ``screening`` does not precede a procedure started at ``started_at`` (it, or its override, came later), or None.
+    """Why ``screening`` cannot clear a procedure started at ``started_at``, or None.
 
-    For a recorded treatment whose start is corrected: the screening that
-    cleared it must still come first.
+    It was planned for another day than the procedure's, or it (or its
+    override) came after the start. Recording a treatment and correcting a
+    recorded one's start (rescheduling) both ask this, so a procedure moved to
+    another day is refused with the same message as one recorded there.
     """
     overridden_at = None if screening.outcome in ALLOWING_OUTCOMES else _override_recorded_at(screening)
-    return _precedence_error(screening, overridden_at, started_at=started_at, patient=patient)
+    # Precedence first: screening again for the day does not help a procedure that started before now.
+    return _precedence_error(screening, overridden_at, started_at=started_at, patient=patient) or _planned_day_error(
+        screening, started_at=started_at, patient=patient
+    )
+
+
+def procedure_day(started_at: datetime, *, patient: Patient) -> dt.date:
+    """The day a procedure started at ``started_at`` is done on, on the clinic's clock.
+
+    Staff plan and screen in the clinic's days: it is the date a screening's
+    ``planned_for`` names.
+    """
+    return timezone.localtime(started_at, ZoneInfo(patient.clinic.time_zone)).date()
+
+
+def _planned_day_error(screening: Screening, *, started_at: datetime, patient: Patient) -> str | None:
+    # Date windows ("isotretinoin in the last 6 months", "a peel in the last
+    # 2 weeks") and the intake's age are judged on ``planned_for``: a
+    # screening planned for a later day can be clear when one for the day of
+    # the procedure is not. A procedure later than planned is refused too:
+    # those windows only get safer, but the intake ages past its limit and
+    # the patient's answers may change (a new medication, a pregnancy) in
+    # between. "Screened for the day it is done" is the rule a clinic can
+    # check at a glance.
+    day = procedure_day(started_at, patient=patient)
+    if screening.planned_for == day:
+        return None
+    return (
+        f"The screening was run for a procedure on {screening.planned_for:%Y-%m-%d}, but this procedure started on "
+        f"{day:%Y-%m-%d} (clinic time, {patient.clinic.time_zone}); screen the patient again for {day:%Y-%m-%d}."
+    )
 
 
 def _precedence_error(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import factory
 from django.contrib.auth import get_user_model
@@ -203,6 +204,11 @@ class IntakeFactory(factory.django.DjangoModelFactory):
 
 
 #: How long before "now" (or before a TreatmentFactory's procedure) a factory screening was run.
+def clinic_date(moment: dt.datetime, patient: Patient) -> dt.date:
+    """``moment``'s date on the clock of ``patient``'s clinic: the day a screening is planned for."""
+    return timezone.localtime(moment, ZoneInfo(patient.clinic.time_zone)).date()
+
+
 SCREENED_BEFORE = dt.timedelta(days=1)
 
 
@@ -214,7 +220,8 @@ class ScreeningFactory(factory.django.DjangoModelFactory):
     protocol_version = factory.SubFactory(
         VersionFactory, protocol__clinic=factory.SelfAttribute("...patient.clinic")
     )
-    planned_for = factory.LazyFunction(lambda: timezone.now().date())
+    # For a procedure today on the clinic's clock: the gate wants the screening for the procedure's day.
+    planned_for = factory.LazyAttribute(lambda screening: clinic_date(timezone.now(), screening.patient))
     outcome = Screening.Outcome.CLEAR
     run_by = factory.SubFactory(UserFactory)
     # Run the day before: a screening must precede the treatment, and tests record procedures that
@@ -226,9 +233,13 @@ class TreatmentFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Treatment
 
-    # Screened the day before the procedure, whenever the test says it started.
+    # Screened the day before the procedure, for the procedure's day, whenever the test says it started.
     screening = factory.SubFactory(
-        ScreeningFactory, run_at=factory.LazyAttribute(lambda screening: screening.factory_parent.started_at - SCREENED_BEFORE)
+        ScreeningFactory,
+        run_at=factory.LazyAttribute(lambda screening: screening.factory_parent.started_at - SCREENED_BEFORE),
+        planned_for=factory.LazyAttribute(
+            lambda screening: clinic_date(screening.factory_parent.started_at, screening.patient)
+        ),
     )
     patient = factory.SelfAttribute("screening.patient")
     clinic = factory.SelfAttribute("patient.clinic")

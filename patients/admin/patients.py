@@ -33,7 +33,7 @@ from patients.models import Patient, Screening, ScreeningOverride
 from patients.models.patient import CONSENT_UNRECORDED
 from patients.patient_records import find_duplicates, record_patient_created, record_patient_viewed
 from patients.screenings import (
-    assert_screening_allows_treatment,
+    assert_screening_usable,
     override_screening,
     run_screening,
     versions_usable_by,
@@ -79,14 +79,18 @@ class PatientAdminForm(forms.ModelForm):
 
 class ScreenForm(forms.Form):
     protocol_version = forms.ModelChoiceField(queryset=None, label="Protocol version")
-    planned_for = forms.DateField(label="Planned procedure date", widget=forms.DateInput(attrs={"type": "date"}))
+    planned_for = forms.DateField(
+        label="Planned procedure date", widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="The day of the procedure, on the clinic's clock: a treatment needs a screening for its own day.",
+    )
     intake = forms.ModelChoiceField(queryset=None, required=False, empty_label="The latest intake")
 
     def __init__(self, *args: Any, patient: Patient, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["protocol_version"].queryset = versions_usable_by(patient.clinic)
         self.fields["intake"].queryset = patient.intakes.order_by("-answered_at")
-        self.fields["planned_for"].initial = timezone.localdate()
+        # Today on the clinic's clock: the day a procedure done now has to be screened for.
+        self.fields["planned_for"].initial = timezone.localdate(timezone=ZoneInfo(patient.clinic.time_zone))
 
 
 class OverrideForm(forms.Form):
@@ -421,7 +425,8 @@ def _record_treatment_url(request: HttpRequest, screening: Screening) -> str:
     if not can(request.user, Capability.RECORD_TREATMENT, screening.patient.clinic):
         return ""
     try:
-        assert_screening_allows_treatment(
+        # Whatever its day, as the record form's list: the form names the day and the service judges it.
+        assert_screening_usable(
             screening=screening, patient=screening.patient, protocol_version=screening.protocol_version, on=timezone.now()
         )
     except ValidationError:

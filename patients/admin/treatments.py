@@ -31,7 +31,7 @@ from clinic.scoping import can, can_anywhere, scoped
 from patients import treatments
 from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
 from patients.reminders import email_block_reason
-from patients.screenings import SCREENING_VALID_FOR, assert_screening_allows_treatment
+from patients.screenings import SCREENING_VALID_FOR, assert_screening_usable
 from protocols.models import ExosomeProduct, ProductLot
 
 DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
@@ -51,12 +51,16 @@ class ChoosePatientForm(forms.Form):
 
 
 def allowing_screenings(patient: Patient) -> list[int]:
-    """Ids of the patient's screenings that allow a treatment now (outcome, override, age)."""
+    """Ids of the patient's screenings that allow a treatment now (outcome, override, age), whatever their day.
+
+    A procedure done yesterday is recorded today on yesterday's screening: the
+    service then refuses a screening planned for another day than the procedure's.
+    """
     allowed = []
     now = timezone.now()
     for screening in Screening.objects.filter(patient=patient).select_related("protocol_version"):
         try:
-            assert_screening_allows_treatment(
+            assert_screening_usable(
                 screening=screening, patient=patient, protocol_version=screening.protocol_version, on=now
             )
         except ValidationError:
@@ -71,14 +75,16 @@ class AllowingScreeningField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Screening) -> str:
         # Listed at all, a screening that needed an override has one.
         outcome = "Overridden" if obj.outcome == Screening.Outcome.NEEDS_OVERRIDE else obj.get_outcome_display()
-        return f"Screening for {obj.protocol_version}, run {timezone.localtime(obj.run_at):%Y-%m-%d %H:%M}: {outcome}"
+        return (f"Screening for {obj.protocol_version}, run {timezone.localtime(obj.run_at):%Y-%m-%d %H:%M} "
+                f"for a procedure on {obj.planned_for:%Y-%m-%d}: {outcome}")
 
 
 class RecordTreatmentForm(forms.Form):
     screening = AllowingScreeningField(
         queryset=Screening.objects.none(),
         help_text=("Only this patient's screenings that allow treatment (clear, caution or overridden; under 30 days "
-                   "old). It must have been run, and overridden if needed, before the procedure started."),
+                   "old). It must have been run, and overridden if needed, before the procedure started, for a "
+                   "procedure on the day it started."),
     )
     started_at = forms.DateTimeField(widget=DATETIME_INPUT, label="Procedure started")
     ended_at = forms.DateTimeField(widget=DATETIME_INPUT, label="Procedure ended", help_text="Steps count from here.")
@@ -393,7 +399,10 @@ class TreatmentAdmin(ClinicScopedAdmin):
             return self._page(
                 request, "admin/patients/treatment/action_form.html", "Reschedule the procedure",
                 treatment=treatment, form=form, other_errors=other_errors, submit_label="Reschedule",
-                intro="Correct when the procedure happened. Reminders not yet sent move with it; sent ones stay as they are.",
+                intro=("Correct when the procedure happened. Reminders not yet sent move with it; sent ones stay as "
+                       "they are. The procedure stays on the day its screening was run for: if it was done on "
+                       "another day, screen the patient again for that day and record the treatment on the new "
+                       "screening, then cancel this one."),
                 status=400 if request.method == "POST" else 200,
             )
 

@@ -14,6 +14,7 @@ from patients.intake import reconfirm_intake, record_intake
 from patients.models import Screening, ScreeningOverride
 from patients.screenings import (
     assert_screening_allows_treatment,
+    assert_screening_usable,
     override_screening,
     run_screening,
 )
@@ -21,6 +22,7 @@ from protocols import defaults
 from protocols.facts import FACTS
 from protocols.models import ProtocolVersion
 from tests.factories import (
+    ClinicFactory,
     IntakeFactory,
     PatientFactory,
     ProtocolFactory,
@@ -63,11 +65,13 @@ def patient(clinic_a):
     return PatientFactory(clinic=clinic_a)
 
 
-def screen(patient, version, user, **answers):
+PLANNED = TODAY + dt.timedelta(days=3)
+
+
+def screen(patient, version, user, *, planned_for=PLANNED, **answers):
     """Record an intake answering every question "no" but ``answers`` (None: unanswered) and screen it."""
     IntakeFactory(patient=patient, answers=negative_answers(**answers))
-    return run_screening(patient=patient, protocol_version=version, planned_for=TODAY + dt.timedelta(days=3),
-                         run_by=user)
+    return run_screening(patient=patient, protocol_version=version, planned_for=planned_for, run_by=user)
 
 
 # --- running ----------------------------------------------------------------------
@@ -353,11 +357,12 @@ def test_the_gate_lets_clear_and_caution_screenings_through(outcome):
 
 
 def test_the_gate_needs_an_override_for_a_needs_override_screening(needs_override, clinician):
+    on_the_planned_day = NOW + dt.timedelta(days=3)
     with pytest.raises(ValidationError) as error:
-        gate(needs_override)
+        gate(needs_override, on=on_the_planned_day)
     assert "override" in error.value.message_dict["screening"][0]
     override_screening(screening=needs_override, clinician=clinician, reason="Prophylaxis started.")
-    gate(needs_override)
+    gate(needs_override, on=on_the_planned_day)
 
 
 def test_the_gate_never_lets_a_blocked_screening_through():
@@ -379,7 +384,7 @@ def test_the_gate_needs_the_same_patient_and_protocol_version(clinic_a):
 
 
 def test_the_gate_accepts_a_screening_up_to_30_days_old_and_not_a_second_more():
-    screening = ScreeningFactory(run_at=NOW)
+    screening = ScreeningFactory(run_at=NOW, planned_for=TODAY + dt.timedelta(days=30))
     gate(screening, on=NOW + dt.timedelta(days=30))
     with pytest.raises(ValidationError) as error:
         gate(screening, on=NOW + dt.timedelta(days=30, seconds=1))
@@ -424,7 +429,7 @@ def test_the_gate_lets_a_screening_run_before_the_procedure_started_through():
 
 def test_the_gate_refuses_an_override_recorded_after_the_procedure_started(patient, ablative, clinician, frozen):
     frozen.move_to(NOW - dt.timedelta(hours=2))
-    needs_override = screen(patient, ablative, clinician, hsv_history=True)  # 07:30 UTC, 08:30 in London
+    needs_override = screen(patient, ablative, clinician, planned_for=TODAY, hsv_history=True)  # 07:30 UTC, 08:30 in London
     frozen.move_to(NOW)
     override_screening(screening=needs_override, clinician=clinician, reason="Valacyclovir prescribed.")  # 10:30
     with pytest.raises(ValidationError) as error:
@@ -435,3 +440,64 @@ def test_the_gate_refuses_an_override_recorded_after_the_procedure_started(patie
     ]}
     gate(needs_override, on=NOW + dt.timedelta(seconds=30))  # the override's minute
     gate(needs_override, on=NOW + dt.timedelta(hours=1))
+
+
+# --- the gate: screened for the day of the procedure ------------------------------------------------
+
+
+def test_a_screening_planned_for_a_later_day_does_not_clear_a_procedure_today(patient, microneedling, clinician):
+    # Last isotretinoin dose 160 days ago: inside the 6-month window today, outside it in 30 days.
+    last_dose = (TODAY - dt.timedelta(days=160)).isoformat()
+    today = screen(patient, microneedling, clinician, planned_for=TODAY, isotretinoin_last_dose=last_dose)
+    later = screen(patient, microneedling, clinician, planned_for=TODAY + dt.timedelta(days=30),
+                   isotretinoin_last_dose=last_dose)
+    assert (today.outcome, later.outcome) == ("needs_override", "clear")
+    with pytest.raises(ValidationError) as error:
+        gate(later, on=NOW + dt.timedelta(minutes=10))
+    assert error.value.message_dict == {"screening": [
+        "The screening was run for a procedure on 2026-06-03, but this procedure started on 2026-05-04 "
+        "(clinic time, Europe/London); screen the patient again for 2026-05-04."
+    ]}
+
+
+def test_a_screening_planned_for_an_earlier_day_does_not_clear_a_later_procedure(clinic_a):
+    # Windows only get safer later, but the answers (medication, pregnancy) and the intake's age do not.
+    screening = ScreeningFactory(patient=PatientFactory(clinic=clinic_a), run_at=NOW, planned_for=TODAY)
+    with pytest.raises(ValidationError) as error:
+        gate(screening, on=NOW + dt.timedelta(days=1))
+    assert "screen the patient again for 2026-05-05" in error.value.messages[0]
+
+
+def test_the_procedures_day_is_the_clinics_date_of_its_start():
+    tokyo = ClinicFactory(slug="tokyo", time_zone="Asia/Tokyo")
+    patient = PatientFactory(clinic=tokyo, time_zone="Europe/London")  # the patient's zone does not count
+    # 23:30 UTC on 3 May is 08:30 on 4 May in Tokyo.
+    started = dt.datetime(2026, 5, 3, 23, 30, tzinfo=ZoneInfo("UTC"))
+    screening = ScreeningFactory(patient=patient, run_at=started - dt.timedelta(hours=1), planned_for=TODAY)
+    gate(screening, on=started)
+    utc_day = ScreeningFactory(patient=patient, run_at=started - dt.timedelta(hours=1),
+                               planned_for=started.date())
+    with pytest.raises(ValidationError) as error:
+        gate(utc_day, on=started)
+    assert "this procedure started on 2026-05-04 (clinic time, Asia/Tokyo)" in error.value.messages[0]
+
+
+def test_a_screening_run_after_the_start_says_so_rather_than_to_screen_again(clinic_a):
+    # Screening again for the procedure's day would not help: it would still come after the start.
+    screening = ScreeningFactory(patient=PatientFactory(clinic=clinic_a), run_at=NOW, planned_for=TODAY)
+    with pytest.raises(ValidationError) as error:
+        gate(screening, on=NOW - dt.timedelta(days=1))
+    assert "a screening must precede treatment" in error.value.messages[0]
+
+
+def test_a_listed_screening_need_not_be_for_today_but_the_gate_judges_its_day(clinic_a):
+    # A procedure done yesterday is recorded today on yesterday's screening.
+    yesterday = NOW - dt.timedelta(days=1)
+    screening = ScreeningFactory(patient=PatientFactory(clinic=clinic_a), run_at=yesterday - dt.timedelta(hours=1),
+                                 planned_for=yesterday.date())
+    assert_screening_usable(
+        screening=screening, patient=screening.patient, protocol_version=screening.protocol_version, on=NOW
+    )
+    gate(screening, on=yesterday)
+    with pytest.raises(ValidationError):
+        gate(screening, on=NOW)

@@ -238,3 +238,51 @@ def test_it_reschedules_and_cancels_from_their_own_pages(client, clinician, plan
     treatment.refresh_from_db()
     assert treatment.status == Treatment.Status.CANCELLED
     assert set(treatment.reminders.values_list("status", flat=True)) == {Status.CANCELLED}
+
+
+# --- a screening is for the day of the procedure ---------------------------------------------------
+
+
+def test_it_refuses_a_screening_planned_for_another_day_on_the_screening_field(client, clinician, plan):
+    patient, version, _ = plan
+    later = ScreeningFactory(patient=patient, protocol_version=version, planned_for=dt.date(2026, 6, 3))
+    client.force_login(clinician)
+    page = client.get(ADD, {"patient": patient.pk})
+    assert "for a procedure on 2026-06-03" in page.content.decode()  # the list names each screening's day
+    response = client.post(f"{ADD}?patient={patient.pk}", form_data(later))
+    assert response.status_code == 400
+    message = ("The screening was run for a procedure on 2026-06-03, but this procedure started on 2026-05-04 "
+               "(clinic time, Europe/London); screen the patient again for 2026-05-04.")
+    assert response.context["form"].errors["screening"] == [message]
+    assert not Treatment.objects.exists()
+
+
+def test_it_records_yesterdays_procedure_today_on_yesterdays_screening(client, clinician, plan):
+    patient, version, _ = plan
+    yesterdays = ScreeningFactory(patient=patient, protocol_version=version, run_at=NOW - dt.timedelta(days=2),
+                                  planned_for=dt.date(2026, 5, 3))
+    client.force_login(clinician)
+    assert yesterdays in client.get(ADD, {"patient": patient.pk}).context["form"].fields["screening"].queryset
+    response = client.post(f"{ADD}?patient={patient.pk}", form_data(
+        yesterdays, started_at="2026-05-03T09:15", ended_at="2026-05-03T10:00",
+    ))
+    assert response.status_code == 302
+    assert Treatment.objects.get().screening == yesterdays
+
+
+def test_it_refuses_to_reschedule_to_another_day_and_says_to_screen_again(client, clinician, plan):
+    patient, version, _ = plan
+    # Run three days before: it precedes the day before too, so only its planned day stands in the way.
+    early = ScreeningFactory(patient=patient, protocol_version=version, run_at=NOW - dt.timedelta(days=3))
+    treatment = record((patient, version, early), clinician)
+    client.force_login(clinician)
+    reschedule = reverse("admin:patients_treatment_reschedule", args=[treatment.pk])
+    assert "screen the patient again for that day" in client.get(reschedule).content.decode()
+    response = client.post(reschedule, {"started_at": "2026-05-03T08:00", "ended_at": "2026-05-03T08:45"})
+    assert response.status_code == 400
+    assert response.context["form"].errors["started_at"] == [
+        "The screening was run for a procedure on 2026-05-04, but this procedure started on 2026-05-03 "
+        "(clinic time, Europe/London); screen the patient again for 2026-05-03."
+    ]
+    treatment.refresh_from_db()
+    assert treatment.ended_at == NOW - dt.timedelta(minutes=30)

@@ -125,6 +125,34 @@ def test_it_answers_400_to_moving_the_procedure_before_its_screening(plan, clini
     treatment.refresh_from_db()
     assert treatment.started_at == dt.datetime(2026, 5, 4, 8, 15, tzinfo=UTC)
 
+def test_it_answers_400_to_a_screening_planned_for_another_day_and_records_nothing(plan, clinician):
+    patient, version, _ = plan
+    later = ScreeningFactory(patient=patient, protocol_version=version, planned_for=dt.date(2026, 6, 3))
+    response = api_for(clinician).post("/api/v1/treatments/", payload(plan, screening=later.pk), format="json")
+    assert response.status_code == 400
+    assert response.json() == {"screening": [
+        "The screening was run for a procedure on 2026-06-03, but this procedure started on 2026-05-04 "
+        "(clinic time, Europe/London); screen the patient again for 2026-05-04."
+    ]}
+    assert not Treatment.objects.exists()
+
+
+def test_it_answers_400_to_moving_the_procedure_to_another_day_than_its_screening(plan, clinician):
+    patient, version, _ = plan
+    early = ScreeningFactory(patient=patient, protocol_version=version, run_at=NOW - dt.timedelta(days=3))
+    treatment = recorded((patient, version, early), clinician)
+    response = api_for(clinician).post(f"/api/v1/treatments/{treatment.pk}/reschedule/",
+                                       {"started_at": "2026-05-03T08:15:00Z", "ended_at": "2026-05-03T09:00:00Z"},
+                                       format="json")
+    assert response.status_code == 400
+    assert response.json() == {"started_at": [
+        "The screening was run for a procedure on 2026-05-04, but this procedure started on 2026-05-03 "
+        "(clinic time, Europe/London); screen the patient again for 2026-05-03."
+    ]}
+    treatment.refresh_from_db()
+    assert treatment.started_at == dt.datetime(2026, 5, 4, 8, 15, tzinfo=UTC)
+
+
 def test_it_lets_only_clinicians_record(plan, coordinator):
     assert api_for(coordinator).post("/api/v1/treatments/", payload(plan), format="json").status_code == 403
     assert not Treatment.objects.exists()
@@ -166,15 +194,15 @@ def test_it_lists_reminders_with_filters_and_resends_or_cancels_one(plan, clinic
 
 def test_it_reschedules_and_cancels_a_treatment(plan, clinician):
     patient, version, _ = plan
-    # Screened three days before, so the procedure may be moved a day earlier.
+    # Screened three days before, so the procedure may be moved two hours earlier.
     early = ScreeningFactory(patient=patient, protocol_version=version, run_at=NOW - dt.timedelta(days=3))
     treatment = recorded((patient, version, early), clinician)
     api = api_for(clinician)
     moved = api.post(f"/api/v1/treatments/{treatment.pk}/reschedule/",
-                     {"started_at": "2026-05-03T08:15:00Z", "ended_at": "2026-05-03T09:00:00Z"}, format="json")
+                     {"started_at": "2026-05-04T06:15:00Z", "ended_at": "2026-05-04T07:00:00Z"}, format="json")
     assert moved.status_code == 200
-    tonight = Reminder.objects.get(treatment=treatment, step__title="Cleanse tonight")
-    assert tonight.status == Status.SKIPPED  # day 0 evening is now in the past
+    treatment.refresh_from_db()
+    assert treatment.ended_at == dt.datetime(2026, 5, 4, 7, 0, tzinfo=UTC)
     assert api.post(f"/api/v1/treatments/{treatment.pk}/cancel/", {"reason": ""}, format="json").status_code == 400
     cancelled = api.post(f"/api/v1/treatments/{treatment.pk}/cancel/", {"reason": "Entered twice"}, format="json")
     assert cancelled.json()["status"] == "cancelled"

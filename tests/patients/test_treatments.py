@@ -16,7 +16,15 @@ from patients.models import ExosomeApplication, Reminder, Treatment, TreatmentAr
 from patients.screenings import override_screening
 from patients.treatments import ApplicationInput, ArmInput
 from protocols.models import ProtocolVersion
-from tests.factories import LotFactory, ProductFactory, ScreeningFactory, StepFactory, staff, treatable_patient
+from tests.factories import (
+    ClinicFactory,
+    LotFactory,
+    ProductFactory,
+    ScreeningFactory,
+    StepFactory,
+    staff,
+    treatable_patient,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -291,7 +299,8 @@ def test_it_writes_the_history_of_the_treatment_its_arms_and_its_application(pla
 def test_a_lots_expiry_is_judged_on_the_clinics_date_of_the_procedure(clinic_b, clinician_b):
     # 22:00 in New York on 3 May is already 4 May in UTC: the lot that expires on 3 May is still usable
     # that evening, as the form says (the model once judged by the UTC date and refused what the form allowed).
-    plan = treatable_patient(clinic_b, steps=STEPS)
+    patient, version, _ = treatable_patient(clinic_b, steps=STEPS)
+    plan = (patient, version, ScreeningFactory(patient=patient, protocol_version=version, planned_for=dt.date(2026, 5, 3)))
     lot = LotFactory(product=ProductFactory(clinic=clinic_b), expiry_date=dt.date(2026, 5, 3),
                      received_date=dt.date(2026, 1, 1))
     evening = dt.datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
@@ -329,21 +338,38 @@ def test_it_times_the_reminders_by_the_steps_the_version_has_now(plan, clinician
     assert "Sunscreen" in set(second.reminders.values_list("step__title", flat=True))
 
 
+def test_it_refuses_a_procedure_today_on_a_screening_planned_for_a_later_day(plan, clinician):
+    patient, version, _ = plan
+    later = ScreeningFactory(patient=patient, protocol_version=version, planned_for=dt.date(2026, 6, 3))
+    with pytest.raises(ValidationError) as caught:
+        record(plan, clinician, screening=later)
+    assert caught.value.message_dict == {"screening": [
+        "The screening was run for a procedure on 2026-06-03, but this procedure started on 2026-05-04 "
+        "(clinic time, Europe/London); screen the patient again for 2026-05-04."
+    ]}
+    assert not Treatment.objects.exists()
+
+
 # --- rescheduling and cancelling ----------------------------------------------------------------
 
 
-def test_it_moves_pending_reminders_when_the_procedure_time_changes_and_keeps_sent_ones(plan, clinician):
-    patient, version, _ = plan
-    # Screened three days before, so the procedure may be moved a day earlier.
-    early = ScreeningFactory(patient=patient, protocol_version=version, run_at=NOW - dt.timedelta(days=3))
-    treatment = record(plan, clinician, screening=early)
+def test_it_moves_pending_reminders_when_the_procedure_time_changes_and_keeps_sent_ones():
+    # A clinic in Tokyo and a patient in Berlin: moved from 18:00 to 06:00 in Tokyo, the procedure stays
+    # on the day it was screened for there, and moves to the evening before on the patient's clock.
+    tokyo = ClinicFactory(slug="tokyo", time_zone="Asia/Tokyo")
+    clinician = staff(Role.CLINICIAN, tokyo, username="clinician_tokyo")
+    patient, version, _ = treatable_patient(tokyo, steps=STEPS, time_zone="Europe/Berlin")
+    # Screened three days before, so the procedure may be moved earlier.
+    early = ScreeningFactory(patient=patient, protocol_version=version, run_at=NOW - dt.timedelta(days=3),
+                             planned_for=dt.date(2026, 5, 4))
+    treatment = record((patient, version, early), clinician)
     tonight = Reminder.objects.get(treatment=treatment, step__title="Cleanse tonight")
     Reminder.objects.filter(pk=tonight.pk).update(status=Status.SENT, sent_at=NOW)
     queued = Reminder.objects.get(treatment=treatment, step__title="Serum nightly", occurrence=0)
     Reminder.objects.filter(pk=queued.pk).update(status=Status.QUEUED, lease_until=NOW + dt.timedelta(minutes=5))
 
     moved = treatments.reschedule_treatment(
-        treatment=treatment, started_at=ENDED - dt.timedelta(days=1, minutes=30), ended_at=ENDED - dt.timedelta(days=1),
+        treatment=treatment, started_at=ENDED - dt.timedelta(hours=12, minutes=30), ended_at=ENDED - dt.timedelta(hours=12),
         by=clinician,
     )
 
@@ -357,8 +383,28 @@ def test_it_moves_pending_reminders_when_the_procedure_time_changes_and_keeps_se
     visit = Reminder.objects.get(treatment=treatment, step__title="Check-in visit")
     assert local(visit.occurs_at) == dt.datetime(2026, 5, 10, 15, 0)
     treatment.refresh_from_db()
-    assert treatment.ended_at == ENDED - dt.timedelta(days=1)
+    assert treatment.ended_at == ENDED - dt.timedelta(hours=12)
     assert treatment.history.count() == 2
+
+
+def test_it_refuses_to_move_the_procedure_to_another_day_than_its_screening_was_for(plan, clinician):
+    patient, version, _ = plan
+    # Run early enough to precede either day: only the day it was planned for stands in the way.
+    early = ScreeningFactory(patient=patient, protocol_version=version, run_at=NOW - dt.timedelta(days=3))
+    treatment = record(plan, clinician, screening=early)
+    before = list(Reminder.objects.filter(treatment=treatment).values_list("pk", "occurs_at", "status"))
+    with pytest.raises(ValidationError) as caught:
+        treatments.reschedule_treatment(
+            treatment=treatment, started_at=ENDED - dt.timedelta(days=1, minutes=45), ended_at=ENDED - dt.timedelta(days=1),
+            by=clinician,
+        )
+    assert caught.value.message_dict == {"started_at": [
+        "The screening was run for a procedure on 2026-05-04, but this procedure started on 2026-05-03 "
+        "(clinic time, Europe/London); screen the patient again for 2026-05-03."
+    ]}
+    treatment.refresh_from_db()
+    assert (treatment.started_at, treatment.ended_at) == (ENDED - dt.timedelta(minutes=45), ENDED)
+    assert list(Reminder.objects.filter(treatment=treatment).values_list("pk", "occurs_at", "status")) == before
 
 
 

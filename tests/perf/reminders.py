@@ -48,6 +48,7 @@ from tests.perf.seed import (
     Table,
     add_clear_screenings,
     add_patients,
+    clinic_date,
     clinic_setup,
     next_id,
     reset_sequences,
@@ -109,7 +110,8 @@ def _treatments(setup: ClinicSetup, count: int, *, ended_at: dt.datetime) -> int
     version = setup.versions["microneedling"]
     patient_ids = add_patients(setup.clinic, count, seed=3, languages=("en",) * 9 + ("de",))
     screening_ids = add_clear_screenings(patient_ids, version=version, run_by=setup.clinician,
-                                         run_at=ended_at - dt.timedelta(days=1))
+                                         run_at=ended_at - dt.timedelta(days=1),
+                                         planned_for=clinic_date(setup.clinic, ended_at - dt.timedelta(minutes=45)))
     first = next_id(Treatment)
     Table(Treatment, ("id", "clinic_id", "patient_id", "protocol_version_id", "screening_id", "clinician_id",
                       "started_at", "ended_at", "areas")).write(

@@ -227,11 +227,21 @@ def add_patients(clinic: Clinic, count: int, *, seed: int = 1, languages: Sequen
     return range(first, first + count)
 
 
-def add_clear_screenings(patient_ids: range, *, version: ProtocolVersion, run_by: Any, run_at: dt.datetime) -> range:
-    """One clear screening per patient for ``version``, run at ``run_at``; returns their ids (in patient order)."""
+def clinic_date(clinic: Clinic, moment: dt.datetime) -> dt.date:
+    """``moment``'s date on ``clinic``'s clock: the day a screening for a procedure starting then is planned for."""
+    return timezone.localtime(moment, ZoneInfo(clinic.time_zone)).date()
+
+
+def add_clear_screenings(
+    patient_ids: range, *, version: ProtocolVersion, run_by: Any, run_at: dt.datetime, planned_for: dt.date
+) -> range:
+    """One clear screening per patient for ``version``, run at ``run_at`` for a procedure on ``planned_for``.
+
+    Returns their ids (in patient order).
+    """
     first = next_id(Screening)
     rows = (
-        (first + index, patient_id, version.pk, run_at.date(), "clear", [], run_by.pk, run_at)
+        (first + index, patient_id, version.pk, planned_for, "clear", [], run_by.pk, run_at)
         for index, patient_id in enumerate(patient_ids)
     )
     Table(Screening, ("id", "patient_id", "protocol_version_id", "planned_for", "outcome", "findings", "run_by_id",
@@ -378,7 +388,8 @@ def _write_screenings_and_treatments(setup: ClinicSetup, plan: list[PlannedTreat
     clinician = setup.clinician.pk
     Table(Screening, ("id", "patient_id", "protocol_version_id", "planned_for", "outcome", "findings", "run_by_id",
                       "run_at")).write(
-        (item.screening_id, item.patient_id, item.version.pk, item.ended_at.date(), "clear", [], clinician,
+        (item.screening_id, item.patient_id, item.version.pk,
+         clinic_date(setup.clinic, item.ended_at - dt.timedelta(minutes=45)), "clear", [], clinician,
          item.ended_at - dt.timedelta(days=2))
         for item in plan
     )

@@ -30,12 +30,14 @@ from django.utils import timezone
 from patients.models import Patient, Reminder, Screening, Treatment
 from patients.treatments import record_treatment
 from tests.perf.report import Result, number, rate
-from tests.perf.seed import ClinicSetup, add_clear_screenings, add_patients, clinic_setup
+from tests.perf.seed import ClinicSetup, add_clear_screenings, add_patients, clinic_date, clinic_setup
 
 FULL_SIZE = 10_000
 QUERY_PROBES = (10, 100)
 BULK_BATCH = 2000
 TREATMENT_FIELDS = ("protocol_version_id", "clinician_id", "started_at", "ended_at", "areas", "device", "status", "clinic_id")
+#: How long a bench procedure lasts: it starts this long before it ends.
+PROCEDURE_LENGTH = dt.timedelta(minutes=45)
 REMINDER_FIELDS = ("step_id", "occurrence", "occurs_at", "due_at", "status", "last_error")
 
 
@@ -44,7 +46,8 @@ def _patients_with_screenings(setup: ClinicSetup, count: int, *, ended_at: dt.da
     version = setup.versions["microneedling"]
     patient_ids = add_patients(setup.clinic, count, seed=5)
     screening_ids = add_clear_screenings(patient_ids, version=version, run_by=setup.clinician,
-                                         run_at=ended_at - dt.timedelta(days=1))
+                                         run_at=ended_at - dt.timedelta(days=1),
+                                         planned_for=clinic_date(setup.clinic, ended_at - PROCEDURE_LENGTH))
     screening_of = {
         screening.patient_id: screening
         for screening in Screening.objects.filter(pk__gte=screening_ids[0], pk__lte=screening_ids[-1])
@@ -58,7 +61,7 @@ def _record(setup: ClinicSetup, pairs: list, *, clinician, ended_at: dt.datetime
     for patient, screening in pairs:
         record_treatment(
             patient=patient, protocol_version=version, screening=screening, clinician=clinician,
-            started_at=ended_at - dt.timedelta(minutes=45), ended_at=ended_at, areas="Full face", device="Bench device",
+            started_at=ended_at - PROCEDURE_LENGTH, ended_at=ended_at, areas="Full face", device="Bench device",
         )
 
 
