@@ -203,12 +203,12 @@ class IntakeFactory(factory.django.DjangoModelFactory):
     answers = factory.LazyFunction(negative_answers)
 
 
-#: How long before "now" (or before a TreatmentFactory's procedure) a factory screening was run.
 def clinic_date(moment: dt.datetime, patient: Patient) -> dt.date:
     """``moment``'s date on the clock of ``patient``'s clinic: the day a screening is planned for."""
     return timezone.localtime(moment, ZoneInfo(patient.clinic.time_zone)).date()
 
 
+#: How long before "now" (or before a TreatmentFactory's procedure) a factory screening was run.
 SCREENED_BEFORE = dt.timedelta(days=1)
 
 
