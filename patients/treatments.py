@@ -513,17 +513,21 @@ def recompute_for_new_time_zone(
         return Recomputed()
     now = now or timezone.now()
     total = Recomputed()
-    recorded = Treatment.objects.select_for_update().filter(patient=patient, status=Treatment.Status.RECORDED)
-    for treatment in recorded.select_related("clinic", "protocol_version"):
-        treatment.patient = patient  # the instance just saved, in the new zone
-        result = recompute_open_reminders(treatment=treatment, now=now)
-        record_event(
-            actor=by, action="treatment.recompute", clinic=treatment.clinic, obj=treatment, request=request,
-            detail={"previous_zone": previous_zone or patient.clinic.time_zone, "time_zone": patient.zone_name,
-                    **result.as_detail()},
-        )
-        total = Recomputed(scheduled=total.scheduled + result.scheduled, revived=total.revived + result.revived,
-                           past=total.past + result.past)
+    with transaction.atomic():
+        # Locks the treatments only (not their clinic), as a reschedule does, so neither overwrites the other.
+        recorded = Treatment.objects.select_for_update(of=("self",)).filter(
+            patient=patient, status=Treatment.Status.RECORDED
+        ).select_related("clinic", "protocol_version")
+        for treatment in recorded:
+            treatment.patient = patient  # the instance just saved, in the new zone
+            result = recompute_open_reminders(treatment=treatment, now=now)
+            record_event(
+                actor=by, action="treatment.recompute", clinic=treatment.clinic, obj=treatment, request=request,
+                detail={"previous_zone": previous_zone or patient.clinic.time_zone, "time_zone": patient.zone_name,
+                        **result.as_detail()},
+            )
+            total = Recomputed(scheduled=total.scheduled + result.scheduled, revived=total.revived + result.revived,
+                               past=total.past + result.past)
     return total
 
 
