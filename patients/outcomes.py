@@ -10,6 +10,10 @@ everywhere:
   and nothing is stored;
 * a correction edits the row, and simple_history keeps the earlier state with
   who corrected it and why, so the original entry is never lost;
+* a correction made on an entry as it was when opened (``based_on``, its revision)
+  is refused if someone changed the entry since, so it cannot silently undo theirs;
+* an adverse event identical to one already recorded for the treatment (a double
+  click, a retried request) is refused with a pointer to the recorded one;
 * adverse events of moderate severity or worse email the clinic's clinicians
   once the transaction has committed.
 """
@@ -27,6 +31,8 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Model, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -225,6 +231,65 @@ def _duplicate_message(*, day: int, phase: str, arm: TreatmentArm | None) -> str
     return f"Scores for {where} are already recorded; correct that entry instead."
 
 
+# --- revisions: a correction is made on the record as it was opened ------------------------
+
+
+class ChangedSinceOpened(ValidationError):
+    """Someone changed the record after it was opened (read) for this correction; nothing was saved."""
+
+
+def current_revision(record: Model) -> int:
+    """How many times the record has been saved: 1 when recorded, one more per correction (its history rows).
+
+    Forms and API clients read it with the record and send it back with a
+    correction (``based_on``), so a correction made on an older reading is
+    refused instead of silently undoing what a colleague changed in between.
+    Counted per record, so it says nothing about other records (or clinics).
+    """
+    return record.history.count()
+
+
+def with_revisions(records: QuerySet) -> QuerySet:
+    """``records`` with each one's ``revision`` (see ``current_revision``) read in the same query."""
+    saves = (
+        records.model.history.model.objects.filter(id=OuterRef("pk"))
+        .order_by().values("id").annotate(saves=Count("history_id")).values("saves")
+    )
+    return records.annotate(revision=Coalesce(Subquery(saves), 0))
+
+
+def _hold(rows: QuerySet) -> None:
+    """Lock ``rows`` until the surrounding transaction ends (outside one there is nothing to hold).
+
+    A second submission of the same change (a double click, a retried request,
+    another tab) then waits here until the first has committed, and the checks
+    after this see what the first one saved.
+    """
+    if transaction.get_connection().in_atomic_block:
+        list(rows.select_for_update(no_key=True).values_list("pk", flat=True))
+
+
+def _staff_name(user: Any) -> str:
+    return (user.get_full_name() or user.get_username()) if user is not None else "Someone"
+
+
+def _check_unchanged_since(record: Model, *, based_on: int | None, by: Any, zone: ZoneInfo) -> None:
+    if based_on is None:
+        return
+    revision = current_revision(record)
+    if revision == based_on:
+        return
+    latest = record.history.select_related("history_user").order_by("-history_id").first()
+    if latest is None or based_on > revision:
+        raise ChangedSinceOpened("This record has not had that many revisions. Nothing was saved: reload it and try again.")
+    who = "You (in another tab or window)" if latest.history_user_id == by.pk else _staff_name(latest.history_user)
+    why = f" (reason given: {latest.history_change_reason})" if latest.history_change_reason else ""
+    raise ChangedSinceOpened(
+        f"{who} changed this record on {latest.history_date.astimezone(zone):%d %b %Y at %H:%M} after you opened it"
+        f"{why}. Nothing was saved: reload it to see that change, then make yours again."
+    )
+
+
 # --- clinician assessments ----------------------------------------------------------
 
 
@@ -301,11 +366,19 @@ def record_assessment(
 
 
 def check_correction(
-    *, assessment: OutcomeAssessment, by: Any, changes: Mapping[str, Any], reason: str, now: dt.datetime | None = None
+    *,
+    assessment: OutcomeAssessment,
+    by: Any,
+    changes: Mapping[str, Any],
+    reason: str,
+    based_on: int | None = None,
+    now: dt.datetime | None = None,
 ) -> dict[str, Any] | None:
     """Everything ``correct_assessment`` checks, without saving.
 
     Returns the new field values, or None when ``changes`` change nothing.
+    Inside a transaction it holds the entry's row until commit, so two
+    corrections of one entry are checked one after the other.
     """
     now = now or timezone.now()
     treatment = assessment.treatment
@@ -315,8 +388,10 @@ def check_correction(
     unknown = set(changes) - set(CORRECTABLE_FIELDS)
     if unknown:
         raise ValidationError(dict.fromkeys(sorted(unknown), "This field cannot be corrected."))
+    _hold(OutcomeAssessment.objects.filter(pk=assessment.pk))
     if all(getattr(assessment, name) == value for name, value in changes.items()):
         return None
+    _check_unchanged_since(assessment, based_on=based_on, by=by, zone=ZoneInfo(treatment.clinic.time_zone))
     reason = _check_reason(reason)
     cleaned = check_scores({name: changes.get(name, getattr(assessment, name)) for name in SCORE_FIELDS})
     day = changes.get("time_point_day", assessment.time_point_day)
@@ -329,18 +404,31 @@ def check_correction(
 
 
 def correct_assessment(
-    *, assessment: OutcomeAssessment, by: Any, changes: Mapping[str, Any], reason: str, now: dt.datetime | None = None
+    *,
+    assessment: OutcomeAssessment,
+    by: Any,
+    changes: Mapping[str, Any],
+    reason: str,
+    based_on: int | None = None,
+    now: dt.datetime | None = None,
 ) -> OutcomeAssessment:
-    """Correct a clinician's entry. The earlier state stays in its history, with ``by`` and ``reason``."""
-    values = check_correction(assessment=assessment, by=by, changes=changes, reason=reason, now=now)
-    if values is None:
-        return assessment
-    for name, value in values.items():
-        setattr(assessment, name, value)
-    assessment._history_user = by
-    assessment._change_reason = reason.strip()
+    """Correct a clinician's entry. The earlier state stays in its history, with ``by`` and ``reason``.
+
+    ``based_on`` is the entry's revision (``current_revision``) when the
+    correction was started; ChangedSinceOpened if it has changed since. Callers
+    acting for a person (the admin, the API) pass it.
+    """
     try:
         with transaction.atomic():
+            values = check_correction(
+                assessment=assessment, by=by, changes=changes, reason=reason, based_on=based_on, now=now
+            )
+            if values is None:
+                return assessment
+            for name, value in values.items():
+                setattr(assessment, name, value)
+            assessment._history_user = by
+            assessment._change_reason = reason.strip()
             assessment.save()
     except IntegrityError:
         assessment.refresh_from_db()
@@ -452,10 +540,43 @@ def _check_adverse_event(*, treatment: Treatment, values: Mapping[str, Any], tod
     _check_arm(treatment=treatment, arm=values.get("arm"), required=False)
 
 
+class AdverseEventAlreadyRecorded(ValidationError):
+    """The same event is already recorded for the treatment (``event``); nothing was saved."""
+
+    def __init__(self, message: str, *, event: AdverseEvent) -> None:
+        super().__init__(message, code="already_recorded")
+        self.event = event
+
+
+def _check_not_already_recorded(*, treatment: Treatment, values: Mapping[str, Any]) -> None:
+    # A double click or a retried request repeats every one of these; two different
+    # events of one day differ in at least one (kind, severity, side, description).
+    # No time limit: the same event entered later by a colleague is still the same event,
+    # and counting it twice would also inflate the protocol's adverse-event rate.
+    recorded = AdverseEvent.objects.filter(
+        treatment=treatment, kind=values["kind"], severity=values["severity"], onset_date=values["onset_date"],
+        arm=values.get("arm"), description=values.get("description") or "",
+    ).select_related("recorded_by").order_by("pk").first()
+    if recorded is None:
+        return
+    recorded_at = recorded.recorded_at.astimezone(ZoneInfo(treatment.clinic.time_zone))
+    raise AdverseEventAlreadyRecorded(
+        f"This adverse event is already recorded: {recorded.get_kind_display()} "
+        f"({recorded.get_severity_display().lower()}), onset {recorded.onset_date:%d %b %Y}, recorded by "
+        f"{_staff_name(recorded.recorded_by)} on {recorded_at:%d %b %Y at %H:%M}. Nothing was saved. "
+        "Open that event to update it; if this is another event, say in the description how it differs.",
+        event=recorded,
+    )
+
+
 def check_new_adverse_event(
     *, treatment: Treatment, by: Any, values: Mapping[str, Any], now: dt.datetime | None = None
 ) -> None:
-    """Everything ``record_adverse_event`` checks, without saving."""
+    """Everything ``record_adverse_event`` checks, without saving.
+
+    Inside a transaction it holds the treatment's row until commit, so a second
+    submission of the same event waits for the first and is then refused.
+    """
     now = now or timezone.now()
     _require_clinician(by, treatment)
     _check_treatment(treatment)
@@ -463,6 +584,8 @@ def check_new_adverse_event(
     if unknown:
         raise ValidationError(dict.fromkeys(sorted(unknown), "This is not an adverse-event field."))
     _check_adverse_event(treatment=treatment, values=values, today=_clinic_today(treatment, now))
+    _hold(Treatment.objects.filter(pk=treatment.pk))
+    _check_not_already_recorded(treatment=treatment, values=values)
 
 
 def _clinic_today(treatment: Treatment, now: dt.datetime) -> dt.date:
@@ -482,16 +605,20 @@ def record_adverse_event(
     action_taken: str = "",
     now: dt.datetime | None = None,
 ) -> AdverseEvent:
-    """Record an adverse event of a treatment; moderate or worse emails the clinic's clinicians after commit."""
+    """Record an adverse event of a treatment; moderate or worse emails the clinic's clinicians after commit.
+
+    AdverseEventAlreadyRecorded if the same event is already recorded for the treatment.
+    """
     now = now or timezone.now()
     values = {
         "kind": kind, "severity": severity, "onset_date": onset_date, "resolution_date": resolution_date,
         "arm": arm, "description": description, "action_taken": action_taken,
     }
-    check_new_adverse_event(treatment=treatment, by=by, values=values, now=now)
-    event = AdverseEvent(treatment=treatment, recorded_by=by, recorded_at=now, **values)
-    event._history_user = by
-    event.save()
+    with transaction.atomic():
+        check_new_adverse_event(treatment=treatment, by=by, values=values, now=now)
+        event = AdverseEvent(treatment=treatment, recorded_by=by, recorded_at=now, **values)
+        event._history_user = by
+        event.save()
     if severity in NOTIFY_SEVERITIES:
         # After commit: no email about an event that was rolled back.
         transaction.on_commit(partial(notify_adverse_event, event_id=event.pk))
@@ -499,16 +626,27 @@ def record_adverse_event(
 
 
 def check_adverse_event_correction(
-    *, event: AdverseEvent, by: Any, changes: Mapping[str, Any], reason: str, now: dt.datetime | None = None
+    *,
+    event: AdverseEvent,
+    by: Any,
+    changes: Mapping[str, Any],
+    reason: str,
+    based_on: int | None = None,
+    now: dt.datetime | None = None,
 ) -> dict[str, Any] | None:
-    """Everything ``correct_adverse_event`` checks; the new values, or None when nothing changes."""
+    """Everything ``correct_adverse_event`` checks; the new values, or None when nothing changes.
+
+    Inside a transaction it holds the event's row until commit, as ``check_correction`` does.
+    """
     now = now or timezone.now()
     _require_clinician(by, event.treatment)
     unknown = set(changes) - set(ADVERSE_EVENT_FIELDS)
     if unknown:
         raise ValidationError(dict.fromkeys(sorted(unknown), "This field cannot be corrected."))
+    _hold(AdverseEvent.objects.filter(pk=event.pk))
     if all(getattr(event, name) == value for name, value in changes.items()):
         return None
+    _check_unchanged_since(event, based_on=based_on, by=by, zone=ZoneInfo(event.treatment.clinic.time_zone))
     _check_reason(reason)
     values = {name: changes.get(name, getattr(event, name)) for name in ADVERSE_EVENT_FIELDS}
     _check_adverse_event(treatment=event.treatment, values=values, today=_clinic_today(event.treatment, now))
@@ -516,20 +654,30 @@ def check_adverse_event_correction(
 
 
 def correct_adverse_event(
-    *, event: AdverseEvent, by: Any, changes: Mapping[str, Any], reason: str, now: dt.datetime | None = None
+    *,
+    event: AdverseEvent,
+    by: Any,
+    changes: Mapping[str, Any],
+    reason: str,
+    based_on: int | None = None,
+    now: dt.datetime | None = None,
 ) -> AdverseEvent:
     """Update an adverse event (e.g. its resolution); history keeps the earlier state with who and why.
 
     An event raised to moderate or worse that has not been notified yet is notified after commit.
+    ``based_on`` works as in ``correct_assessment``.
     """
-    values = check_adverse_event_correction(event=event, by=by, changes=changes, reason=reason, now=now)
-    if values is None:
-        return event
-    for name, value in values.items():
-        setattr(event, name, value)
-    event._history_user = by
-    event._change_reason = reason.strip()
-    event.save()
+    with transaction.atomic():
+        values = check_adverse_event_correction(
+            event=event, by=by, changes=changes, reason=reason, based_on=based_on, now=now
+        )
+        if values is None:
+            return event
+        for name, value in values.items():
+            setattr(event, name, value)
+        event._history_user = by
+        event._change_reason = reason.strip()
+        event.save()
     if event.severity in NOTIFY_SEVERITIES and event.notified_at is None:
         transaction.on_commit(partial(notify_adverse_event, event_id=event.pk))
     return event

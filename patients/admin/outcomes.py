@@ -60,6 +60,34 @@ def _as_form_error(error: ValidationError | PermissionDenied) -> ValidationError
     return ValidationError(str(error)) if isinstance(error, PermissionDenied) else error
 
 
+def opened_revision_field() -> forms.IntegerField:
+    # The record's revision when its page was opened, sent back with the correction: the
+    # service refuses it if a colleague (or another tab) changed the record in between.
+    return forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+
+
+def set_opened_revision(form: forms.ModelForm) -> None:
+    """Put the record's current revision in a change form that is being opened (not one being submitted)."""
+    if form.instance.pk is not None and not form.is_bound and "opened_revision" in form.fields:
+        form.fields["opened_revision"].initial = outcomes.current_revision(form.instance)
+
+
+def revision_opened_on(cleaned: dict[str, Any]) -> int:
+    """The revision the change form was opened on; a form without one (opened before this check existed) is refused."""
+    revision = cleaned.get("opened_revision")
+    if revision is None:
+        raise ValidationError("This page did not say which revision of the record it shows, so saving it could undo "
+                              "a colleague's change. Nothing was saved: reload the page and make your change again.")
+    return revision
+
+
+def with_reload_link(error: ValidationError, *, url: str) -> ValidationError:
+    """A correction refused because the record changed since it was opened: the message leads to its fresh page."""
+    if not isinstance(error, outcomes.ChangedSinceOpened):
+        return error
+    return ValidationError(format_html('{} <a href="{}" id="reload-record">Reload this page</a>', error.message, url))
+
+
 class ArmChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, arm: TreatmentArm) -> str:
         kind = "control" if arm.is_control else "exosome"
@@ -90,6 +118,7 @@ class OutcomeAssessmentForm(forms.ModelForm):
         required=False, max_length=outcomes.REASON_MAX_LENGTH,
         help_text="Required when you change an entry: why it is corrected. The original stays in the history.",
     )
+    opened_revision = opened_revision_field()
     user: Any = None  # set per request by the admin
 
     class Meta:
@@ -112,6 +141,7 @@ class OutcomeAssessmentForm(forms.ModelForm):
         for name, words in anchors.items():
             if name in self.fields:
                 self.fields[name].choices = [("", "not scored"), *((n, f"{n} — {text}") for n, text in words.items())]
+        set_opened_revision(self)
 
     def clean_photo(self) -> Any:
         upload = self.cleaned_data.get("photo")
@@ -141,11 +171,15 @@ class OutcomeAssessmentForm(forms.ModelForm):
                 }
                 outcomes.check_correction(
                     assessment=self.instance, by=self.user, changes=self.changes,
-                    reason=cleaned.get("correction_reason") or "",
+                    reason=cleaned.get("correction_reason") or "", based_on=revision_opened_on(cleaned),
                 )
         except (ValidationError, PermissionDenied) as error:
-            raise self._with_link_to_the_entry(_as_form_error(error)) from None
+            error = with_reload_link(_as_form_error(error), url=self._change_url())
+            raise self._with_link_to_the_entry(error) from None
         return cleaned
+
+    def _change_url(self) -> str:
+        return reverse("admin:patients_outcomeassessment_change", args=[self.instance.pk])
 
     def _with_link_to_the_entry(self, error: ValidationError) -> ValidationError:
         """A time point already scored: the message leads to that entry, which is where a correction is made."""
@@ -234,7 +268,7 @@ class OutcomeAssessmentAdmin(ClinicScopedAdmin):
         if editable:
             fieldsets.append(("Photo", {"fields": ["photo"]}))
         if editable and obj is not None:
-            fieldsets.append(("Correction", {"fields": ["correction_reason"]}))
+            fieldsets.append(("Correction", {"fields": ["correction_reason", "opened_revision"]}))
         return fieldsets
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
@@ -290,7 +324,8 @@ class OutcomeAssessmentAdmin(ClinicScopedAdmin):
         if change:
             original = OutcomeAssessment.objects.get(pk=obj.pk)
             saved = outcomes.correct_assessment(
-                assessment=original, by=request.user, changes=form.changes, reason=data.get("correction_reason") or ""
+                assessment=original, by=request.user, changes=form.changes, reason=data.get("correction_reason") or "",
+                based_on=data["opened_revision"],
             )
         else:
             scores = {name: data.get(name) for name in CLINICIAN_SCORE_FIELDS}
@@ -502,6 +537,7 @@ class AdverseEventForm(forms.ModelForm):
         required=False, max_length=outcomes.REASON_MAX_LENGTH,
         help_text="Required when you change an event: why. The earlier state stays in the history.",
     )
+    opened_revision = opened_revision_field()
     user: Any = None
 
     class Meta:
@@ -511,6 +547,10 @@ class AdverseEventForm(forms.ModelForm):
             "onset_date": forms.DateInput(attrs={"type": "date"}),
             "resolution_date": forms.DateInput(attrs={"type": "date"}),
         }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        set_opened_revision(self)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -525,10 +565,17 @@ class AdverseEventForm(forms.ModelForm):
                 outcomes.check_new_adverse_event(treatment=cleaned["treatment"], by=self.user, values=values)
             else:
                 outcomes.check_adverse_event_correction(
-                    event=self.instance, by=self.user, changes=values, reason=cleaned.get("correction_reason") or ""
+                    event=self.instance, by=self.user, changes=values, reason=cleaned.get("correction_reason") or "",
+                    based_on=revision_opened_on(cleaned),
                 )
+        except outcomes.AdverseEventAlreadyRecorded as error:
+            url = reverse("admin:patients_adverseevent_change", args=[error.event.pk])
+            raise ValidationError(
+                format_html('{} <a href="{}" id="recorded-event">Open that event</a>', error.message, url)
+            ) from None
         except (ValidationError, PermissionDenied) as error:
-            raise _as_form_error(error) from None
+            url = reverse("admin:patients_adverseevent_change", args=[self.instance.pk]) if self.instance.pk else ""
+            raise with_reload_link(_as_form_error(error), url=url) from None
         return cleaned
 
 
@@ -556,7 +603,7 @@ class AdverseEventAdmin(ClinicScopedAdmin):
         if obj is not None:
             fieldsets.append(("Recorded", {"fields": ["recorded_by", "recorded_at", "notified_at"]}))
             if self.has_change_permission(request, obj):
-                fieldsets.append(("Correction", {"fields": ["correction_reason"]}))
+                fieldsets.append(("Correction", {"fields": ["correction_reason", "opened_revision"]}))
         return fieldsets
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
@@ -580,7 +627,7 @@ class AdverseEventAdmin(ClinicScopedAdmin):
         if change:
             saved = outcomes.correct_adverse_event(
                 event=AdverseEvent.objects.get(pk=obj.pk), by=request.user, changes=form.values,
-                reason=form.cleaned_data.get("correction_reason") or "",
+                reason=form.cleaned_data.get("correction_reason") or "", based_on=form.cleaned_data["opened_revision"],
             )
         else:
             saved = outcomes.record_adverse_event(treatment=form.cleaned_data["treatment"], by=request.user, **form.values)

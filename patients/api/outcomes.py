@@ -15,8 +15,9 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
-from rest_framework import serializers, viewsets
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
+from rest_framework import serializers, status, viewsets
+from rest_framework.exceptions import APIException
 from rest_framework.generics import get_object_or_404  # 404, not 500, for an id that is not a number
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,6 +25,7 @@ from rest_framework.response import Response
 from clinic.api.base import ScopedModelViewSet, ScopedPrimaryKeyRelatedField
 from clinic.api.filters import ApiFilterSet, IdFilter
 from clinic.api.router import router
+from clinic.api.schema import ErrorDetailSerializer
 from clinic.api.strict import StrictModelSerializer
 from clinic.audit import record_viewed
 from clinic.roles import Capability
@@ -40,6 +42,51 @@ def _as_drf_error(error: DjangoValidationError) -> serializers.ValidationError:
     if hasattr(error, "error_dict"):
         return serializers.ValidationError(error.message_dict)
     return serializers.ValidationError({"non_field_errors": error.messages})
+
+
+class Conflict(APIException):
+    """409: the request clashes with what is recorded now (changed since read, or already recorded); nothing changed."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class RevisionField(serializers.IntegerField):
+    """The record's revision (``outcomes.current_revision``): read it with the record, send it back with a PATCH."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            required=False, min_value=0,
+            help_text="How many times the record has been saved (1 when recorded). Required when correcting (PATCH): "
+                      "send the revision you read; if the record has changed since, nothing is saved and the answer "
+                      "is 409. Ignored when recording (POST).",
+        )
+
+    def get_attribute(self, instance: Any) -> int:
+        revision = getattr(instance, "revision", None)  # annotated by outcomes.with_revisions on lists
+        return outcomes.current_revision(instance) if revision is None else revision
+
+
+REVISION_REQUIRED = "Send the revision you read (GET the record), so a colleague's change made since is not undone."
+CHANGED_SINCE_READ = OpenApiResponse(
+    ErrorDetailSerializer,
+    description="The record changed after the revision you sent (who, when, why in detail); nothing was saved. "
+                "GET it again, then send your correction with its new revision.",
+)
+
+
+def _correct(correction: Any, *, revision: int | None, **kwargs: Any) -> Any:
+    """Call an ``outcomes.correct_*`` service for a PATCH: a revision is required, and a stale one is a 409."""
+    if revision is None:
+        raise serializers.ValidationError({"revision": [REVISION_REQUIRED]})
+    try:
+        saved = correction(based_on=revision, **kwargs)
+    except outcomes.ChangedSinceOpened as error:
+        raise Conflict({"detail": error.message}) from None
+    except DjangoValidationError as error:
+        raise _as_drf_error(error) from None
+    vars(saved).pop("revision", None)  # the revision read with the request is not the saved one's
+    return saved
 
 
 def _score() -> serializers.IntegerField:
@@ -66,6 +113,7 @@ class OutcomeAssessmentSerializer(StrictModelSerializer):
     correction_reason = serializers.CharField(
         write_only=True, required=False, allow_blank=True, help_text="Required when correcting (PATCH): why."
     )
+    revision = RevisionField()
 
     class Meta:
         model = OutcomeAssessment
@@ -73,7 +121,7 @@ class OutcomeAssessmentSerializer(StrictModelSerializer):
             "id", "treatment", "arm", "time_point_day", "phase", "source", "erythema", "erythema_words", "oedema",
             "reepithelialisation_complete", "reepithelialisation_percent", "pain", "pruritus", "gais",
             "applied_as_instructed", "problem_flagged", "notes", "recorded_by", "recorded_at", "photos",
-            "correction_reason",
+            "correction_reason", "revision",
         ]
         read_only_fields = ["source", "recorded_by", "recorded_at", "applied_as_instructed", "problem_flagged"]
 
@@ -102,8 +150,12 @@ class OutcomeFilter(ApiFilterSet):
         fields = ["treatment", "arm", "source", "time_point_day"]
 
 
+@extend_schema_view(partial_update=extend_schema(responses={200: OutcomeAssessmentSerializer, 409: CHANGED_SINCE_READ}))
 class OutcomeAssessmentViewSet(ScopedModelViewSet):
-    """Clinician and patient-reported outcome assessments. POST records; PATCH corrects (history keeps the original)."""
+    """Clinician and patient-reported outcome assessments. POST records; PATCH corrects (history keeps the original).
+
+    A PATCH carries the ``revision`` it read; if the entry changed since, nothing is saved (409).
+    """
 
     queryset = OutcomeAssessment.objects.prefetch_related("photos").order_by("treatment_id", "time_point_day", "phase", "pk")
     serializer_class = OutcomeAssessmentSerializer
@@ -111,6 +163,9 @@ class OutcomeAssessmentViewSet(ScopedModelViewSet):
     filterset_class = OutcomeFilter
     http_method_names = ["get", "post", "patch", "head", "options"]
     log_views = True  # a patient's clinical record, as on the admin's page
+
+    def get_queryset(self) -> Any:
+        return outcomes.with_revisions(super().get_queryset())
 
     def perform_create(self, serializer: OutcomeAssessmentSerializer) -> None:
         data = serializer.validated_data
@@ -126,14 +181,13 @@ class OutcomeAssessmentViewSet(ScopedModelViewSet):
     def perform_update(self, serializer: OutcomeAssessmentSerializer) -> None:
         data = dict(serializer.validated_data)
         reason = data.pop("correction_reason", "")
+        revision = data.pop("revision", None)
         if "treatment" in data and data.pop("treatment") != serializer.instance.treatment:
             raise serializers.ValidationError({"treatment": "An entry cannot move to another treatment."})
-        try:
-            serializer.instance = outcomes.correct_assessment(
-                assessment=serializer.instance, by=self.request.user, changes=data, reason=reason
-            )
-        except DjangoValidationError as error:
-            raise _as_drf_error(error) from None
+        serializer.instance = _correct(
+            outcomes.correct_assessment, revision=revision, assessment=serializer.instance, by=self.request.user,
+            changes=data, reason=reason,
+        )
 
 
 # --- adverse events ------------------------------------------------------------------------------------
@@ -147,12 +201,13 @@ class AdverseEventSerializer(StrictModelSerializer):
     correction_reason = serializers.CharField(
         write_only=True, required=False, allow_blank=True, help_text="Required when correcting (PATCH): why."
     )
+    revision = RevisionField()
 
     class Meta:
         model = AdverseEvent
         fields = [
             "id", "treatment", "arm", "kind", "severity", "onset_date", "resolution_date", "description",
-            "action_taken", "recorded_by", "recorded_at", "notified_at", "correction_reason",
+            "action_taken", "recorded_by", "recorded_at", "notified_at", "correction_reason", "revision",
         ]
         read_only_fields = ["recorded_by", "recorded_at", "notified_at"]
 
@@ -168,8 +223,25 @@ class AdverseEventFilter(ApiFilterSet):
         fields = ["treatment", "kind", "severity"]
 
 
+class AlreadyRecordedSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="Which event is already recorded, and what to do.")
+    existing_event = serializers.CharField(help_text="The API address of the event already recorded.")
+
+
+@extend_schema_view(
+    create=extend_schema(responses={201: AdverseEventSerializer, 409: OpenApiResponse(
+        AlreadyRecordedSerializer,
+        description="The same event (kind, severity, onset, arm, description) is already recorded for this treatment, "
+                    "e.g. by a retried request; nothing was saved and no one was emailed again.",
+    )}),
+    partial_update=extend_schema(responses={200: AdverseEventSerializer, 409: CHANGED_SINCE_READ}),
+)
 class AdverseEventViewSet(ScopedModelViewSet):
-    """Adverse events. Moderate or worse emails the clinic's clinicians once recorded."""
+    """Adverse events. Moderate or worse emails the clinic's clinicians once recorded.
+
+    Recording the same event twice is refused (409, naming the recorded one); a PATCH
+    carries the ``revision`` it read, as for outcomes.
+    """
 
     queryset = AdverseEvent.objects.order_by("-onset_date", "-pk")
     serializer_class = AdverseEventSerializer
@@ -178,25 +250,31 @@ class AdverseEventViewSet(ScopedModelViewSet):
     http_method_names = ["get", "post", "patch", "head", "options"]
     log_views = True
 
+    def get_queryset(self) -> Any:
+        return outcomes.with_revisions(super().get_queryset())
+
     def perform_create(self, serializer: AdverseEventSerializer) -> None:
         data = dict(serializer.validated_data)
         data.pop("correction_reason", None)
+        data.pop("revision", None)
         try:
             serializer.instance = outcomes.record_adverse_event(by=self.request.user, **data)
+        except outcomes.AdverseEventAlreadyRecorded as error:
+            existing = reverse("adverse-event-detail", args=[error.event.pk])
+            raise Conflict({"detail": error.message, "existing_event": existing}) from None
         except DjangoValidationError as error:
             raise _as_drf_error(error) from None
 
     def perform_update(self, serializer: AdverseEventSerializer) -> None:
         data = dict(serializer.validated_data)
         reason = data.pop("correction_reason", "")
+        revision = data.pop("revision", None)
         if "treatment" in data and data.pop("treatment") != serializer.instance.treatment:
             raise serializers.ValidationError({"treatment": "An event cannot move to another treatment."})
-        try:
-            serializer.instance = outcomes.correct_adverse_event(
-                event=serializer.instance, by=self.request.user, changes=data, reason=reason
-            )
-        except DjangoValidationError as error:
-            raise _as_drf_error(error) from None
+        serializer.instance = _correct(
+            outcomes.correct_adverse_event, revision=revision, event=serializer.instance, by=self.request.user,
+            changes=data, reason=reason,
+        )
 
 
 # --- a treatment's outcomes -------------------------------------------------------------------------------
@@ -213,10 +291,10 @@ class TreatmentOutcomesViewSet(viewsets.ViewSet):
         treatment = get_object_or_404(
             scoped(Treatment.objects.select_related("protocol_version"), request.user), pk=treatment_id
         )
-        assessments = list(OutcomeAssessment.objects.filter(treatment=treatment).prefetch_related("photos").order_by(
-            "time_point_day", "phase", "arm_id", "source"
-        ))
-        events = list(AdverseEvent.objects.filter(treatment=treatment).order_by("onset_date", "pk"))
+        assessments = list(outcomes.with_revisions(OutcomeAssessment.objects.filter(treatment=treatment)).prefetch_related(
+            "photos"
+        ).order_by("time_point_day", "phase", "arm_id", "source"))
+        events = list(outcomes.with_revisions(AdverseEvent.objects.filter(treatment=treatment)).order_by("onset_date", "pk"))
         record_viewed(request=request, action="view", obj=treatment, rows=[*assessments, *events],
                       detail={"page": "outcomes"})
         context = {"request": request}

@@ -12,7 +12,14 @@ from django.db import transaction
 
 from clinic.models import Role
 from patients.models import AdverseEvent, TreatmentArm
-from patients.outcomes import correct_adverse_event, notify_adverse_event, record_adverse_event
+from patients.outcomes import (
+    AdverseEventAlreadyRecorded,
+    ChangedSinceOpened,
+    correct_adverse_event,
+    current_revision,
+    notify_adverse_event,
+    record_adverse_event,
+)
 from tests.factories import TreatmentFactory, staff
 
 pytestmark = pytest.mark.django_db
@@ -120,6 +127,50 @@ def test_raising_the_severity_later_notifies(treatment, clinician, django_captur
     assert "(severe)" in mail.outbox[0].subject
     previous = event.history.order_by("history_id").first()
     assert previous.severity == "mild"
+
+
+def test_the_same_event_recorded_again_is_refused_naming_the_first(
+    treatment, clinician, clinic_a, django_capture_on_commit_callbacks
+):
+    colleague = staff(Role.CLINICIAN, clinic_a, username="dr_okafor")
+    with django_capture_on_commit_callbacks(execute=True):
+        first = _record(treatment, clinician, kind="infection", severity="severe", description="Pustules, chin")
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(AdverseEventAlreadyRecorded) as raised:
+        _record(treatment, colleague, kind="infection", severity="severe", description="Pustules, chin",
+                action_taken="Something else typed this time")
+    assert raised.value.event == first
+    assert raised.value.message.startswith(
+        "This adverse event is already recorded: Infection (severe), onset 18 Mar 2026, recorded by clinician_a on "
+        "20 Mar 2026 at 12:00. Nothing was saved."
+    )
+    assert AdverseEvent.objects.count() == 1
+    assert len(mail.outbox) == 2  # the first event's emails (two clinicians), none for the refused one
+
+
+@pytest.mark.parametrize(
+    "difference",
+    [{"kind": "contact_dermatitis"}, {"severity": "mild"}, {"description": "A second site"},
+     {"onset_date": TODAY - dt.timedelta(days=1)}, {"arm": "left"}],
+)
+def test_different_events_of_one_treatment_are_all_recorded(treatment, clinician, difference):
+    if "arm" in difference:
+        difference = {"arm": TreatmentArm.objects.create(treatment=treatment, label="left")}
+    _record(treatment, clinician)
+    _record(treatment, clinician, **difference)
+    assert AdverseEvent.objects.count() == 2
+
+
+def test_a_change_based_on_an_older_revision_of_an_event_is_refused(treatment, clinician):
+    event = _record(treatment, clinician, severity="mild")
+    opened = current_revision(event)
+    correct_adverse_event(event=event, by=clinician, changes={"resolution_date": TODAY}, reason="Resolved", based_on=opened)
+    with pytest.raises(ChangedSinceOpened):
+        correct_adverse_event(
+            event=AdverseEvent.objects.get(), by=clinician, changes={"severity": "severe", "resolution_date": None},
+            reason="Worse", based_on=opened,
+        )
+    event.refresh_from_db()
+    assert (event.severity, event.resolution_date) == ("mild", TODAY)
 
 
 def test_a_resolution_is_recorded_as_a_correction_with_history(treatment, clinician):

@@ -146,12 +146,22 @@ def test_a_photo_that_is_not_an_image_is_refused_on_the_form(client, clinician, 
     assert not OutcomePhoto.objects.exists()
 
 
+def _opened(client, url) -> str:
+    """The revision a change page carries in its form, as a browser would send it back."""
+    return client.get(url).context["adminform"].form["opened_revision"].value()
+
+
+def _correction_form(treatment, **overrides):
+    data = _form(treatment, **overrides)
+    data.pop("treatment")  # read-only on the change page
+    return data
+
+
 def test_a_correction_needs_a_reason_and_keeps_the_original_in_history(client, clinician, treatment):
     entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 3})
     client.force_login(clinician)
     url = reverse("admin:patients_outcomeassessment_change", args=[entry.pk])
-    data = _form(treatment, erythema="1")
-    data.pop("treatment")
+    data = _correction_form(treatment, erythema="1", opened_revision=_opened(client, url))
     response = client.post(url, data)
     assert response.status_code == 200
     assert "correction_reason" in response.context["adminform"].form.errors
@@ -163,6 +173,51 @@ def test_a_correction_needs_a_reason_and_keeps_the_original_in_history(client, c
     history = client.get(reverse("admin:patients_outcomeassessment_history", args=[entry.pk]))
     assert history.status_code == 200
     assert "Scored before cleansing" in history.content.decode()
+
+
+def test_a_second_tab_cannot_undo_a_colleagues_correction(client, clinician, clinic_a, treatment):
+    from clinic.models import Role
+    from tests.factories import staff
+
+    entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 2, "pain": 3})
+    url = reverse("admin:patients_outcomeassessment_change", args=[entry.pk])
+    colleague = staff(Role.CLINICIAN, clinic_a, username="dr_okafor", first_name="Ada", last_name="Okafor")
+    client.force_login(clinician)
+    opened_first = _opened(client, url)  # this tab stays open while the colleague corrects erythema
+    client.force_login(colleague)
+    theirs = _correction_form(treatment, erythema="4", pain="3", oedema="", opened_revision=_opened(client, url),
+                              correction_reason="Photo shows severe")
+    assert client.post(url, theirs).status_code == 302
+
+    client.force_login(clinician)
+    mine = _correction_form(treatment, erythema="2", pain="6", oedema="", opened_revision=opened_first,
+                            correction_reason="Pain was 6")
+    response = client.post(url, mine)
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert ("Ada Okafor changed this record on 20 Mar 2026 at 12:00 after you opened it (reason given: Photo shows "
+            "severe). Nothing was saved: reload it to see that change, then make yours again.") in body
+    assert f'<a href="{url}" id="reload-record">Reload this page</a>' in body
+    entry.refresh_from_db()
+    assert (entry.erythema, entry.pain) == (4, 3)  # the colleague's correction stands; nothing of this one was saved
+    assert entry.history.count() == 2
+    # Reloaded, the page carries the new revision, and the correction goes through on top of theirs.
+    mine["opened_revision"] = _opened(client, url)
+    mine["erythema"] = "4"
+    assert client.post(url, mine).status_code == 302
+    entry.refresh_from_db()
+    assert (entry.erythema, entry.pain) == (4, 6)
+
+
+def test_a_change_page_without_its_revision_saves_nothing(client, clinician, treatment):
+    entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 3})
+    client.force_login(clinician)
+    url = reverse("admin:patients_outcomeassessment_change", args=[entry.pk])
+    response = client.post(url, _correction_form(treatment, erythema="1", correction_reason="typo"))
+    assert "reload the page and make your change again" in str(response.context["adminform"].form.errors)
+    entry.refresh_from_db()
+    assert entry.erythema == 3
 
 
 def test_a_coordinator_views_but_cannot_enter_or_change_scores(client, coordinator, clinician, treatment):
@@ -279,6 +334,55 @@ def test_the_treatment_page_leads_to_an_adverse_event_form_for_that_treatment(cl
     response = client.post(add, _event_form(treatment, severity="mild", action_taken=""))
     assert response.status_code == 302
     assert str(AdverseEvent.objects.get()) == "Infection (mild), onset 2026-03-18"
+
+
+def test_a_double_submitted_adverse_event_is_stored_and_emailed_once(
+    client, clinician, treatment, mailoutbox, django_capture_on_commit_callbacks
+):
+    client.force_login(clinician)
+    add = reverse("admin:patients_adverseevent_add")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(add, _event_form(treatment, severity="severe")).status_code == 302
+    with django_capture_on_commit_callbacks(execute=True):
+        again = client.post(add, _event_form(treatment, severity="severe"))  # the second click
+
+    assert again.status_code == 200
+    event = AdverseEvent.objects.get()
+    body = again.content.decode()
+    assert ("This adverse event is already recorded: Infection (severe), onset 18 Mar 2026, recorded by clinician_a on "
+            "20 Mar 2026 at 12:00. Nothing was saved.") in body
+    change = reverse("admin:patients_adverseevent_change", args=[event.pk])
+    assert f'<a href="{change}" id="recorded-event">Open that event</a>' in body
+    assert len(mailoutbox) == 1
+
+
+def test_two_different_adverse_events_of_one_day_are_both_recorded(client, clinician, treatment):
+    client.force_login(clinician)
+    add = reverse("admin:patients_adverseevent_add")
+    assert client.post(add, _event_form(treatment)).status_code == 302
+    assert client.post(add, _event_form(treatment, kind="contact_dermatitis")).status_code == 302
+    assert client.post(add, _event_form(treatment, description="A second pustule, left jawline")).status_code == 302
+    assert AdverseEvent.objects.count() == 3
+
+
+def test_a_second_tab_cannot_undo_a_change_to_an_adverse_event(client, clinician, treatment):
+    client.force_login(clinician)
+    assert client.post(reverse("admin:patients_adverseevent_add"), _event_form(treatment)).status_code == 302
+    event = AdverseEvent.objects.get()
+    url = reverse("admin:patients_adverseevent_change", args=[event.pk])
+    first_tab = client.get(url).context["adminform"].form["opened_revision"].value()
+    second_tab = client.get(url).context["adminform"].form["opened_revision"].value()
+    edit = _event_form(treatment)
+    edit.pop("treatment")
+    resolved = {**edit, "resolution_date": "2026-03-20", "correction_reason": "Resolved", "opened_revision": first_tab}
+    assert client.post(url, resolved).status_code == 302
+
+    worse = {**edit, "severity": "severe", "correction_reason": "Spreading", "opened_revision": second_tab}
+    response = client.post(url, worse)
+
+    assert "You (in another tab or window) changed this record on 20 Mar 2026 at 12:00" in response.content.decode()
+    event.refresh_from_db()
+    assert (event.severity, event.resolution_date) == ("moderate", NOW.date())
 
 
 def test_a_bad_adverse_event_shows_errors_and_stores_nothing(client, clinician, treatment):

@@ -75,13 +75,50 @@ def test_a_second_entry_for_the_same_time_point_gets_400(clinician, treatment):
 def test_a_correction_needs_a_reason_and_keeps_history(clinician, treatment):
     entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 3})
     api = _api(clinician)
-    refused = api.patch(f"/api/v1/outcomes/{entry.pk}/", {"erythema": 2}, format="json")
+    url = f"/api/v1/outcomes/{entry.pk}/"
+    revision = api.get(url).json()["revision"]
+    refused = api.patch(url, {"erythema": 2, "revision": revision}, format="json")
     assert refused.status_code == 400
     assert "correction_reason" in refused.json()
-    response = api.patch(f"/api/v1/outcomes/{entry.pk}/", {"erythema": 2, "correction_reason": "Recounted"}, format="json")
+    response = api.patch(url, {"erythema": 2, "correction_reason": "Recounted", "revision": revision}, format="json")
     assert response.status_code == 200
     assert response.json()["erythema"] == 2
+    assert response.json()["revision"] == revision + 1  # the revision to send with the next correction
     assert list(entry.history.order_by("history_id").values_list("erythema", flat=True)) == [3, 2]
+
+
+def test_a_correction_made_on_an_older_reading_is_refused_with_409(clinician, clinic_a, treatment):
+    from clinic.models import Role
+    from tests.factories import staff
+
+    entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 2, "pain": 3})
+    url = f"/api/v1/outcomes/{entry.pk}/"
+    read_before = _api(clinician).get(url).json()["revision"]
+    colleague = staff(Role.CLINICIAN, clinic_a, username="dr_okafor")
+    theirs = _api(colleague).patch(url, {"erythema": 4, "correction_reason": "Photo", "revision": read_before}, format="json")
+    assert theirs.status_code == 200
+
+    response = _api(clinician).patch(url, {"pain": 6, "correction_reason": "Pain was 6", "revision": read_before}, format="json")
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": "dr_okafor changed this record on 20 Mar 2026 at 12:00 after you opened it "
+                                         "(reason given: Photo). Nothing was saved: reload it to see that change, then "
+                                         "make yours again."}
+    entry.refresh_from_db()
+    assert (entry.erythema, entry.pain) == (4, 3)
+    fresh = _api(clinician).get(url).json()["revision"]
+    again = _api(clinician).patch(url, {"pain": 6, "correction_reason": "Pain was 6", "revision": fresh}, format="json")
+    assert again.status_code == 200
+    assert (again.json()["erythema"], again.json()["pain"]) == (4, 6)
+
+
+def test_a_correction_without_the_revision_it_read_gets_400(clinician, treatment):
+    entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 3})
+    response = _api(clinician).patch(f"/api/v1/outcomes/{entry.pk}/", {"erythema": 2, "correction_reason": "x"}, format="json")
+    assert response.status_code == 400
+    assert "Send the revision you read" in response.json()["revision"][0]
+    entry.refresh_from_db()
+    assert entry.erythema == 3
 
 
 def test_nobody_deletes_an_outcome(clinician, treatment):
@@ -102,7 +139,7 @@ def test_a_coordinator_reads_but_cannot_write(coordinator, clinician, treatment)
 def test_a_patient_report_cannot_be_corrected_by_staff(clinician, treatment):
     report = OutcomeAssessment.objects.create(treatment=treatment, time_point_day=3, source="patient", erythema=2)
     response = _api(clinician).patch(
-        f"/api/v1/outcomes/{report.pk}/", {"erythema": 0, "correction_reason": "disagree"}, format="json"
+        f"/api/v1/outcomes/{report.pk}/", {"erythema": 0, "correction_reason": "disagree", "revision": 0}, format="json"
     )
     assert response.status_code == 403
     report.refresh_from_db()
@@ -168,6 +205,41 @@ def test_adverse_events_are_recorded_through_the_service(clinician, treatment, m
     assert AdverseEvent.objects.count() == 1
 
 
+def test_a_retried_adverse_event_post_is_refused_with_409_and_emails_no_one_again(
+    clinician, treatment, mailoutbox, django_capture_on_commit_callbacks
+):
+    api = _api(clinician)
+    event = {"treatment": treatment.pk, "kind": "infection", "severity": "severe", "onset_date": "2026-03-15"}
+    with django_capture_on_commit_callbacks(execute=True):
+        first = api.post("/api/v1/adverse-events/", event, format="json")
+    with django_capture_on_commit_callbacks(execute=True):
+        retried = api.post("/api/v1/adverse-events/", event, format="json")
+
+    assert first.status_code == 201
+    assert retried.status_code == 409
+    assert retried.json()["existing_event"] == f"/api/v1/adverse-events/{first.json()['id']}/"
+    assert retried.json()["detail"].startswith("This adverse event is already recorded: Infection (severe), onset 15 Mar")
+    assert AdverseEvent.objects.count() == 1
+    assert len(mailoutbox) == 1
+    other_side = api.post("/api/v1/adverse-events/", {**event, "description": "Second site, right cheek"}, format="json")
+    assert other_side.status_code == 201
+
+
+def test_an_adverse_event_correction_carries_the_revision_it_read(clinician, treatment):
+    api = _api(clinician)
+    created = api.post(
+        "/api/v1/adverse-events/",
+        {"treatment": treatment.pk, "kind": "milia", "severity": "mild", "onset_date": "2026-03-15"}, format="json",
+    ).json()
+    url = f"/api/v1/adverse-events/{created['id']}/"
+    resolved = api.patch(url, {"resolution_date": "2026-03-19", "correction_reason": "Resolved", "revision": created["revision"]},
+                         format="json")
+    assert resolved.status_code == 200
+    stale = api.patch(url, {"severity": "moderate", "correction_reason": "More", "revision": created["revision"]}, format="json")
+    assert stale.status_code == 409
+    assert AdverseEvent.objects.get().severity == "mild"
+
+
 def test_the_adverse_event_list_query_count_does_not_grow_with_rows(clinician, clinic_a, django_assert_max_num_queries):
     api = _api(clinician)
 
@@ -226,3 +298,6 @@ def test_the_schema_lists_the_outcome_endpoints(client):
     for path in ["/api/v1/outcomes/", "/api/v1/adverse-events/", "/api/v1/treatments/{treatment_id}/outcomes/",
                  "/api/v1/reports/protocols/{id}/"]:
         assert path in paths
+    assert "409" in paths["/api/v1/outcomes/{id}/"]["patch"]["responses"]
+    assert "409" in paths["/api/v1/adverse-events/{id}/"]["patch"]["responses"]
+    assert "409" in paths["/api/v1/adverse-events/"]["post"]["responses"]

@@ -10,7 +10,14 @@ from django.core.exceptions import PermissionDenied, ValidationError
 
 from clinic.models import Role
 from patients.models import OutcomeAssessment, TreatmentArm
-from patients.outcomes import correct_assessment, record_assessment, step_days, time_points_for
+from patients.outcomes import (
+    ChangedSinceOpened,
+    correct_assessment,
+    current_revision,
+    record_assessment,
+    step_days,
+    time_points_for,
+)
 from tests.factories import StepFactory, TreatmentFactory, VersionFactory, staff
 
 pytestmark = pytest.mark.django_db
@@ -203,6 +210,36 @@ def test_a_correction_onto_a_recorded_time_point_is_refused(treatment, clinician
         correct_assessment(assessment=entry, by=clinician, changes={"time_point_day": 3}, reason="wrong day")
     entry.refresh_from_db()
     assert entry.time_point_day == 7
+
+
+def test_a_correction_based_on_an_older_revision_is_refused_and_names_who_changed_it(treatment, clinician, clinic_a):
+    entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 2, "pain": 3})
+    opened = current_revision(entry)
+    colleague = staff(Role.CLINICIAN, clinic_a, first_name="Ada", last_name="Okafor")
+    with time_machine.travel(NOW + dt.timedelta(minutes=5), tick=False):
+        correct_assessment(assessment=entry, by=colleague, changes={"erythema": 4}, reason="Photo", based_on=opened)
+    stale = OutcomeAssessment.objects.get(pk=entry.pk)
+    with pytest.raises(ChangedSinceOpened) as raised:
+        correct_assessment(assessment=stale, by=clinician, changes={"erythema": 2, "pain": 6}, reason="Pain", based_on=opened)
+    assert raised.value.message == (
+        "Ada Okafor changed this record on 20 Mar 2026 at 12:05 after you opened it (reason given: Photo). "
+        "Nothing was saved: reload it to see that change, then make yours again."
+    )
+    entry.refresh_from_db()
+    assert (entry.erythema, entry.pain, entry.history.count()) == (4, 3, 2)
+
+
+def test_a_correction_on_the_current_revision_is_saved_and_counts_one_more(treatment, clinician):
+    entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 2})
+    opened = current_revision(entry)
+    correct_assessment(assessment=entry, by=clinician, changes={"erythema": 3}, reason="Recounted", based_on=opened)
+    assert (opened, current_revision(entry)) == (1, 2)
+    with pytest.raises(ChangedSinceOpened):  # the same form sent a second time
+        correct_assessment(assessment=entry, by=clinician, changes={"erythema": 1}, reason="Again", based_on=opened)
+    with pytest.raises(ChangedSinceOpened, match="has not had that many revisions"):
+        correct_assessment(assessment=entry, by=clinician, changes={"erythema": 1}, reason="x", based_on=3)
+    entry.refresh_from_db()
+    assert entry.erythema == 3
 
 
 def test_clinicians_cannot_correct_a_patient_report(treatment, clinician):
