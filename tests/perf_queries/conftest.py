@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import transaction
@@ -33,7 +34,9 @@ def _fill(clinic, clinician, clinic_admin) -> None:
         IntakeFactory(patient=patient, answers={"pregnant": False})
         # Screened (and overridden) the day before the procedure: a screening must precede treatment.
         screened = ended - dt.timedelta(days=1)
+        started = ended - dt.timedelta(minutes=45)
         screening = ScreeningFactory(patient=patient, protocol_version=version, run_at=screened,
+                                     planned_for=started.astimezone(ZoneInfo(clinic.time_zone)).date(),
                                      outcome="needs_override" if number == 0 else "clear")
         if number == 0:
             ScreeningOverride.objects.create(screening=screening, clinician=clinician, reason="Cleared by the GP.",
@@ -41,7 +44,7 @@ def _fill(clinic, clinician, clinic_admin) -> None:
         split = number == 1
         treatment = record_treatment(
             patient=patient, protocol_version=version, screening=screening, clinician=clinician,
-            started_at=ended - dt.timedelta(minutes=45), ended_at=ended, areas="Full face",
+            started_at=started, ended_at=ended, areas="Full face",
             arms=[ArmInput("Left", product=lot.product), ArmInput("Right", is_control=True)] if split else [],
             applications=[ApplicationInput(lot=lot, volume_ml=Decimal("2.5"), arm_label="Left" if split else "")],
         )
