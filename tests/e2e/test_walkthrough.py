@@ -136,8 +136,11 @@ def create_patient(page) -> None:  # noqa: ANN001
     page.fill("#id_email", PATIENT["email"])
     page.select_option("#id_fitzpatrick_type", label="Type III")
     page.check("#id_reminder_consent")
-    page.click(".field-consent_at a:text-is('Today')")
-    page.click(".field-consent_at a:text-is('Now')")
+    # Typed, not the admin's Today/Now buttons: those read the browser's clock, which time-machine does not
+    # move, so after 09:30 real time "Now" lies in the app's future and the consent is refused.
+    signed = dt.datetime.now(LONDON) - dt.timedelta(minutes=5)
+    page.fill("#id_consent_at_0", f"{signed:%Y-%m-%d}")
+    page.fill("#id_consent_at_1", f"{signed:%H:%M:%S}")
     page.select_option("#id_consent_source", label="Signed paper form")
     page.click("input[name=_continue]")
     assert "was added successfully" in message(page)
