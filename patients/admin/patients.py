@@ -20,7 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 
 from clinic.admin_base import ClinicScopedAdmin
 from clinic.audit import record_event
@@ -131,8 +131,8 @@ EMAIL_BREAK_POINTS = re.compile(r"(?<=[@.])")
 
 def email_with_break_points(address: str) -> SafeString:
     """``address`` as HTML that may wrap after its "@" or a dot (``<wbr>``), each piece escaped."""
-    pieces = [piece for piece in EMAIL_BREAK_POINTS.split(address) if piece]
-    return format_html_join(mark_safe("<wbr>"), "{}", ((piece,) for piece in pieces))
+    *leading, last = [piece for piece in EMAIL_BREAK_POINTS.split(address) if piece] or [""]
+    return format_html("{}{}", format_html_join("", "{}<wbr>", ((piece,) for piece in leading)), last)
 
 
 def _outcome_badge(outcome: str, label: str) -> str:

@@ -21,8 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import conditional_escape, format_html
-from django.utils.safestring import mark_safe
+from django.utils.html import format_html
 
 from clinic.admin_base import ClinicScopedAdmin, ScopedInline
 from clinic.models import Clinic
@@ -188,11 +187,14 @@ def link_existing_treatment(error: ValidationError) -> ValidationError:
 def _linked(error: ValidationError) -> ValidationError:
     if error.code != treatments.SCREENING_USED:
         return error
-    params = {name: conditional_escape(value) for name, value in error.params.items()}
+    # The message's "%(treatment)s" becomes a link to it; format_html escapes the rest.
+    before, after = error.message.split("%(treatment)s", 1)
     url = reverse("admin:patients_treatment_change", args=[error.params["treatment_id"]])
-    params["treatment"] = format_html('<a href="{}">{}</a>', url, error.params["treatment"])
-    # Escaped text with escaped values and one built link: safe to show as HTML.
-    return ValidationError(mark_safe(conditional_escape(error.message) % params), code=error.code)  # noqa: S308
+    return ValidationError(
+        format_html('{}<a href="{}">{}</a>{}', before % error.params, url, error.params["treatment"],
+                    after % error.params),
+        code=error.code,
+    )
 
 
 def recomputed_summary(result: treatments.Recomputed) -> str:
