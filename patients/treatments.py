@@ -457,6 +457,9 @@ class Recomputed:
     revived: int = 0  # of the scheduled ones, those that had been skipped as too late
     past: int = 0  # skipped: already past at their new times
 
+    def __add__(self, other: Recomputed) -> Recomputed:
+        return Recomputed(self.scheduled + other.scheduled, self.revived + other.revived, self.past + other.past)
+
     def as_detail(self) -> dict[str, int]:
         return {"reminders_moved": self.scheduled, "reminders_revived": self.revived, "reminders_past": self.past}
 
@@ -526,8 +529,7 @@ def recompute_for_new_time_zone(
                 detail={"previous_zone": previous_zone or patient.clinic.time_zone, "time_zone": patient.zone_name,
                         **result.as_detail()},
             )
-            total = Recomputed(scheduled=total.scheduled + result.scheduled, revived=total.revived + result.revived,
-                               past=total.past + result.past)
+            total += result
     return total
 
 
