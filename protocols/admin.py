@@ -20,7 +20,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from clinic.admin_base import ClinicScopedAdmin, ScopedInline
 from clinic.models import Clinic
@@ -37,6 +37,7 @@ from protocols.models import (
     ProtocolStep,
     ProtocolVersion,
 )
+from protocols.quiet_hours import version_warnings
 
 EDIT = Capability.EDIT_PROTOCOLS
 
@@ -84,6 +85,12 @@ def _page(model_admin: admin.ModelAdmin, request: HttpRequest, template: str, **
 def _refusal(request: HttpRequest, error: ValidationError) -> None:
     for message in error.messages:
         messages.error(request, message)
+
+
+def _warn_of_late_reminders(request: HttpRequest, version: ProtocolVersion) -> None:
+    """A warning, not a refusal: the step may still be right, but staff should know the patient is told late."""
+    for warning in version_warnings(version):
+        messages.warning(request, warning)
 
 
 # --- protocols and versions ---------------------------------------------------------------
@@ -141,7 +148,9 @@ class ProtocolVersionAdmin(ClinicScopedAdmin):
     list_select_related = ["protocol", "published_by"]
     inlines = [ProtocolStepInline]
     filter_horizontal = ["added_rules", "removed_rules"]
-    readonly_fields = ["protocol", "number", "status", "published_at", "published_by", "timeline"]
+    readonly_fields = [
+        "protocol", "number", "status", "published_at", "published_by", "timeline", "reminders_after_their_step",
+    ]
     fieldsets = [
         (None, {"fields": ["protocol", "number", "status", "change_note", "length_days"]}),
         ("Contraindication rules", {
@@ -150,6 +159,7 @@ class ProtocolVersionAdmin(ClinicScopedAdmin):
             "fields": ["added_rules", "removed_rules"],
         }),
         ("Publication", {"fields": ["published_at", "published_by"]}),
+        ("Reminders and quiet hours", {"fields": ["reminders_after_their_step"]}),
         ("Timeline", {"fields": ["timeline"]}),
     ]
     actions = ["start_draft_action"]
@@ -169,6 +179,22 @@ class ProtocolVersionAdmin(ClinicScopedAdmin):
         return format_html(
             '<a href="{}"><img src="{}" alt="Timeline of {}" style="max-width:100%;height:auto"></a>', url, url, obj
         )
+
+    @admin.display(description="reminders after their step")
+    def reminders_after_their_step(self, obj: ProtocolVersion) -> str:
+        if obj.pk is None:
+            return "—"
+        warnings = version_warnings(obj)
+        if not warnings:
+            return "None: no reminder is pushed past its step by the quiet hours."
+        return format_html(
+            '<ul class="messagelist quiet-hours-warnings">{}</ul>',
+            format_html_join("", '<li class="warning">{}</li>', ((warning,) for warning in warnings)),
+        )
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        _warn_of_late_reminders(request, form.instance)
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False  # versions are started from a protocol ("Create new draft version"), never typed in
@@ -241,6 +267,7 @@ class ProtocolVersionAdmin(ClinicScopedAdmin):
             _refusal(request, error)
         else:
             messages.success(request, f"{version} is published; new treatments use it from now on.")
+            _warn_of_late_reminders(request, version)
         return redirect("admin:protocols_protocolversion_change", version.pk)
 
     def retire_view(self, request: HttpRequest, pk: int) -> HttpResponse:
