@@ -626,6 +626,8 @@ class TimelineEntry:
     due_at: dt.datetime | None
     state: str
     reminder: Reminder | None
+    # The quiet hours moved the email past the step: staff may want to call the patient instead.
+    arrives_after_step: bool = False
 
     @property
     def state_label(self) -> str:
@@ -672,11 +674,13 @@ def timeline_for(*, treatment: Treatment, now: dt.datetime | None = None) -> lis
     for occurrence in planned_occurrences(treatment):
         row = rows.get((occurrence.step_id, occurrence.occurrence))
         occurs_at = row.occurs_at if row else occurrence.occurs_at
+        # A retry or a resend also moves due_at past the step; only the planned due time says quiet hours did.
+        late = row is not None and row.due_at > occurs_at and occurrence.due_at > occurrence.occurs_at
         entries.append(
             TimelineEntry(
                 step=steps[occurrence.step_id], occurrence=occurrence.occurrence, occurs_at=occurs_at,
                 due_at=row.due_at if row else None, reminder=row,
-                state=_state(reminder=row, occurs_at=occurs_at, cancelled=cancelled, now=now),
+                state=_state(reminder=row, occurs_at=occurs_at, cancelled=cancelled, now=now), arrives_after_step=late,
             )
         )
     return sorted(entries, key=lambda entry: (entry.occurs_at, entry.step.order, entry.occurrence))
