@@ -32,6 +32,7 @@ from icalendar import Calendar, Event
 from patients.links import new_link, url_for
 from patients.models import Reminder
 from patients.models.link import PatientLink
+from patients.outcomes import step_days
 from patients.timeline import protocol_day
 from protocols.models import StepKind
 
@@ -87,11 +88,7 @@ def reminder_links(*, reminder: Reminder, now: dt.datetime | None = None, first_
         Purpose.UNSUBSCRIBE: {"valid_for": dt.timedelta(days=settings.AFTERCARE_REMINDER_UNSUBSCRIBE_LINK_DAYS)},
     }
     if reminder.step.kind == StepKind.OUTCOME_CHECK:
-        treatment = reminder.treatment
-        day = protocol_day(
-            occurs_at=reminder.occurs_at, ended_at=treatment.ended_at, zone=ZoneInfo(treatment.patient.zone_name)
-        )
-        wanted[Purpose.SELF_REPORT] = {"time_point_day": day}
+        wanted[Purpose.SELF_REPORT] = {"time_point_day": time_point_day(reminder)}
     links = _links_for(reminder=reminder, now=now, wanted=wanted, first_attempt=first_attempt)
     self_report = links.get(Purpose.SELF_REPORT)
     return ReminderLinks(
@@ -152,6 +149,17 @@ def calendar_invite(reminder: Reminder) -> str:
         event.add("description", reminder.step.patient_text)
     calendar.add_component(event)
     return calendar.to_ical().decode()
+
+
+def time_point_day(reminder: Reminder) -> int:
+    """The outcome time point an outcome-check reminder asks about: its step's day as staff's forms count it.
+
+    "+36 hours" is the day-1 check whatever the hour of the procedure, though it
+    may fall on the second calendar day after it; the patient's self-report
+    must be filed under the day the clinician's entry is.
+    """
+    days = step_days(reminder.step)
+    return days[min(reminder.occurrence, len(days) - 1)]
 
 
 def _context(*, reminder: Reminder, links: ReminderLinks, zone: ZoneInfo) -> dict:

@@ -11,6 +11,7 @@ from icalendar import Calendar
 from patients.emails import build_reminder_email, reminder_links
 from patients.links import read_link
 from patients.models import PatientLink
+from patients.outcomes import time_points_for
 from tests.factories import PatientFactory, ReminderFactory, StepFactory, TreatmentFactory
 
 pytestmark = pytest.mark.django_db
@@ -94,7 +95,7 @@ def test_it_links_i_did_this_to_the_reminder(clinic_a):
 
 
 def test_it_adds_a_self_report_link_to_outcome_checks(clinic_a):
-    reminder = reminder_for(clinic_a, kind="outcome_check", title="How does your skin look?")
+    reminder = reminder_for(clinic_a, kind="outcome_check", title="How does your skin look?", day=0)
     message = build(reminder)
     link = PatientLink.objects.get(reminder=reminder, purpose=PatientLink.Purpose.SELF_REPORT)
     assert link.time_point_day == 0
@@ -131,3 +132,28 @@ def test_it_attaches_a_calendar_invitation_to_follow_up_visits(clinic_a):
 
 def test_it_attaches_nothing_to_other_reminders(clinic_a):
     assert build(reminder_for(clinic_a)).attachments == []
+
+
+def test_an_hour_based_check_files_the_self_report_under_the_day_staff_assess(clinic_a):
+    """"+36 hours" is the day-1 check even when it falls on the second calendar day after the procedure."""
+    patient = PatientFactory(clinic=clinic_a, time_zone="Europe/Berlin")
+    ended = dt.datetime(2026, 5, 2, 16, 0, tzinfo=UTC)  # 18:00 in Berlin; +36 h is 06:00 on 4 May, day 2
+    treatment = TreatmentFactory(screening__patient=patient, ended_at=ended, started_at=ended - dt.timedelta(hours=1))
+    step = StepFactory(version=treatment.protocol_version, kind="outcome_check", timing="offset", offset_value=36,
+                       offset_unit="hours", day=None, local_time=None)
+    occurs_at = ended + dt.timedelta(hours=36)
+    reminder = ReminderFactory(treatment=treatment, step=step, occurs_at=occurs_at, due_at=occurs_at)
+
+    reminder_links(reminder=reminder)
+
+    link = PatientLink.objects.get(reminder=reminder, purpose=PatientLink.Purpose.SELF_REPORT)
+    assert link.time_point_day == 1
+    assert time_points_for(treatment.protocol_version) == [1]  # what the clinician's form offers
+
+
+def test_a_repeating_check_files_each_occurrence_under_its_own_day(clinic_a):
+    reminder = reminder_for(clinic_a, kind="outcome_check", day=1, repeat_count=3, repeat_every_days=2)
+    reminder.occurrence = 2
+    reminder.save()
+    reminder_links(reminder=reminder)
+    assert PatientLink.objects.get(reminder=reminder, purpose=PatientLink.Purpose.SELF_REPORT).time_point_day == 5
