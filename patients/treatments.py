@@ -117,7 +117,7 @@ def _check_arms(errors: _Errors, *, arms: Sequence[ArmInput], clinic_id: int) ->
 
 def _check_applications(
     errors: _Errors, *, applications: Sequence[ApplicationInput], arms: Sequence[ArmInput], clinic_id: int,
-    on: dt.date | None,
+    on: dt.date | None, ended_at: dt.datetime | None = None,
 ) -> None:
     arms_by_label = {arm.label.strip().lower(): arm for arm in arms}
     for number, application in enumerate(applications, start=1):
@@ -126,7 +126,9 @@ def _check_applications(
         if lot.clinic_id != clinic_id:
             errors.add("applications", prefix + "this lot belongs to another clinic.")
             continue
-        reason = lot.unusable_reason(on) if on else None
+        minutes = application.minutes_after_procedure
+        applied_at = ended_at + dt.timedelta(minutes=minutes) if ended_at and isinstance(minutes, int) else None
+        reason = lot.unusable_reason(on, applied_at=applied_at) if on else None
         if reason:
             errors.add("applications", prefix + reason)
         if application.volume_ml is None or Decimal(application.volume_ml) <= 0:
@@ -222,8 +224,18 @@ def treatment_errors(
         _check_screening_unused(errors, screening=screening)
     _check_arms(errors, arms=arms, clinic_id=clinic.pk)
     on = _clinic_date(ended_at, clinic.time_zone) if "ended_at" not in errors.by_field else None
-    _check_applications(errors, applications=applications, arms=arms, clinic_id=clinic.pk, on=on)
+    _check_applications(
+        errors, applications=applications, arms=arms, clinic_id=clinic.pk, on=on, ended_at=ended_at if on else None
+    )
     return errors.by_field
+
+
+def recalled_lots(treatment: Treatment) -> list[ProductLot]:
+    """The recalled lots this treatment's applications used, each once: staff follow up these patients."""
+    return list(
+        ProductLot.objects.filter(applications__treatment=treatment, recalled=True)
+        .select_related("product", "clinic").distinct().order_by("recalled_at", "pk")
+    )
 
 
 def _clinic_date(moment: dt.datetime, zone_name: str) -> dt.date:
@@ -439,6 +451,7 @@ def reschedule_treatment(
             raise ValidationError({"ended_at": "A cancelled treatment cannot be rescheduled."})
         previous = {"started_at": locked.started_at.isoformat(), "ended_at": locked.ended_at.isoformat()}
         locked.started_at, locked.ended_at = started_at, ended_at
+        _check_lots_at_new_time(locked)
         locked.save(update_fields=["started_at", "ended_at"])
         result = recompute_open_reminders(treatment=locked, now=now)
         record_event(
@@ -447,6 +460,19 @@ def reschedule_treatment(
         )
     treatment.started_at, treatment.ended_at = started_at, ended_at
     return result
+
+
+def _check_lots_at_new_time(treatment: Treatment) -> None:
+    """Refuse a corrected time at which a lot applied in ``treatment`` could not have been (e.g. after its recall)."""
+    problems = []
+    for application in treatment.applications.select_related("lot__clinic"):
+        application.treatment = treatment  # the corrected times
+        reason = application.lot.unusable_reason(treatment.procedure_date(), applied_at=application.applied_at())
+        if reason:
+            problems.append(f"At the corrected time the application of lot {application.lot.lot_number} is refused: "
+                            f"{reason}")
+    if problems:
+        raise ValidationError({"ended_at": problems})
 
 
 @dataclass(frozen=True)

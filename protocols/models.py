@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -163,6 +164,8 @@ class ProductLot(models.Model):
         # Keep when a recall was recorded, so "was it recalled before it was applied?" has an answer.
         if self.recalled and self.recalled_at is None:
             self.recalled_at = timezone.now()
+        elif not self.recalled:
+            self.recalled_at = None  # a lifted recall; a later one gets its own time (history keeps this one)
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
@@ -180,18 +183,38 @@ class ProductLot(models.Model):
         if problem:
             raise ValidationError({"certificate": problem})
 
-    def unusable_reason(self, on: dt.date) -> str | None:
-        """Why this lot cannot be applied on ``on``, or None when it can."""
-        if self.recalled:
-            return f"Lot {self.lot_number} has been recalled."
+    def recalled_after(self, applied_at: dt.datetime | None) -> bool:
+        """Whether the lot, though recalled now, was recalled only after ``applied_at``.
+
+        A procedure recorded after the fact keeps the lot it really received:
+        refusing it would leave that patient off the recall's list of applications.
+        """
+        return bool(self.recalled and self.recalled_at and applied_at and applied_at < self.recalled_at)
+
+    def recall_day(self) -> dt.date | None:
+        """The clinic's date on which the recall was entered."""
+        if self.recalled_at is None:
+            return None
+        return self.recalled_at.astimezone(ZoneInfo(self.clinic.time_zone)).date()
+
+    def unusable_reason(self, on: dt.date, *, applied_at: dt.datetime | None = None) -> str | None:
+        """Why this lot cannot be applied on ``on`` (at ``applied_at``, when known), or None when it can.
+
+        A recalled lot stays usable for an application made before the recall was entered.
+        """
+        if self.recalled and not self.recalled_after(applied_at):
+            since = self.recall_day()
+            if since is None:
+                return f"Lot {self.lot_number} has been recalled."
+            return f"Lot {self.lot_number} has been recalled (since {since:%Y-%m-%d})."
         if self.received_date > on:
             return f"Lot {self.lot_number} was not received until {self.received_date:%Y-%m-%d}."
         if self.expiry_date < on:
             return f"Lot {self.lot_number} expired on {self.expiry_date:%Y-%m-%d}."
         return None
 
-    def assert_usable(self, on: dt.date, *, field: str = "lot") -> None:
-        reason = self.unusable_reason(on)
+    def assert_usable(self, on: dt.date, *, applied_at: dt.datetime | None = None, field: str = "lot") -> None:
+        reason = self.unusable_reason(on, applied_at=applied_at)
         if reason:
             raise ValidationError({field: reason})
 

@@ -115,10 +115,26 @@ def earliest_procedure_day(clinic: Clinic) -> dt.date:
     return earliest_start.astimezone(ZoneInfo(clinic.time_zone)).date()
 
 
+def recall_notice(lot: ProductLot) -> str:
+    """What staff read when a treatment used a lot recalled after it was applied."""
+    return (f"Lot {lot.lot_number} of {lot.product.name} was recalled on {lot.recall_day():%Y-%m-%d} "
+            f"({lot.recall_reason}). This patient received it before the recall and is on the lot's list of "
+            "applications: follow the clinic's recall procedure.")
+
+
+class LotChoiceField(forms.ModelChoiceField):
+    """Lots by name; one recalled since names the day, so it is only picked for a procedure before the recall."""
+
+    def label_from_instance(self, obj: ProductLot) -> str:
+        day = obj.recall_day() if obj.recalled else None
+        return f"{obj} — recalled {day:%Y-%m-%d}, only for a procedure before the recall" if day else str(obj)
+
+
 class ApplicationForm(forms.Form):
-    lot = forms.ModelChoiceField(
+    lot = LotChoiceField(
         queryset=ProductLot.objects.none(),
-        help_text="Lots that are not recalled; the lot must be in date on the day of the procedure.",
+        help_text="The lot must be in date on the day of the procedure; a recalled lot only if it was applied "
+        "before the recall was entered.",
     )
     volume_ml = forms.DecimalField(max_digits=5, decimal_places=2, min_value=0, label="Volume (ml)")
     # No initial value: an untouched extra row must stay "unchanged" so the formset skips it.
@@ -130,9 +146,12 @@ class ApplicationForm(forms.Form):
         # A procedure may be recorded days after it was done: offer every lot that was in date on some
         # day the form accepts, and let the service judge the lot on the procedure's own day (it says
         # "expired on …" where a missing choice would only say "Select a valid choice").
+        # A lot recalled since the earliest such procedure is offered too: one applied before its recall
+        # must be recorded with it, or the patient would be missing from the recall's list.
+        not_recalled_then = models.Q(recalled=False) | models.Q(recalled_at__gt=timezone.now() - SCREENING_VALID_FOR)
         self.fields["lot"].queryset = ProductLot.objects.filter(
-            clinic=patient.clinic, recalled=False, expiry_date__gte=earliest_procedure_day(patient.clinic)
-        ).select_related("product")
+            not_recalled_then, clinic=patient.clinic, expiry_date__gte=earliest_procedure_day(patient.clinic)
+        ).select_related("product", "clinic")
 
 
 class ArmForm(forms.Form):
@@ -312,6 +331,7 @@ class TreatmentAdmin(ClinicScopedAdmin):
                 "can_log_outcomes": can(request.user, Capability.LOG_OUTCOMES, clinic),
                 "is_cancelled": treatment.status == Treatment.Status.CANCELLED,
                 "email_blocked": email_block_reason(treatment.patient),
+                "recalled_lots": treatments.recalled_lots(treatment),
             }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -347,6 +367,8 @@ class TreatmentAdmin(ClinicScopedAdmin):
                 other_errors = apply_service_errors(link_existing_treatment(error), form)
             else:
                 self.message_user(request, f"Treatment recorded with {treatment.reminders.count()} reminder(s).")
+                for lot in treatments.recalled_lots(treatment):
+                    self.message_user(request, recall_notice(lot), messages.WARNING)
                 return HttpResponseRedirect(reverse("admin:patients_treatment_change", args=[treatment.pk]))
         return self._page(
             request, "admin/patients/treatment/record.html", f"Record a treatment for {patient.full_name}",

@@ -133,12 +133,17 @@ class ExosomeApplication(models.Model):
         """Enforced on insert, not only in forms: an expired or recalled lot is never applied.
 
         ``save()`` calls it; code that bulk-inserts applications calls it for each.
-        Judged on the clinic's date of the procedure, as the forms judge it.
+        Judged on the clinic's date of the procedure, as the forms judge it, and
+        a recall against the time of the application.
         """
-        self.lot.assert_usable(self.treatment.procedure_date())
+        self.lot.assert_usable(self.treatment.procedure_date(), applied_at=self.applied_at())
+
+    def applied_at(self) -> dt.datetime:
+        """When the product went on: the end of the procedure plus the minutes after it."""
+        return self.treatment.ended_at + dt.timedelta(minutes=self.minutes_after_procedure or 0)
 
     def clean(self) -> None:
         if self.lot_id and self.treatment_id:
-            self.lot.assert_usable(self.treatment.procedure_date())
+            self.lot.assert_usable(self.treatment.procedure_date(), applied_at=self.applied_at())
             if self.lot.clinic_id != self.treatment.clinic_id:
                 raise ValidationError({"lot": "This lot belongs to another clinic."})

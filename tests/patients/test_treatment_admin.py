@@ -38,7 +38,8 @@ def test_it_asks_for_the_patient_then_offers_only_screenings_and_lots_that_may_b
     patient, version, screening = plan
     blocked = ScreeningFactory(patient=patient, protocol_version=version, outcome="blocked")
     usable = LotFactory(product=ProductFactory(clinic=clinic_a), lot_number="GOOD-1")
-    LotFactory(product=usable.product, lot_number="RECALLED-1", recalled=True, recall_reason="x")
+    LotFactory(product=usable.product, lot_number="RECALLED-1", recalled=True, recall_reason="x",
+               recalled_at=NOW - dt.timedelta(days=30))  # before any procedure the form takes
     LotFactory(product=usable.product, lot_number="EXPIRED-1", received_date=dt.date(2025, 1, 1),
                expiry_date=dt.date(2026, 1, 1))
     client.force_login(clinician)
@@ -286,3 +287,67 @@ def test_it_refuses_to_reschedule_to_another_day_and_says_to_screen_again(client
     ]
     treatment.refresh_from_db()
     assert treatment.ended_at == NOW - dt.timedelta(minutes=30)
+
+
+# --- a lot recalled after it was applied -----------------------------------------------------------
+
+
+def test_it_records_a_lot_recalled_after_the_procedure_and_says_the_patient_is_on_the_recall_list(
+    client, clinician, plan, clinic_a
+):
+    _patient, _version, screening = plan
+    # The procedure ended at 09:00 UTC; the recall was entered at 09:30, before the treatment was recorded.
+    lot = LotFactory(product=ProductFactory(clinic=clinic_a, name="Exo A"), lot_number="LATE-RECALL",
+                     recalled=True, recall_reason="Endotoxin above limit", recalled_at=NOW)
+    client.force_login(clinician)
+    page = client.get(ADD, {"patient": screening.patient_id})
+    field = page.context["applications"].forms[0].fields["lot"]
+    assert [label for value, label in field.choices if value] == [
+        f"{lot} — recalled 2026-05-04, only for a procedure before the recall"
+    ]
+
+    response = client.post(
+        f"{ADD}?patient={screening.patient_id}",
+        form_data(screening, **{"applications-0-lot": lot.pk, "applications-0-volume_ml": "2"}), follow=True,
+    )
+
+    treatment = Treatment.objects.get()
+    assert treatment.applications.get().lot == lot
+    page = response.content.decode()
+    assert ("Lot LATE-RECALL of Exo A was recalled on 2026-05-04 (Endotoxin above limit). This patient received it "
+            "before the recall") in page
+    assert "The lot and every patient who received it" in page  # the banner on the treatment's page
+    lot_page = client.get(reverse("admin:protocols_productlot_change", args=[lot.pk]))
+    assert treatment in [application.treatment for application in lot_page.context["lot_applications"]]
+
+
+def test_it_refuses_a_recalled_lot_applied_after_the_recall_was_entered(client, clinician, plan, clinic_a):
+    _patient, _version, screening = plan
+    lot = LotFactory(product=ProductFactory(clinic=clinic_a), recalled=True, recall_reason="Cold chain broken",
+                     recalled_at=NOW - dt.timedelta(minutes=50))  # 08:40 UTC, during the procedure
+    client.force_login(clinician)
+    response = client.post(
+        f"{ADD}?patient={screening.patient_id}",
+        form_data(screening, **{"applications-0-lot": lot.pk, "applications-0-volume_ml": "2"}),
+    )
+    assert response.status_code == 400
+    assert f"Lot {lot.lot_number} has been recalled (since 2026-05-04)." in response.content.decode()
+    assert not Treatment.objects.exists()
+
+
+def test_the_treatment_page_names_a_lot_recalled_after_the_treatment_was_recorded(client, clinician, plan, clinic_a):
+    _patient, _version, screening = plan
+    lot = LotFactory(product=ProductFactory(clinic=clinic_a), lot_number="L-9")
+    client.force_login(clinician)
+    client.post(f"{ADD}?patient={screening.patient_id}",
+                form_data(screening, **{"applications-0-lot": lot.pk, "applications-0-volume_ml": "2"}))
+    treatment = Treatment.objects.get()
+    url = reverse("admin:patients_treatment_change", args=[treatment.pk])
+    assert "recalled-lot" not in client.get(url).content.decode()
+
+    lot.recalled, lot.recall_reason = True, "Sterility failure"
+    lot.save()
+
+    page = client.get(url).content.decode()
+    assert "recalled-lot" in page
+    assert "was recalled on 2026-05-04: Sterility failure." in page

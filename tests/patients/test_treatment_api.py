@@ -74,7 +74,8 @@ def test_it_records_a_treatment_with_an_application_and_returns_its_timeline(pla
 def test_it_answers_bad_input_with_field_errors_and_records_nothing(plan, clinician, clinic_a):
     patient, version, _ = plan
     blocked = ScreeningFactory(patient=patient, protocol_version=version, outcome="blocked")
-    recalled = LotFactory(product=ProductFactory(clinic=clinic_a), recalled=True, recall_reason="cold chain")
+    recalled = LotFactory(product=ProductFactory(clinic=clinic_a), recalled=True, recall_reason="cold chain",
+                          recalled_at=dt.datetime(2026, 5, 1, tzinfo=dt.UTC))  # before the procedure
     response = api_for(clinician).post(
         "/api/v1/treatments/",
         payload(plan, screening=blocked.pk, applications=[{"lot": recalled.pk, "volume_ml": "1.00"}]),

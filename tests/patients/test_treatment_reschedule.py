@@ -120,3 +120,35 @@ def test_it_refuses_to_reschedule_a_treatment_cancelled_since_the_page_was_loade
     assert typo.ended_at == TYPED_END
     assert list(Reminder.objects.filter(treatment=typo).values_list("pk", "status", "occurs_at")) == before
     assert not AuditEvent.objects.filter(action="treatment.reschedule").exists()
+
+
+def test_it_refuses_a_corrected_time_that_puts_an_application_after_its_lots_recall(clinic_a, clinician):
+    from decimal import Decimal
+
+    from tests.factories import LotFactory, ProductFactory
+
+    patient, version, screening = treatable_patient(clinic_a, steps=STEPS, time_zone="Europe/London")
+    lot = LotFactory(product=ProductFactory(clinic=clinic_a))
+    treatment = treatments.record_treatment(
+        patient=patient, protocol_version=version, screening=screening, clinician=clinician,
+        started_at=REAL_END - dt.timedelta(minutes=45), ended_at=REAL_END, areas="face",
+        applications=[treatments.ApplicationInput(lot=lot, volume_ml=Decimal("1"))],
+    )
+    lot.recalled, lot.recalled_at, lot.recall_reason = True, REAL_END + dt.timedelta(hours=1), "Sterility failure"
+    lot.save()
+    due_before = list(treatment.reminders.order_by("pk").values_list("due_at", flat=True))
+
+    with pytest.raises(ValidationError) as caught:
+        reschedule(treatment, clinician, ended_at=REAL_END + dt.timedelta(hours=2))
+
+    assert caught.value.message_dict["ended_at"] == [
+        f"At the corrected time the application of lot {lot.lot_number} is refused: "
+        f"Lot {lot.lot_number} has been recalled (since 2026-05-04)."
+    ]
+    treatment.refresh_from_db()
+    assert treatment.ended_at == REAL_END
+    assert list(treatment.reminders.order_by("pk").values_list("due_at", flat=True)) == due_before
+    assert not AuditEvent.objects.filter(action="treatment.reschedule").exists()
+    # An earlier correction keeps the application before the recall and goes through.
+    reschedule(treatment, clinician, ended_at=REAL_END - dt.timedelta(minutes=30))
+    assert Treatment.objects.get(pk=treatment.pk).ended_at == REAL_END - dt.timedelta(minutes=30)

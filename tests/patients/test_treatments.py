@@ -192,7 +192,8 @@ def test_it_refuses_an_override_recorded_after_the_procedure_started(plan, clini
 @pytest.mark.parametrize(
     ("lot_kwargs", "message"),
     [
-        ({"recalled": True, "recall_reason": "sterility"}, "has been recalled"),
+        ({"recalled": True, "recall_reason": "sterility", "recalled_at": ENDED - dt.timedelta(days=1)},
+         "has been recalled (since 2026-05-03)"),
         ({"expiry_date": dt.date(2026, 5, 1)}, "expired on 2026-05-01"),
     ],
 )
@@ -201,6 +202,28 @@ def test_it_refuses_an_unusable_lot_and_writes_nothing(plan, clinician, clinic_a
     with pytest.raises(ValidationError) as caught:
         record(plan, clinician, applications=[ApplicationInput(lot=lot, volume_ml=Decimal("1"))])
     assert message in caught.value.message_dict["applications"][0]
+    assert not Treatment.objects.exists()
+
+
+def test_it_records_a_lot_recalled_only_after_it_was_applied(plan, clinician, clinic_a):
+    """Recorded after the fact: the patient must be on the recall's list, so the real lot is kept."""
+    lot = LotFactory(product=ProductFactory(clinic=clinic_a), recalled=True, recall_reason="sterility",
+                     recalled_at=ENDED + dt.timedelta(minutes=20))
+    treatment = record(plan, clinician, applications=[ApplicationInput(lot=lot, volume_ml=Decimal("1"),
+                                                                       minutes_after_procedure=10)])
+    assert treatment.applications.get().lot == lot
+    assert treatments.recalled_lots(treatment) == [lot]
+
+
+def test_it_refuses_a_lot_applied_after_its_recall_even_within_the_procedure_day(plan, clinician, clinic_a):
+    lot = LotFactory(product=ProductFactory(clinic=clinic_a), recalled=True, recall_reason="sterility",
+                     recalled_at=ENDED + dt.timedelta(minutes=20))
+    with pytest.raises(ValidationError) as caught:
+        record(plan, clinician, applications=[ApplicationInput(lot=lot, volume_ml=Decimal("1"),
+                                                               minutes_after_procedure=25)])
+    assert caught.value.message_dict["applications"] == [
+        f"Application 1: Lot {lot.lot_number} has been recalled (since 2026-05-04)."
+    ]
     assert not Treatment.objects.exists()
 
 

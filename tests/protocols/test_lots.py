@@ -62,6 +62,34 @@ def test_it_records_when_a_recall_was_entered(product):
     assert ProductLot.objects.get(pk=lot.pk).recalled_at == NOW
 
 
+@time_machine.travel(NOW, tick=False)
+def test_a_recall_refuses_applications_from_the_time_it_was_entered(product):
+    lot = LotFactory(product=product, recalled=True, recall_reason="Endotoxin above limit")
+    before, after = NOW - dt.timedelta(minutes=1), NOW + dt.timedelta(minutes=1)
+    assert lot.unusable_reason(TODAY, applied_at=before) is None
+    assert lot.unusable_reason(TODAY, applied_at=after) == f"Lot {lot.lot_number} has been recalled (since 2026-06-15)."
+    # Not knowing when it was applied, a recalled lot is refused.
+    assert lot.unusable_reason(TODAY) == f"Lot {lot.lot_number} has been recalled (since 2026-06-15)."
+    # Expiry still counts for an application before the recall.
+    assert lot.unusable_reason(lot.expiry_date + dt.timedelta(days=1), applied_at=before).startswith(
+        f"Lot {lot.lot_number} expired on"
+    )
+
+
+def test_a_lifted_recall_forgets_its_time_so_a_later_recall_gets_its_own(product):
+    with time_machine.travel(NOW, tick=False):
+        lot = LotFactory(product=product, recalled=True, recall_reason="Suspected contamination")
+    lot.recalled = False
+    lot.save()
+    assert lot.recalled_at is None
+    assert lot.history.filter(recalled_at=NOW).exists()  # the first recall's time stays in the history
+    later = NOW + dt.timedelta(days=10)
+    with time_machine.travel(later, tick=False):
+        lot.recalled = True
+        lot.save()
+    assert ProductLot.objects.get(pk=lot.pk).recalled_at == later
+
+
 def test_it_requires_a_reason_for_a_recall(product):
     lot = LotFactory.build(product=product, clinic=product.clinic, recalled=True)
     with pytest.raises(ValidationError) as raised:
@@ -84,7 +112,8 @@ def test_it_allows_a_lot_of_a_shared_catalogue_product(clinic_b):
     ("lot_kwargs", "message"),
     [
         ({"expiry_date": dt.date(2026, 6, 1), "received_date": dt.date(2026, 1, 1)}, "expired on 2026-06-01"),
-        ({"recalled": True, "recall_reason": "Sterility"}, "has been recalled"),
+        ({"recalled": True, "recall_reason": "Sterility", "recalled_at": NOW - dt.timedelta(days=1)},
+         "has been recalled"),
         ({"received_date": dt.date(2026, 6, 16), "expiry_date": dt.date(2027, 1, 1)}, "not received until 2026-06-16"),
     ],
 )
