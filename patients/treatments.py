@@ -536,7 +536,7 @@ def recompute_for_new_time_zone(
     clinic's). "Day 1 at 08:30" means 08:30 on the patient's clock, so rows
     computed in the old zone would arrive at the wrong hour, even in quiet
     hours. Call it in the transaction that saves the patient; each treatment
-    moved gets an audit event, as a reschedule does.
+    with a reminder moved gets an audit event, as a reschedule does.
     """
     if (previous_zone or patient.clinic.time_zone) == patient.zone_name:
         return Recomputed()
@@ -550,6 +550,8 @@ def recompute_for_new_time_zone(
         for treatment in recorded:
             treatment.patient = patient  # the instance just saved, in the new zone
             result = recompute_open_reminders(treatment=treatment, now=now)
+            if result == Recomputed():
+                continue  # every reminder had gone out: nothing of this treatment changed (the patient's history has the zone)
             record_event(
                 actor=by, action="treatment.recompute", clinic=treatment.clinic, obj=treatment, request=request,
                 detail={"previous_zone": previous_zone or patient.clinic.time_zone, "time_zone": patient.zone_name,

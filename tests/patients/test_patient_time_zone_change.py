@@ -65,6 +65,7 @@ def test_it_leaves_sent_reminders_alone(treated, clinician):
         treatments.Recomputed()
     )
     assert sunscreen(treated).due_at == before
+    assert not AuditEvent.objects.filter(action="treatment.recompute").exists()  # nothing of the treatment changed
 
 
 def test_the_api_moves_them_when_the_zone_changes_and_not_otherwise(treated, coordinator):
