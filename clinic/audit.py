@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from clinic.middleware import current_request_id
 from clinic.models import AuditEvent, Clinic
-from clinic.scoping import clinic_of
+from clinic.scoping import clinic_ids, clinic_of, clinic_path
 
 GENESIS_HASH = "0" * 64
 _LABEL_MAX = AuditEvent._meta.get_field("actor_label").max_length
@@ -24,7 +25,9 @@ def record_event(
     actor: object | None,
     action: str,
     clinic: Clinic | None = None,
+    clinic_id: int | None = None,
     obj: models.Model | None = None,
+    object_type: str = "",
     objects: Iterable[models.Model] = (),
     detail: dict | None = None,
     request: HttpRequest | None = None,
@@ -32,9 +35,11 @@ def record_event(
     """Append one entry to the access log, chained to the current tail.
 
     ``obj`` is the main object; ``objects`` lists any others the action touched
-    (stored in ``detail["objects"]``).  Values in ``detail`` are normalised to
-    plain JSON first, so the hash is computed over exactly what the database
-    will give back when the chain is verified.
+    (stored in ``detail["objects"]``).  ``clinic_id`` may stand for ``clinic``
+    where only the id is at hand; ``object_type`` names the kind of record of
+    an entry about no single one (a list).  Values in ``detail`` are
+    normalised to plain JSON first, so the hash is computed over exactly what
+    the database will give back when the chain is verified.
     """
     user = actor if getattr(actor, "is_authenticated", False) else None
     payload = dict(detail or {})
@@ -48,11 +53,11 @@ def record_event(
             with transaction.atomic():
                 tail = AuditEvent.objects.order_by("-id").values_list("entry_hash", flat=True).first()
                 event = AuditEvent(
-                    clinic=clinic,
+                    clinic_id=clinic.pk if clinic is not None else clinic_id,
                     actor=user,
                     actor_label=label[:_LABEL_MAX],
                     action=action,
-                    object_type=obj._meta.label_lower if obj is not None else "",
+                    object_type=obj._meta.label_lower if obj is not None else object_type,
                     object_id=str(obj.pk) if obj is not None else "",
                     detail=payload,
                     # Services not handed the request still log the id of the request they run in.
@@ -81,6 +86,66 @@ def record_viewed(
     return record_event(
         actor=request.user, action=action, clinic=clinic_of(obj), obj=obj, objects=rows, detail=detail, request=request
     )
+
+
+def record_listed(
+    *, request: HttpRequest, model: type[models.Model], rows: Sequence[models.Model], filters: dict, page: int | None
+) -> list[AuditEvent]:
+    """Log that the person making ``request`` read a page of a list of ``model``: one entry per clinic on the page.
+
+    Each entry (action ``"list"``, object type the model, no object id) names
+    the ``filters`` of the request, the ``page`` number, and how many rows of
+    its clinic the page showed and which (``detail["objects"]``), so each
+    clinic's auditor sees the bulk reads of its patients' data.  The entries of
+    one request share its request id.  A page is at most the page size, and
+    the clinics of its rows are read from the rows themselves (at most one
+    query for the whole page), so logging costs the same for 3 rows as for 50.
+
+    An empty page is a search all the same: it is logged against every clinic
+    the list could have shown rows of (the person's clinics; one entry with no
+    clinic for a superuser, whose lists cover every clinic).
+    """
+    by_clinic: dict[int | None, list[models.Model]] = defaultdict(list)
+    for row, clinic in zip(rows, _clinic_ids_of(model, rows), strict=True):
+        by_clinic[clinic].append(row)
+    if not by_clinic:
+        searched = set() if getattr(request.user, "is_superuser", False) else clinic_ids(request.user)
+        by_clinic = dict.fromkeys(sorted(searched) or [None], [])  # type: ignore[arg-type]
+    base = {"filters": filters, "page": page}
+    return [
+        record_event(
+            actor=request.user, action="list", clinic_id=clinic, object_type=model._meta.label_lower, objects=shown,
+            request=request, detail={**base, "count": len(shown)},
+        )
+        for clinic, shown in sorted(by_clinic.items(), key=lambda item: (item[0] is None, item[0] or 0))
+    ]
+
+
+def _clinic_ids_of(model: type[models.Model], rows: Sequence[models.Model]) -> list[int | None]:
+    """The clinic id of each row: from the rows where their relations are loaded, else in one query for the page."""
+    path = clinic_path(model).split("__")
+    found = [_loaded_clinic_id(row, path) for row in rows]
+    missing = [row.pk for row, clinic in zip(rows, found, strict=True) if clinic is _UNKNOWN]
+    if missing:
+        looked_up = dict(model._base_manager.filter(pk__in=missing).values_list("pk", "__".join(path)))
+        found = [looked_up.get(row.pk) if clinic is _UNKNOWN else clinic for row, clinic in zip(rows, found, strict=True)]
+    return found
+
+
+_UNKNOWN = object()
+
+
+def _loaded_clinic_id(row: models.Model, path: list[str]) -> object:
+    """Follow ``path`` (to the clinic) through relations already loaded; ``_UNKNOWN`` where one is not."""
+    current: models.Model | None = row
+    for part in path[:-1]:
+        field = current._meta.get_field(part)
+        if not field.is_cached(current):  # type: ignore[union-attr]
+            return _UNKNOWN
+        current = getattr(current, part)
+        if current is None:
+            return None
+    return getattr(current, current._meta.get_field(path[-1]).attname)  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,7 @@ class OutcomeAssessmentViewSet(ScopedModelViewSet):
     filterset_class = OutcomeFilter
     http_method_names = ["get", "post", "patch", "head", "options"]
     log_views = True  # a patient's clinical record, as on the admin's page
+    log_lists = True
 
     def get_queryset(self) -> Any:
         return outcomes.with_revisions(super().get_queryset())
@@ -249,6 +250,7 @@ class AdverseEventViewSet(ScopedModelViewSet):
     filterset_class = AdverseEventFilter
     http_method_names = ["get", "post", "patch", "head", "options"]
     log_views = True
+    log_lists = True
 
     def get_queryset(self) -> Any:
         return outcomes.with_revisions(super().get_queryset())

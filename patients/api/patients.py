@@ -155,6 +155,7 @@ class PatientViewSet(ScopedModelViewSet):
         "screenings": Capability.SCREEN, "intakes": Capability.EDIT_PATIENTS, "renew_consent": Capability.EDIT_PATIENTS,
     }
     filterset_fields = ["clinic", "email", "date_of_birth"]
+    log_lists = True  # a page of patients is in the access log ("list"), as is each patient read
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
@@ -256,6 +257,7 @@ class ScreeningViewSet(ScopedReadOnlyViewSet):
     serializer_class = ScreeningSerializer
     action_capabilities = {"override": Capability.OVERRIDE_SCREENING}
     filterset_fields = ["patient", "outcome", "protocol_version"]
+    log_lists = True
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         screening = self.get_object()

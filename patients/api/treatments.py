@@ -147,6 +147,7 @@ class TreatmentViewSet(ScopedModelViewSet):
     write_capability = Capability.RECORD_TREATMENT
     filterset_fields = ["patient", "status", "protocol_version"]
     log_views = True  # device settings and lots of one patient's procedure, as on the admin's page
+    log_lists = True
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return RecordTreatmentSerializer if self.action == "create" else TreatmentSerializer
@@ -227,6 +228,7 @@ class ReminderViewSet(ScopedReadOnlyViewSet):
     filterset_class = ReminderFilter
     action_capabilities = {"resend": Capability.MANAGE_REMINDERS, "cancel": Capability.MANAGE_REMINDERS}
     log_views = True
+    log_lists = True
 
     @extend_schema(request=None, responses=ReminderSerializer)
     @action(detail=True, methods=["post"])
