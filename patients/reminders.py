@@ -234,6 +234,9 @@ def _record_failure(*, reminder: Reminder, error: BaseException, now: dt.datetim
 _SEND_FIELDS = (
     "id", "treatment_id", "step_id", "occurrence", "occurs_at", "attempts", "resend_count", "created_at",
     "step__kind", "step__title", "step__patient_text", "step__sends_reminder",
+    # An outcome check's day (patients.emails.time_point_day).
+    "step__timing", "step__day", "step__offset_value", "step__offset_unit", "step__repeat_count",
+    "step__repeat_every_days",
     "treatment__status", "treatment__ended_at", "treatment__clinic_id", "treatment__patient_id",
     "treatment__clinic__name", "treatment__clinic__sender_name", "treatment__clinic__contact_email",
     "treatment__clinic__time_zone",
