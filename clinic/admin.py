@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.db import models
 from django.http import Http404, HttpRequest
@@ -59,6 +59,18 @@ class ClinicAdmin(ClinicScopedAdmin):
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         # New tenants are created by the operator, not by a clinic's own staff.
         return request.user.is_superuser
+
+    def save_model(self, request: HttpRequest, obj: Clinic, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change:
+            # In the admin's transaction: the clinic's new clock and its reminders' new times are saved together.
+            from patients.admin.treatments import recomputed_summary
+            from patients.treatments import recompute_for_clinic_time
+
+            result = recompute_for_clinic_time(clinic=obj, changed=form.changed_data, by=request.user, request=request)
+            if result.treatments:
+                messages.info(request, f"Reminders not yet sent of {result.treatments} treatment(s) follow the new "
+                                       f"settings: {recomputed_summary(result.reminders)}.")
 
 
 @admin.register(Membership)

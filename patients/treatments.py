@@ -32,6 +32,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from clinic.audit import record_event
+from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can
 from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
@@ -505,7 +506,7 @@ def recompute_open_reminders(*, treatment: Treatment, now: dt.datetime) -> Recom
     scheduled = revived = past = 0
     for row in Reminder.objects.filter(_OPEN, treatment=treatment):
         occurrence = planned.get((row.step_id, row.occurrence))
-        if occurrence is None or not _move_row(row, occurrence, now=now):
+        if occurrence is None or _unchanged(row, occurrence) or not _move_row(row, occurrence, now=now):
             continue
         if _too_late(occurrence, now):
             past += 1
@@ -515,6 +516,11 @@ def recompute_open_reminders(*, treatment: Treatment, now: dt.datetime) -> Recom
                 revived += 1
     schedule_reminders(treatment=treatment, now=now)
     return Recomputed(scheduled=scheduled, revived=revived, past=past)
+
+
+def _unchanged(row: Reminder, occurrence: Occurrence) -> bool:
+    """A pending row already at its computed times: left as it is (its attempts and retry time too)."""
+    return row.status in Reminder.PENDING and (row.occurs_at, row.due_at) == (occurrence.occurs_at, occurrence.due_at)
 
 
 def _move_row(row: Reminder, occurrence: Occurrence, *, now: dt.datetime) -> bool:
@@ -559,6 +565,51 @@ def recompute_for_new_time_zone(
             )
             total += result
     return total
+
+
+@dataclass(frozen=True)
+class ClinicRecomputed:
+    """What a change of the clinic's time zone or quiet hours did to its reminders not yet sent."""
+
+    treatments: int = 0  # treatments with a reminder moved or skipped
+    reminders: Recomputed = Recomputed()
+
+
+def recompute_for_clinic_time(
+    *, clinic: Clinic, changed: Sequence[str], by: Any, request: HttpRequest | None = None,
+    now: dt.datetime | None = None,
+) -> ClinicRecomputed:
+    """The clinic's time zone or quiet hours changed (``changed`` names the fields): move the reminders they time.
+
+    The quiet hours time every patient's reminders; the clinic's zone only those
+    of patients without a zone of their own. ``clinic`` is the instance just
+    saved; call it in the same transaction. Each treatment whose reminders moved
+    gets an audit event naming the change, as a patient's new zone does.
+    """
+    changed = sorted(set(changed) & {"time_zone", "quiet_hours_start", "quiet_hours_end"})
+    quiet = {"quiet_hours_start", "quiet_hours_end"} & set(changed)
+    if not changed:
+        return ClinicRecomputed()
+    now = now or timezone.now()
+    recorded = Treatment.objects.filter(
+        clinic=clinic, status=Treatment.Status.RECORDED,
+        pk__in=Reminder.objects.filter(_OPEN, treatment__clinic=clinic).values("treatment_id"),
+    )
+    if not quiet:
+        recorded = recorded.filter(patient__time_zone="")
+    count, total = 0, Recomputed()
+    with transaction.atomic():
+        for treatment in recorded.select_for_update(of=("self",)).select_related("patient", "protocol_version"):
+            treatment.clinic = treatment.patient.clinic = clinic  # the new settings
+            result = recompute_open_reminders(treatment=treatment, now=now)
+            if result == Recomputed():
+                continue
+            record_event(
+                actor=by, action="treatment.recompute", clinic=clinic, obj=treatment, request=request,
+                detail={"clinic_changed": changed, **result.as_detail()},
+            )
+            count, total = count + 1, total + result
+    return ClinicRecomputed(treatments=count, reminders=total)
 
 
 def cancel_treatment(*, treatment: Treatment, by: Any, reason: str, request: HttpRequest | None = None) -> int:

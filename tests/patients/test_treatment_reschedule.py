@@ -59,7 +59,8 @@ def test_it_brings_back_reminders_that_the_mistyped_time_had_skipped_as_too_late
 
     result = reschedule(typo, clinician)
 
-    assert result == treatments.Recomputed(scheduled=3, revived=2, past=1)
+    # "Evening" (day 0 at 20:00) keeps its time: it is not counted as moved.
+    assert result == treatments.Recomputed(scheduled=2, revived=2, past=1)
     half_hour = row(typo, "+30 min")  # 08:30 in London: over an hour ago, still too late to remind of
     assert (half_hour.status, half_hour.last_error) == (Status.SKIPPED, treatments.TOO_LATE)
     assert half_hour.occurs_at == REAL_END + dt.timedelta(minutes=30)
@@ -68,7 +69,7 @@ def test_it_brings_back_reminders_that_the_mistyped_time_had_skipped_as_too_late
         reminder = row(typo, title)
         assert (reminder.status, reminder.last_error, reminder.occurs_at) == (Status.SCHEDULED, "", occurs_at)
     event = AuditEvent.objects.get(action="treatment.reschedule")
-    assert event.detail["reminders_moved"] == 3
+    assert event.detail["reminders_moved"] == 2
     assert event.detail["reminders_revived"] == 2
     assert event.detail["reminders_past"] == 1
 
@@ -100,7 +101,7 @@ def test_the_admin_says_how_many_reminders_came_back_and_how_many_are_past(clien
     )
     assert response.status_code == 302
     assert [str(message) for message in get_messages(response.wsgi_request)] == [
-        "Procedure time changed; 3 reminder(s) moved to the new times (2 of them had been skipped as too late); "
+        "Procedure time changed; 2 reminder(s) moved to the new times (2 of them had been skipped as too late); "
         "1 skipped: already past at the new times."
     ]
 
@@ -152,3 +153,11 @@ def test_it_refuses_a_corrected_time_that_puts_an_application_after_its_lots_rec
     # An earlier correction keeps the application before the recall and goes through.
     reschedule(treatment, clinician, ended_at=REAL_END - dt.timedelta(minutes=30))
     assert Treatment.objects.get(pk=treatment.pk).ended_at == REAL_END - dt.timedelta(minutes=30)
+
+
+def test_a_reminder_whose_time_does_not_change_is_left_as_it_is(typo, clinician):
+    evening = row(typo, "Evening")
+    Reminder.objects.filter(pk=evening.pk).update(status=Status.QUEUED, queued_at=NOW)  # a worker is about to send it
+    reschedule(typo, clinician)  # the end moves by hours; "day 0 at 20:00" stays where it was
+    evening.refresh_from_db()
+    assert (evening.status, evening.queued_at) == (Status.QUEUED, NOW)  # not pulled back from the worker
