@@ -77,9 +77,18 @@ def reminder_queryset(export: Export) -> models.QuerySet[Reminder]:
     return _filtered(Reminder.objects.all(), export, time_field="due_at")
 
 
+def recall_queryset(export: Export) -> models.QuerySet[ExosomeApplication]:
+    """The applications of the recall list's lot, in the export's clinic (cancelled treatments included)."""
+    queryset = scoped(ExosomeApplication.objects.all(), export.requested_by, Capability.EXPORT)
+    return queryset.filter(treatment__clinic=export.clinic_id, lot_id=export.filters.get("lot"))
+
+
 def count_rows(export: Export) -> int:
-    queryset = outcome_queryset(export) if export.kind == Export.Kind.OUTCOMES else reminder_queryset(export)
-    return queryset.count()
+    if export.kind == Export.Kind.OUTCOMES:
+        return outcome_queryset(export).count()
+    if export.kind == Export.Kind.RECALL:
+        return recall_queryset(export).count()
+    return reminder_queryset(export).count()
 
 
 def _batches(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -526,4 +535,92 @@ def reminder_columns(identity: Identity) -> list[Column]:
         (identity.when("sent"), moment("sent_at")),
         (identity.when("done"), moment("done_at")),
         ("last_error", error),
+    ]
+
+# --- recall list of a lot ------------------------------------------------------------------
+
+_RECALL_FIELDS = (
+    "id", "treatment_id", "treatment__patient_id", "treatment__patient__reference",
+    "treatment__patient__given_name", "treatment__patient__family_name", "treatment__patient__date_of_birth",
+    "treatment__patient__email", "treatment__patient__phone", "treatment__patient__reminder_consent",
+    "treatment__patient__opted_out_at", "treatment__status", "treatment__cancel_reason", "treatment__ended_at",
+    "volume_ml", "arm__label", "minutes_after_procedure", "applied_by__username",
+)
+#: adverse event severities from the least to the most serious
+SEVERITY_ORDER = tuple(AdverseEvent.Severity.values)
+
+
+def _adverse_summaries(export: Export, treatment_ids: Iterable[int]) -> dict[int, tuple[int, str | None]]:
+    """(number of adverse events, the most serious severity) of each treatment that has any."""
+    events = scoped(AdverseEvent.objects.all(), export.requested_by, Capability.EXPORT).filter(
+        treatment_id__in=set(treatment_ids)
+    )
+    summaries: dict[int, tuple[int, str | None]] = {}
+    for treatment_id, severity in events.values_list("treatment_id", "severity").order_by():
+        count, worst = summaries.get(treatment_id, (0, None))
+        rank = SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else -1
+        if worst is None or rank > SEVERITY_ORDER.index(worst):
+            worst = severity
+        summaries[treatment_id] = (count + 1, worst)
+    return summaries
+
+
+def recall_records(export: Export, *, batch_size: int = BATCH_SIZE) -> Iterator[dict]:
+    """Every application of the recall list's lot, oldest procedure first, with its treatment's adverse events."""
+    rows = (
+        recall_queryset(export).values(*_RECALL_FIELDS).order_by("treatment__ended_at", "treatment_id", "id")
+        .iterator(chunk_size=batch_size)
+    )
+    for batch in _batches(rows, batch_size):
+        summaries = _adverse_summaries(export, (row["treatment_id"] for row in batch))
+        for row in batch:
+            row["adverse_event_count"], row["worst_severity"] = summaries.get(row["treatment_id"], (0, None))
+            yield row
+
+
+def reminder_email_note(record: dict) -> str:
+    """Why reminder emails may or may not go to the patient (the reminder sender's own rule)."""
+    if record["treatment__patient__opted_out_at"] is not None:
+        return f"opted out {record['treatment__patient__opted_out_at']:%Y-%m-%d}"
+    if not record["treatment__patient__reminder_consent"]:
+        return "no consent"
+    if not record["treatment__patient__email"]:
+        return "no email address"
+    return "consented"
+
+
+def recall_columns(identity: Identity) -> list[Column]:
+    """The recall list's columns: who to contact, how, and what they received of the lot.
+
+    Always identified (its purpose is to contact the patients).  The procedure's
+    end is written in the clinic's local time with its UTC offset, as the
+    people making the calls read it.
+    """
+    zone = identity.zone
+
+    def local(record: dict) -> str:
+        ended = record["treatment__ended_at"]
+        return ended.astimezone(zone).isoformat() if ended is not None else ""
+
+    return [
+        ("application_id", itemgetter("id")),
+        ("patient_id", itemgetter("treatment__patient_id")),
+        ("patient_reference", itemgetter("treatment__patient__reference")),
+        ("given_name", itemgetter("treatment__patient__given_name")),
+        ("family_name", itemgetter("treatment__patient__family_name")),
+        ("date_of_birth", itemgetter("treatment__patient__date_of_birth")),
+        ("email", itemgetter("treatment__patient__email")),
+        ("phone", itemgetter("treatment__patient__phone")),
+        ("reminder_emails_allowed", lambda r: reminder_email_note(r) == "consented"),
+        ("reminder_emails", reminder_email_note),
+        ("treatment_id", itemgetter("treatment_id")),
+        ("treatment_status", itemgetter("treatment__status")),
+        ("cancel_reason", itemgetter("treatment__cancel_reason")),
+        ("procedure_ended_local", local),
+        ("volume_ml", itemgetter("volume_ml")),
+        ("arm", itemgetter("arm__label")),
+        ("minutes_after_procedure", itemgetter("minutes_after_procedure")),
+        ("applied_by", itemgetter("applied_by__username")),
+        ("adverse_events", itemgetter("adverse_event_count")),
+        ("most_serious_adverse_event", itemgetter("worst_severity")),
     ]

@@ -1,4 +1,4 @@
-"""Exports an auditor can trust: the outcome log and the reminder delivery ledger.
+"""Exports an auditor can trust: the outcome log, the reminder delivery ledger and a lot's recall list.
 
 This module is the service the admin, the API and the Celery task call:
 validating a request, running it (streamed to a response or into a stored
@@ -39,6 +39,7 @@ from django.core.files import File
 from django.db import models, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.text import slugify
 
 from clinic.audit import record_event
 from clinic.models import Clinic, Membership
@@ -51,11 +52,13 @@ from patients.export_rows import (
     count_rows,
     outcome_columns,
     outcome_records,
+    recall_columns,
+    recall_records,
     reminder_columns,
     reminder_records,
 )
 from patients.models import Export
-from protocols.models import Protocol
+from protocols.models import ProductLot, Protocol
 
 UTC = dt.UTC
 #: how often a running export writes its progress
@@ -91,8 +94,17 @@ class ExportRequest:
     date_to: dt.date | None = None
     protocol: Protocol | None = None
     clinician: Any = None
+    lot: ProductLot | None = None
 
     def filters_json(self) -> dict[str, Any]:
+        if self.kind == Export.Kind.RECALL:
+            # The lot as it was named when the list was taken (a lot number can be corrected later).
+            lot = self.lot
+            return {
+                "lot": lot.pk if lot else None,
+                "lot_number": lot.lot_number if lot else None,
+                "product": {"id": lot.product_id, "name": lot.product.name} if lot else None,
+            }
         return {
             "date_from": self.date_from.isoformat() if self.date_from else None,
             "date_to": self.date_to.isoformat() if self.date_to else None,
@@ -139,12 +151,30 @@ def request_errors(*, user: Any, request: ExportRequest) -> dict[str, list[str]]
         errors["clinician"].append("This person is not on this clinic's staff.")
     if request.kind == Export.Kind.REMINDERS and request.format == Export.Format.FHIR:
         errors["format"].append("The reminder ledger is exported as CSV or XLSX.")
+    if request.kind == Export.Kind.RECALL:
+        _recall_errors(request, errors)
+    elif request.lot is not None:
+        errors["lot"].append("Only a recall list is taken of one lot.")
     if not request.identified:
         if request.date_handling == Export.DateHandling.ACTUAL:
             errors["date_handling"].append("Real dates identify people; shift them or use day offsets.")
         elif request.date_handling == Export.DateHandling.DAY_OFFSETS and request.format == Export.Format.FHIR:
             errors["date_handling"].append("FHIR needs calendar dates: choose shifted dates for a de-identified bundle.")
     return dict(errors)
+
+
+def _recall_errors(request: ExportRequest, errors: dict[str, list[str]]) -> None:
+    if request.lot is None:
+        errors["lot"].append("Say which lot the recall list is of.")
+    elif request.lot.clinic_id != request.clinic.pk:
+        errors["lot"].append("This lot belongs to another clinic.")
+    if request.format == Export.Format.FHIR:
+        errors["format"].append("The recall list is exported as CSV or XLSX.")
+    if not request.identified:
+        errors["identified"].append("A recall list names the patients to contact: it is always identified.")
+    for name in ("date_from", "date_to", "protocol", "clinician"):
+        if getattr(request, name):
+            errors[name].append("A recall list covers every application of the lot; this filter does not apply.")
 
 
 def start_export(*, user: Any, request: ExportRequest, background: bool = False) -> Export:
@@ -212,6 +242,9 @@ def _chunks(export: Export, identity: Identity, *, stats: RunStats, on_row: Call
     if export.kind == Export.Kind.OUTCOMES:
         records = _counted(outcome_records(export), stats, on_row)
         columns = outcome_columns(identity)
+    elif export.kind == Export.Kind.RECALL:
+        records = _counted(recall_records(export), stats, on_row)
+        columns = recall_columns(identity)
     else:
         records = _counted(reminder_records(export), stats, on_row)
         columns = reminder_columns(identity)
@@ -240,11 +273,17 @@ def file_chunks(export: Export, *, stats: RunStats, on_row: Callable[[int], None
 def download_name(export: Export) -> str:
     created = export.created_at.astimezone(ZoneInfo(export.clinic.time_zone))
     identified = "identified" if export.identified else "deidentified"
+    if export.kind == Export.Kind.RECALL:
+        # The lot number is typed by staff: slugified before it goes into a header.
+        lot = slugify(export.filters.get("lot_number") or "")[:40] or "lot"
+        identified = f"lot-{lot}-{identified}"
     return f"{export.kind}-{export.clinic.slug}-{identified}-{created:%Y%m%d-%H%M%S}-{export.pk}.{EXTENSIONS[export.format]}"
 
 
 def describe_filters(export: Export) -> dict[str, Any]:
     """The filters as an auditor reads them: dates, and names next to ids."""
+    if export.kind == Export.Kind.RECALL:
+        return _describe_recall(export)
     described: dict[str, Any] = {
         "date_field": "procedure date" if export.kind == Export.Kind.OUTCOMES else "reminder due date",
         "date_from": export.filters.get("date_from"),
@@ -258,6 +297,39 @@ def describe_filters(export: Export) -> dict[str, Any]:
         person = get_user_model().objects.filter(pk=export.filters["clinician"]).first()
         described["clinician"] = {"id": export.filters["clinician"], "username": person.get_username() if person else None}
     return described
+
+
+def _describe_recall(export: Export) -> dict[str, Any]:
+    """The lot, as named when the list was taken, and its recall state when the list was made."""
+    lot = ProductLot.objects.filter(pk=export.filters.get("lot")).first()
+    return {
+        "lot": {
+            "id": export.filters.get("lot"),
+            "lot_number": export.filters.get("lot_number"),
+            "product": export.filters.get("product"),
+            "recalled": lot.recalled if lot else None,
+            "recalled_at": lot.recalled_at.astimezone(UTC).isoformat() if lot and lot.recalled_at else None,
+            "recall_reason": lot.recall_reason if lot else None,
+        },
+        "treatments": "every treatment that used the lot, cancelled ones included (see treatment_status)",
+        "time_zone": export.clinic.time_zone,
+    }
+
+
+#: what a recall list is for, said in its manifest: it is identified on purpose
+RECALL_PURPOSE = (
+    "Recall list: every application of the lot, identified so that the clinic can contact each patient who "
+    "received it. Cancelled treatments are listed with their status and reason: an application was recorded, "
+    "so the patient may have received the product."
+)
+RECALL_CELLS_NOTE = (
+    "Text that a spreadsheet would read as a formula (starting with = + - or @) carries a leading apostrophe, "
+    "phone numbers written as +44 … included: read the number without it."
+)
+RECALL_DATE_NOTE = (
+    "procedure_ended_local is in the clinic's time zone with its UTC offset (ISO 8601); dates of birth are "
+    "calendar dates."
+)
 
 
 _DATE_NOTES = {
@@ -282,7 +354,7 @@ def build_manifest(export: Export, stats: RunStats) -> dict[str, Any]:
         "filters": describe_filters(export),
         "identified": export.identified,
         "date_handling": export.date_handling,
-        "date_note": _DATE_NOTES[export.date_handling],
+        "date_note": RECALL_DATE_NOTE if export.kind == Export.Kind.RECALL else _DATE_NOTES[export.date_handling],
         "row_count": stats.rows,
         "file_name": download_name(export),
         "bytes": stats.size,
@@ -293,6 +365,9 @@ def build_manifest(export: Export, stats: RunStats) -> dict[str, Any]:
     }
     if stats.columns:
         manifest["columns"] = stats.columns
+    if export.kind == Export.Kind.RECALL:
+        manifest["purpose"] = RECALL_PURPOSE
+        manifest["cells_note"] = RECALL_CELLS_NOTE
     if export.format == Export.Format.FHIR:
         manifest["resource_count"] = stats.resources
         # fhir.resources ships R4B (4.3) models; the five resources used here

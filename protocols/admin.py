@@ -15,7 +15,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Count, Exists, OuterRef, Q
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -570,7 +570,41 @@ class ProductLotAdmin(ClinicScopedAdmin):
         context = dict(extra_context or {})
         if lot is not None:
             context["lot_applications"] = lot_applications(lot=lot, user=request.user)
+            # For any lot, recalled or not: a clinic may trace a suspect lot before recalling it.
+            if can(request.user, Capability.EXPORT, lot.clinic_id):
+                context["recall_list_url"] = reverse("admin:protocols_productlot_recall_list", args=[lot.pk])
         return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path("<int:pk>/recall-list/", self.admin_site.admin_view(self.recall_list_view),
+                 name="protocols_productlot_recall_list"),
+            *super().get_urls(),
+        ]
+
+    def recall_list_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The lot's recall list as a CSV download, kept as an export (who, when, manifest) and in the access log."""
+        from patients import exports
+        from patients.admin.exports import streaming_download
+        from patients.models import Export
+
+        lot = _object_or_404(self, request, pk)
+        if not can(request.user, Capability.EXPORT, lot.clinic_id):
+            raise PermissionDenied("The recall list needs the clinic admin or auditor role.")
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        export_request = exports.ExportRequest(
+            clinic=lot.clinic, kind=Export.Kind.RECALL, format=Export.Format.CSV, identified=True, lot=lot
+        )
+        try:
+            export = exports.start_export(user=request.user, request=export_request)
+        except exports.ExportRequestError as refused:
+            messages.error(request, " ".join(m for found in refused.errors.values() for m in found))
+            return redirect("admin:protocols_productlot_change", lot.pk)
+        if export.streamed:
+            return streaming_download(export, request=request)
+        # A list too long to stream runs as a task; its page shows progress and the download.
+        return redirect("admin:patients_export_change", export.pk)
 
 
 def lot_applications(*, lot: ProductLot, user: Any) -> models.QuerySet:

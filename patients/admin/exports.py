@@ -32,7 +32,11 @@ _DEIDENTIFIED_DATES = [
 
 class ExportForm(forms.Form):
     clinic = forms.ModelChoiceField(queryset=None, empty_label=None)
-    kind = forms.ChoiceField(choices=Export.Kind.choices, label="What", initial=Export.Kind.OUTCOMES)
+    # A lot's recall list is taken from the lot's own page, where the lot is chosen.
+    kind = forms.ChoiceField(
+        choices=[(value, label) for value, label in Export.Kind.choices if value != Export.Kind.RECALL],
+        label="What", initial=Export.Kind.OUTCOMES,
+    )
     format = forms.ChoiceField(choices=Export.Format.choices, initial=Export.Format.CSV)
     date_from = forms.DateField(
         required=False, widget=forms.DateInput(attrs={"type": "date"}),

@@ -1,7 +1,8 @@
 """API endpoints: exports.
 
 ``GET /api/v1/exports/outcomes/?format=csv|xlsx|fhir&…`` and
-``GET /api/v1/exports/reminders/?format=csv|xlsx&…`` answer a small export
+``GET /api/v1/exports/reminders/?format=csv|xlsx&…`` and
+``GET /api/v1/exports/recall/?lot=<id>&format=csv|xlsx`` answer a small export
 with the file itself (streamed) and a large one with ``202 Accepted`` and the
 job, whose ``download`` and ``manifest`` links work once it is done.  Only
 people with the export capability (clinic admins and auditors) get anywhere;
@@ -33,7 +34,7 @@ from clinic.scoping import can, can_anywhere, clinic_of, scoped
 from patients import exports
 from patients.admin.exports import file_download, manifest_download, streaming_download
 from patients.models import Export
-from protocols.models import Protocol
+from protocols.models import ProductLot, Protocol
 
 
 class CanExport(BasePermission):
@@ -125,6 +126,31 @@ class ExportParamsSerializer(StrictSerializer):
         )
 
 
+class RecallParamsSerializer(StrictSerializer):
+    """The query parameters of a lot's recall list: the lot, and the file format. Always identified."""
+
+    lot = ScopedPrimaryKeyRelatedField(
+        queryset=ProductLot.objects.all(), capability=Capability.EXPORT,
+        help_text="The lot, one of a clinic whose data you may export.",
+    )
+    format = serializers.ChoiceField(
+        choices=[Export.Format.CSV, Export.Format.XLSX], default=Export.Format.CSV,
+    )
+    clinic = ScopedPrimaryKeyRelatedField(
+        queryset=Clinic.objects.all(), capability=Capability.EXPORT, required=False,
+        help_text="Optional: the lot's clinic (the lot says which).",
+    )
+    background = serializers.BooleanField(default=False, help_text="Run as a background job even if small.")
+
+    def export_request(self) -> exports.ExportRequest:
+        data = self.validated_data
+        lot = data["lot"]
+        return exports.ExportRequest(
+            clinic=data.get("clinic") or lot.clinic, kind=Export.Kind.RECALL, format=data["format"], identified=True,
+            lot=lot,
+        )
+
+
 _EXPORT_PARAMETERS = [
     OpenApiParameter("format", str, enum=["csv", "xlsx", "fhir"], description="File format (reminders: csv or xlsx)."),
     OpenApiParameter("clinic", int, description="Clinic id; needed only if you may export more than one clinic."),
@@ -148,6 +174,14 @@ _EXPORT_RESPONSES = {
 }
 
 
+_RECALL_PARAMETERS = [
+    OpenApiParameter("lot", int, required=True, description="The lot whose applications are listed."),
+    OpenApiParameter("format", str, enum=["csv", "xlsx"], description="File format."),
+    OpenApiParameter("clinic", int, description="Optional: the lot's clinic."),
+    OpenApiParameter("background", bool, description="Run as a background job even if small."),
+]
+
+
 class ExportViewSet(ScopedReadOnlyViewSet):
     """Export jobs of the clinics you may export, and the two exports themselves."""
 
@@ -161,11 +195,17 @@ class ExportViewSet(ScopedReadOnlyViewSet):
         return scoped(Export.objects.select_related("clinic", "requested_by"), self.request.user, Capability.EXPORT)
 
     def _run(self, request: Request, *, kind: str) -> HttpResponse | Response:
-        params = ExportParamsSerializer(data=request.query_params, context={"request": request})
-        params.is_valid(raise_exception=True)
+        if kind == Export.Kind.RECALL:
+            params: StrictSerializer = RecallParamsSerializer(data=request.query_params, context={"request": request})
+            params.is_valid(raise_exception=True)
+            export_request = params.export_request()
+        else:
+            params = ExportParamsSerializer(data=request.query_params, context={"request": request})
+            params.is_valid(raise_exception=True)
+            export_request = params.export_request(kind=kind)
         try:
             export = exports.start_export(
-                user=request.user, request=params.export_request(kind=kind), background=params.validated_data["background"]
+                user=request.user, request=export_request, background=params.validated_data["background"]
             )
         except exports.ExportRequestError as refused:
             raise serializers.ValidationError(refused.errors) from None
@@ -186,6 +226,12 @@ class ExportViewSet(ScopedReadOnlyViewSet):
     def reminders(self, request: Request) -> HttpResponse | Response:
         """The reminder delivery ledger: every reminder with step, due time, status, attempts, sent time and error."""
         return self._run(request, kind=Export.Kind.REMINDERS)
+
+    @extend_schema(parameters=_RECALL_PARAMETERS, responses=_EXPORT_RESPONSES)
+    @action(detail=False, methods=["get"])
+    def recall(self, request: Request) -> HttpResponse | Response:
+        """A lot's recall list: every application of the lot with the patient's contact details, identified."""
+        return self._run(request, kind=Export.Kind.RECALL)
 
     @extend_schema(responses={**_FILE_RESPONSES, 404: OpenApiResponse(description="No file (any more).")})
     @action(detail=True, methods=["get"])

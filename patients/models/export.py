@@ -25,6 +25,7 @@ class Export(models.Model):
     class Kind(models.TextChoices):
         OUTCOMES = "outcomes", "Outcome log"
         REMINDERS = "reminders", "Reminder delivery ledger"
+        RECALL = "recall", "Recall list of a lot"
 
     class Format(models.TextChoices):
         CSV = "csv", "CSV (RFC 4180, UTF-8)"
