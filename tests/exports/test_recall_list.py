@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from rest_framework.test import APIClient
 
 from clinic.models import AuditEvent, Role
+from patients import export_tasks
 from patients.exports import ExportRequest, ExportRequestError, start_export
 from patients.models import AdverseEvent, ExosomeApplication, Export, Treatment
 from tests.exports.conftest import INJECTION, NOW, SECRETS
@@ -327,3 +329,23 @@ def test_the_api_refuses_people_without_the_export_role(api, clinic_a, recall, r
 
     assert api.get(API, {"lot": recall.lot.pk}).status_code == 403
     assert not Export.objects.exists()
+
+
+def test_a_long_recall_list_runs_as_a_job_from_the_lots_page(
+    client, auditor, recall, settings, django_capture_on_commit_callbacks
+):
+    settings.AFTERCARE_EXPORT_INLINE_MAX_ROWS = 1
+    client.force_login(auditor)
+    with mock.patch.object(export_tasks.run_export, "delay") as delay, django_capture_on_commit_callbacks(execute=True):
+        response = client.post(_lot_url(recall.lot, "recall-list/"))
+
+    export = Export.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/patients/export/{export.pk}/change/"
+    delay.assert_called_once_with(export.pk)
+    export_tasks.run_export(export.pk)
+    export.refresh_from_db()
+    assert (export.status, export.row_count, export.kind) == (Export.Status.DONE, 3, Export.Kind.RECALL)
+    body = b"".join(client.get(f"/admin/patients/export/{export.pk}/download/").streaming_content)
+    assert hashlib.sha256(body).hexdigest() == export.sha256
+    assert len(csv_rows(body)) == 3
