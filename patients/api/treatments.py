@@ -5,6 +5,7 @@ Thin: serializers check shapes and scoping, ``patients.treatments`` decides.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import django_filters
@@ -44,10 +45,19 @@ class ArmSerializer(serializers.ModelSerializer):
 
 class ApplicationSerializer(serializers.ModelSerializer):
     lot_number = serializers.CharField(source="lot.lot_number", read_only=True)
+    lot_recalled_at = serializers.SerializerMethodField(
+        help_text="When the lot was recalled (after this application: it could not be recorded otherwise); "
+        "null while it is not. The patient is then on the lot's recall list."
+    )
 
     class Meta:
         model = ExosomeApplication
-        fields = ["id", "arm", "lot", "lot_number", "volume_ml", "minutes_after_procedure", "applied_by"]
+        fields = [
+            "id", "arm", "lot", "lot_number", "lot_recalled_at", "volume_ml", "minutes_after_procedure", "applied_by",
+        ]
+
+    def get_lot_recalled_at(self, application: ExosomeApplication) -> dt.datetime | None:
+        return application.lot.recalled_at if application.lot.recalled else None
 
 
 class TreatmentSerializer(serializers.ModelSerializer):

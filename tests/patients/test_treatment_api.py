@@ -208,3 +208,18 @@ def test_it_reschedules_and_cancels_a_treatment(plan, clinician):
     cancelled = api.post(f"/api/v1/treatments/{treatment.pk}/cancel/", {"reason": "Entered twice"}, format="json")
     assert cancelled.json()["status"] == "cancelled"
     assert Reminder.objects.get(treatment=treatment, step__title="Check-in").status == Status.CANCELLED
+
+
+def test_it_says_when_a_lot_applied_in_the_treatment_was_recalled(plan, clinician, clinic_a):
+    lot = LotFactory(product=ProductFactory(clinic=clinic_a))
+    api = api_for(clinician)
+    created = api.post(
+        "/api/v1/treatments/", payload(plan, applications=[{"lot": lot.pk, "volume_ml": "1.00"}]), format="json"
+    ).json()
+    assert created["applications"][0]["lot_recalled_at"] is None
+
+    lot.recalled, lot.recall_reason = True, "Sterility failure"
+    lot.save()
+
+    body = api.get(f"/api/v1/treatments/{created['id']}/").json()
+    assert body["applications"][0]["lot_recalled_at"] == "2026-05-04T09:30:00Z"
