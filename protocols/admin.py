@@ -565,6 +565,19 @@ class ProductLotAdmin(ClinicScopedAdmin):
     def application_count(self, obj: ProductLot) -> int:
         return obj.application_total
 
+    def save_model(self, request: HttpRequest, obj: ProductLot, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.recalled and "recalled" in form.changed_data:
+            # What the clinic does next: find and contact everyone who received the lot.
+            treated = lot_applications(lot=obj, user=request.user).values("treatment__patient").distinct().count()
+            messages.warning(
+                request,
+                f"Lot {obj.lot_number} is recalled from now on: it can no longer be applied. {treated} patient(s) "
+                "received it; their treatments are listed on the lot's page, with the recall list to download."
+                if treated else f"Lot {obj.lot_number} is recalled from now on: it can no longer be applied. "
+                "No patient has received it.",
+            )
+
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         lot = self.get_object(request, object_id)
         context = dict(extra_context or {})

@@ -349,3 +349,27 @@ def test_a_long_recall_list_runs_as_a_job_from_the_lots_page(
     body = b"".join(client.get(f"/admin/patients/export/{export.pk}/download/").streaming_content)
     assert hashlib.sha256(body).hexdigest() == export.sha256
     assert len(csv_rows(body)) == 3
+
+
+def test_recalling_a_lot_in_the_admin_says_how_many_patients_received_it(client, clinic_admin, recall):
+    from django.contrib.messages import get_messages
+
+    lot = recall.other_lot
+    client.force_login(clinic_admin)
+    data = {
+        "clinic": lot.clinic_id, "product": lot.product_id, "lot_number": lot.lot_number,
+        "received_date": f"{lot.received_date:%Y-%m-%d}", "expiry_date": f"{lot.expiry_date:%Y-%m-%d}",
+        "storage_checks": "", "recalled": "on", "recall_reason": "Cold chain broken in transit",
+    }
+    response = client.post(_lot_url(lot), data)
+    assert response.status_code == 302
+    messages = [str(message) for message in get_messages(response.wsgi_request)]
+    assert (f"Lot {lot.lot_number} is recalled from now on: it can no longer be applied. 1 patient(s) received it; "
+            "their treatments are listed on the lot's page, with the recall list to download.") in messages
+    lot.refresh_from_db()
+    assert lot.recalled and lot.recalled_at is not None
+    # Saving the recalled lot again (a typo in the reason) does not announce the recall again.
+    client.get(response["Location"])  # the page shows (and uses up) the first messages
+    data["recall_reason"] = "Cold chain broken in transit (courier log attached)"
+    again = client.post(_lot_url(lot), data)
+    assert not any("recalled from now on" in str(message) for message in get_messages(again.wsgi_request))
