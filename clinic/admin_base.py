@@ -182,6 +182,12 @@ class ClinicScopedAdmin(SimpleHistoryAdmin):
     def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
         # simple_history looks the object up unscoped; check it here first.
         self.get_object_or_403(request, object_id)
+        if not hasattr(self.model._meta, "simple_history_manager_attribute"):
+            # A model that keeps no history of its own (the reminder outbox, the access log): the
+            # admin's own change log, where simple_history's page would crash.
+            response = admin.ModelAdmin.history_view(self, request, object_id, extra_context)
+            response.template_name = "admin/object_history.html"  # not simple_history's, which needs its rows
+            return response
         return super().history_view(request, object_id, extra_context)
 
     def history_form_view(

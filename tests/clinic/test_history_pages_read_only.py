@@ -120,3 +120,18 @@ def test_a_coordinator_cannot_rename_a_published_protocol_through_its_history(cl
     assert _post_past_version(client, url, name="Renamed").status_code == 403
     protocol.refresh_from_db()
     assert protocol.name == "Real name"
+
+
+def test_records_without_a_history_of_their_own_show_the_admins_change_log(client, clinic_a, clinician, auditor):
+    from clinic.audit import record_event
+    from tests.factories import ReminderFactory
+
+    reminder = ReminderFactory(treatment__screening__patient__clinic=clinic_a)
+    client.force_login(clinician)
+    page = client.get(f"/admin/patients/reminder/{reminder.pk}/history/")
+    assert page.status_code == 200
+    assert "Change history" in page.content.decode()
+
+    event = record_event(actor=clinician, action="view", clinic=clinic_a, obj=reminder)
+    client.force_login(auditor)
+    assert client.get(f"/admin/clinic/auditevent/{event.pk}/history/").status_code == 200
