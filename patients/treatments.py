@@ -27,7 +27,8 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, models, transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -642,7 +643,8 @@ def cancel_treatment(*, treatment: Treatment, by: Any, reason: str, request: Htt
 def resend_reminder(
     *, reminder: Reminder, by: Any, request: HttpRequest | None = None, now: dt.datetime | None = None
 ) -> Reminder:
-    """Send a reminder again at the next dispatcher run (sent, failed, skipped or cancelled ones).
+    """Send a reminder again (sent, failed, skipped or cancelled ones): at the next dispatcher run, or
+    at its own time if that is still to come (a reminder cancelled before it was due goes back to it).
 
     The copy is a new message with a new ``Message-ID``: mail clients drop a
     second message with an ID they already have.
@@ -657,7 +659,8 @@ def resend_reminder(
     finished = (Status.SENT, Status.FAILED, Status.SKIPPED, Status.CANCELLED)
     previous = reminder.status
     changed = Reminder.objects.filter(pk=reminder.pk, status__in=finished).update(
-        status=Status.SCHEDULED, due_at=now, attempts=0, last_error="", lease_until=None, sent_at=None,
+        status=Status.SCHEDULED, due_at=Greatest(F("due_at"), Value(now)), attempts=0, last_error="",
+        lease_until=None, sent_at=None,
         resend_count=F("resend_count") + 1,
     )
     if not changed:

@@ -462,13 +462,21 @@ class TreatmentAdmin(ClinicScopedAdmin):
         if reminder is None or what not in services:
             raise Http404("No such reminder.")
         try:
-            services[what](reminder=reminder, by=request.user, request=request)
+            changed = services[what](reminder=reminder, by=request.user, request=request)
         except ValidationError as error:
             self.message_user(request, " ".join(error.messages), messages.ERROR)
         else:
-            done = "will be sent again within a minute" if what == "resend" else "was cancelled"
-            self.message_user(request, f"The reminder “{reminder.step.title}” {done}.")
+            self.message_user(request, f"The reminder “{reminder.step.title}” {_what_became(changed, what)}.")
         return HttpResponseRedirect(reverse("admin:patients_treatment_change", args=[treatment.pk]) + "#timeline")
+
+
+def _what_became(reminder: Reminder, what: str) -> str:
+    if what == "cancel":
+        return "was cancelled"
+    if reminder.due_at > timezone.now() + dt.timedelta(minutes=1):
+        due = timezone.localtime(reminder.due_at, ZoneInfo(reminder.treatment.patient.zone_name))
+        return f"will be sent at its time, {due:%a %Y-%m-%d %H:%M} (patient's time)"
+    return "will be sent again within a minute"
 
 
 # --- the reminder outbox ------------------------------------------------------------------------

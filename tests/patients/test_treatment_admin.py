@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
@@ -14,6 +16,7 @@ from tests.patients.conftest import NOW, TWO_EVENING_STEPS
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_at_now")]
 
 UTC = dt.UTC
+BERLIN = ZoneInfo("Europe/Berlin")
 Status = Reminder.Status
 ADD = "/admin/patients/treatment/add/"
 
@@ -194,6 +197,12 @@ def test_it_shows_the_timeline_with_errors_and_resends_or_cancels_one_reminder(c
     second.refresh_from_db()
     assert (first.status, first.resend_count) == (Status.SCHEDULED, 1)
     assert second.status == Status.CANCELLED
+    response = client.post(reverse(action, args=[treatment.pk, second.pk, "resend"]), follow=True)
+    second.refresh_from_db()
+    assert second.status == Status.SCHEDULED
+    assert f"will be sent at its time, {second.due_at.astimezone(BERLIN):%a %Y-%m-%d %H:%M} (patient's time)" in (
+        html.unescape(response.content.decode())
+    )
 
 
 def test_it_hides_another_clinics_treatment_and_its_reminders(client, clinician, clinician_b, plan):

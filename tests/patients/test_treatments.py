@@ -471,7 +471,7 @@ def test_it_cancels_a_treatment_and_its_pending_reminders_only(plan, clinician):
 def test_it_resends_a_sent_reminder_as_a_new_message(plan, clinician, coordinator):
     treatment = record(plan, clinician)
     reminder = Reminder.objects.filter(treatment=treatment).first()
-    Reminder.objects.filter(pk=reminder.pk).update(status=Status.SENT, attempts=1)
+    Reminder.objects.filter(pk=reminder.pk).update(status=Status.SENT, attempts=1, due_at=NOW - dt.timedelta(hours=1))
     reminder.refresh_from_db()
     first_id = reminder.message_id
     with pytest.raises(ValidationError):
@@ -480,6 +480,16 @@ def test_it_resends_a_sent_reminder_as_a_new_message(plan, clinician, coordinato
     assert (resent.status, resent.attempts, resent.due_at) == (Status.SCHEDULED, 0, NOW)
     assert resent.message_id != first_id
     assert AuditEvent.objects.filter(action="reminder.resend", object_id=str(reminder.pk)).exists()
+
+
+def test_a_reminder_cancelled_before_it_was_due_goes_back_to_its_own_time(plan, clinician, coordinator):
+    treatment = record(plan, clinician)
+    evening = Reminder.objects.filter(treatment=treatment).order_by("due_at").first()
+    due = evening.due_at
+    assert due > NOW
+    treatments.cancel_reminder(reminder=evening, by=coordinator)
+    resent = treatments.resend_reminder(reminder=evening, by=coordinator)
+    assert (resent.status, resent.due_at) == (Status.SCHEDULED, due)  # not now: "tonight" must not arrive at 11:30
 
 
 def test_it_refuses_to_resend_to_a_patient_who_unsubscribed(plan, clinician):
