@@ -104,6 +104,10 @@ def publish(*, version: ProtocolVersion, by: Any = None, change_note: str | None
     return version
 
 
+#: Staff and auditors learn from the note why treatments from a date on follow another version: "ok" says nothing.
+CHANGE_NOTE_MIN_LENGTH = 15
+
+
 def _check_it_says_what_changed(draft: ProtocolVersion, *, change_note: str | None) -> None:
     """A version after the first must differ from the one before it and say how (its change note).
 
@@ -120,10 +124,12 @@ def _check_it_says_what_changed(draft: ProtocolVersion, *, change_note: str | No
             f"v{draft.number} is the same as v{before.number}: there is nothing to publish. Change a step, the "
             f"length or the rules first, or delete the draft."
         )
-    note = draft.change_note if change_note is None else change_note
-    if not (note or "").strip():
+    note = " ".join(((draft.change_note if change_note is None else change_note) or "").split())
+    if len(note) < CHANGE_NOTE_MIN_LENGTH:
         raise ValidationError(
-            f"Say what changed since v{before.number} in the change note: staff and auditors read it."
+            f"Say what changed since v{before.number} in the change note, in a sentence (at least "
+            f"{CHANGE_NOTE_MIN_LENGTH} characters, e.g. “No retinoids until day 7 instead of 5”): staff and "
+            "auditors read it."
         )
 
 

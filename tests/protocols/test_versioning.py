@@ -104,6 +104,8 @@ def test_a_later_version_must_differ_from_the_one_before_and_say_how(clinic_a):
     StepFactory(version=v2, title="Sunscreen", day=1)
     with pytest.raises(ValidationError, match="Say what changed since v1 in the change note"):
         versioning.publish(version=v2, change_note="  ")
+    with pytest.raises(ValidationError, match="in a sentence"):
+        versioning.publish(version=v2, change_note="ok")
     v2.refresh_from_db()
     assert v2.status == Status.DRAFT
     v1.refresh_from_db()
