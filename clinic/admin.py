@@ -43,6 +43,12 @@ class MembershipInline(ColleagueChoiceMixin, ScopedInline):
     change_capability = Capability.MANAGE_CLINIC
 
 
+URGENT_PHONE_MISSING = (
+    "This clinic has no urgent phone number. Patients are told to call you when something is urgent after a "
+    "procedure; add the number so their pages and reminder emails show it."
+)
+
+
 @admin.register(Clinic)
 class ClinicAdmin(ClinicScopedAdmin):
     change_capability = Capability.MANAGE_CLINIC
@@ -51,7 +57,7 @@ class ClinicAdmin(ClinicScopedAdmin):
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
     fieldsets = [
-        (None, {"fields": ["name", "slug", "contact_email", "sender_name"]}),
+        (None, {"fields": ["name", "slug", "contact_email", "urgent_phone", "sender_name"]}),
         ("Time", {"fields": ["time_zone", "quiet_hours_start", "quiet_hours_end"]}),
         ("Rules", {"fields": ["intake_max_age_days", "require_two_factor"]}),
     ]
@@ -60,8 +66,17 @@ class ClinicAdmin(ClinicScopedAdmin):
         # New tenants are created by the operator, not by a clinic's own staff.
         return request.user.is_superuser
 
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        if request.method == "GET":
+            clinic = self.get_object(request, object_id)
+            if clinic is not None and not clinic.urgent_phone:
+                messages.warning(request, URGENT_PHONE_MISSING)
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def save_model(self, request: HttpRequest, obj: Clinic, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
+        if not obj.urgent_phone:
+            messages.warning(request, URGENT_PHONE_MISSING)
         if change:
             # In the admin's transaction: the clinic's new clock and its reminders' new times are saved together.
             from patients.admin.treatments import recomputed_summary

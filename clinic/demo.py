@@ -37,6 +37,8 @@ class DemoClinicSpec:
     staff_prefix: str
     time_zone: str = "Europe/London"
     tag: str = ""
+    # Ofcom's range for drama (020 7946 0000–0999): fictional, never a real clinic's line.
+    urgent_phone: str = "+44 20 7946 0000"
 
     @property
     def domain(self) -> str:
@@ -79,6 +81,7 @@ def install_demo_clinic(spec: DemoClinicSpec = DEMO_CLINIC) -> DemoSummary:
             "name": spec.name,
             "time_zone": spec.time_zone,
             "contact_email": f"frontdesk@{spec.domain}",
+            "urgent_phone": spec.urgent_phone,
             "sender_name": f"{spec.name} aftercare",
             "quiet_hours_start": dt.time(21, 0),
             "quiet_hours_end": dt.time(8, 0),
@@ -86,6 +89,10 @@ def install_demo_clinic(spec: DemoClinicSpec = DEMO_CLINIC) -> DemoSummary:
             "require_two_factor": False,
         },
     )
+    if not clinic.urgent_phone:
+        # A demo clinic seeded before clinics had an urgent number gets one; a number someone typed is kept.
+        clinic.urgent_phone = spec.urgent_phone
+        clinic.save(update_fields=["urgent_phone"])
     summary = DemoSummary(clinic=clinic, spec=spec)
     _install_staff(summary)
     return summary

@@ -24,7 +24,7 @@ class ClinicSerializer(serializers.ModelSerializer):
     class Meta:
         model = Clinic
         fields = [
-            "id", "name", "slug", "time_zone", "contact_email", "sender_name",
+            "id", "name", "slug", "time_zone", "contact_email", "urgent_phone", "sender_name",
             "quiet_hours_start", "quiet_hours_end", "intake_max_age_days", "require_two_factor",
         ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import available_timezones
 
 from django.conf import settings
@@ -16,11 +17,45 @@ def validate_time_zone(value: str) -> None:
         raise ValidationError(f"{value!r} is not an IANA time zone such as Europe/Berlin.")
 
 
+PHONE_CHARACTERS = re.compile(r"[0-9 +\-()]+")
+PHONE_MIN_DIGITS, PHONE_MAX_DIGITS = 6, 20
+
+
+def validate_phone(value: str) -> None:
+    """A number as people type it: digits, spaces, ``+``, ``-`` and parentheses, with 6 to 20 digits."""
+    if not PHONE_CHARACTERS.fullmatch(value):
+        raise ValidationError(
+            f"{value!r} is not a phone number: use only digits, spaces, +, - and parentheses, such as +44 20 7946 0000."
+        )
+    digits = sum(char.isdigit() for char in value)
+    if not PHONE_MIN_DIGITS <= digits <= PHONE_MAX_DIGITS:
+        raise ValidationError(
+            f"A phone number has {PHONE_MIN_DIGITS} to {PHONE_MAX_DIGITS} digits; {value!r} has {digits}."
+        )
+
+
+def tel_href(number: str) -> str:
+    """The ``tel:`` address of a number as typed: only a leading ``+`` and the digits, which every phone dials.
+
+    In an international number a trunk zero written as ``(0)`` (``+44 (0)20 …``) is not dialled: kept, the call fails.
+    """
+    international = number.strip().startswith("+")
+    if international:
+        number = re.sub(r"\(\s*0\s*\)", "", number)
+    digits = "".join(char for char in number if char.isdigit())
+    return f"tel:+{digits}" if international else f"tel:{digits}"
+
+
 class Clinic(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=60, unique=True)
     time_zone = models.CharField(max_length=64, default="Europe/London", validators=[validate_time_zone])
     contact_email = models.EmailField()
+    urgent_phone = models.CharField(
+        max_length=40, blank=True, validators=[validate_phone],
+        help_text="The number patients call when something is urgent after a procedure (spreading redness, pus, "
+                  "fever, severe pain). Shown on their self-report pages and in reminder emails.",
+    )
     sender_name = models.CharField(max_length=120, help_text="Shown as the sender of patient emails.")
     quiet_hours_start = models.TimeField(
         default=dt.time(21, 0), help_text="No reminder is sent from this patient-local time…"
@@ -40,6 +75,11 @@ class Clinic(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def urgent_phone_href(self) -> str:
+        """The ``tel:`` link of :attr:`urgent_phone`, or "" when the clinic has not given one."""
+        return tel_href(self.urgent_phone) if self.urgent_phone else ""
 
     def clean(self) -> None:
         if self.quiet_hours_start == self.quiet_hours_end:
