@@ -219,6 +219,13 @@ def photo_preview(photo: OutcomePhoto) -> str:
     )
 
 
+def _offer_only_its_treatments_arms(form: Any, obj: Any) -> None:
+    """An entry being corrected may only name an arm of its own treatment (not every arm in the clinic)."""
+    if obj is not None and "arm" in form.base_fields:
+        field = form.base_fields["arm"]
+        field.queryset = field.queryset.filter(treatment_id=obj.treatment_id)
+
+
 @admin.register(OutcomeAssessment)
 class OutcomeAssessmentAdmin(ClinicScopedAdmin):
     form = OutcomeAssessmentForm
@@ -274,6 +281,7 @@ class OutcomeAssessmentAdmin(ClinicScopedAdmin):
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)
         form = type(form.__name__, (form,), {"user": request.user})  # (a subclass builds its fields anew)
+        _offer_only_its_treatments_arms(form, obj)
         treatment = obj.treatment if obj is not None else self._treatment_in_query(request)
         if treatment is not None and "time_point_day" in form.base_fields:
             days = outcomes.time_points_for(treatment.protocol_version)
@@ -608,7 +616,9 @@ class AdverseEventAdmin(ClinicScopedAdmin):
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)
-        return type(form.__name__, (form,), {"user": request.user})
+        form = type(form.__name__, (form,), {"user": request.user})
+        _offer_only_its_treatments_arms(form, obj)
+        return form
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "treatment":

@@ -484,3 +484,18 @@ def test_the_resend_action_emails_about_events_not_yet_notified(client, clinicia
     assert len(mailoutbox) == 1
     event.refresh_from_db()
     assert event.notified_at == NOW
+
+
+def test_correcting_an_entry_offers_only_the_arms_of_its_own_treatment(client, clinician, clinic_a, treatment):
+    from patients.models import AdverseEvent, OutcomeAssessment, TreatmentArm
+
+    split = _treatment(clinic_a)
+    TreatmentArm.objects.create(treatment=split, label="Left", is_control=False)
+    own = TreatmentArm.objects.create(treatment=treatment, label="Right", is_control=False)
+    entry = OutcomeAssessment.objects.create(treatment=treatment, time_point_day=3, recorded_by=clinician, erythema=1)
+    event = AdverseEvent.objects.create(treatment=treatment, kind="infection", severity="mild",
+                                        onset_date=NOW.date(), recorded_by=clinician)
+    client.force_login(clinician)
+    for url in (f"/admin/patients/outcomeassessment/{entry.pk}/change/", f"/admin/patients/adverseevent/{event.pk}/change/"):
+        page = client.get(url)
+        assert list(page.context["adminform"].form.fields["arm"].queryset) == [own], url
