@@ -257,7 +257,15 @@ class OutcomeAssessmentAdmin(ClinicScopedAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:
             return []
-        return ["treatment", "source", "recorded_by", "recorded_at", "applied_as_instructed", "problem_flagged"]
+        return ["treatment", "source", "recorded_by", "recorded_at", "applied_as_instructed", "problem_flagged",
+                "patient_redness"]
+
+    @admin.display(description="Redness (the patient's own rating, not a CEA score)")
+    def patient_redness(self, entry: OutcomeAssessment) -> str:
+        if entry.erythema is None:
+            return "not rated"
+        word, text = outcomes.PATIENT_REDNESS[entry.erythema]
+        return f"{entry.erythema} — {word}: {text}"
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[str | None, dict[str, Any]]]:
         editable = self.has_change_permission(request, obj) if obj is not None else self.has_add_permission(request)
@@ -268,6 +276,10 @@ class OutcomeAssessmentAdmin(ClinicScopedAdmin):
                 ("pain", "pruritus"), "gais", "notes",
             ]}),
         ]
+        if obj is not None and obj.source == OutcomeAssessment.Source.PATIENT:
+            # The patient rated redness on their own words, not on the clinician's CEA anchors.
+            scores = fieldsets[1][1]["fields"]
+            scores[scores.index("erythema")] = "patient_redness"
         if obj is not None:
             fieldsets.append(("Recorded", {"fields": ["source", "recorded_by", "recorded_at"]}))
             if obj.source == OutcomeAssessment.Source.PATIENT:
@@ -365,9 +377,13 @@ class OutcomeAssessmentAdmin(ClinicScopedAdmin):
     def arm_label(self, entry: OutcomeAssessment) -> str:
         return entry.arm.label if entry.arm else "—"
 
-    @admin.display(description="Erythema (CEA)", ordering="erythema")
+    @admin.display(description="Erythema (CEA) / patient's redness", ordering="erythema")
     def erythema_words(self, entry: OutcomeAssessment) -> str:
-        return entry.get_erythema_display() if entry.erythema is not None else "—"
+        if entry.erythema is None:
+            return "—"
+        if entry.source == OutcomeAssessment.Source.PATIENT:
+            return f"{entry.erythema} — {outcomes.PATIENT_REDNESS[entry.erythema][0]} (patient's rating)"
+        return entry.get_erythema_display()
 
     @admin.display(description="Photos", ordering="n_photos")
     def photo_count(self, entry: OutcomeAssessment) -> int:

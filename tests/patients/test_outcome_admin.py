@@ -499,3 +499,18 @@ def test_correcting_an_entry_offers_only_the_arms_of_its_own_treatment(client, c
     for url in (f"/admin/patients/outcomeassessment/{entry.pk}/change/", f"/admin/patients/adverseevent/{event.pk}/change/"):
         page = client.get(url)
         assert list(page.context["adminform"].form.fields["arm"].queryset) == [own], url
+
+
+def test_a_self_report_reads_as_the_patients_own_rating_not_a_cea_score(client, clinician, treatment):
+    from patients.models import OutcomeAssessment
+
+    report = OutcomeAssessment.objects.create(
+        treatment=treatment, time_point_day=3, source=OutcomeAssessment.Source.PATIENT, erythema=4, pain=8
+    )
+    client.force_login(clinician)
+    page = client.get(f"/admin/patients/outcomeassessment/{report.pk}/change/").content.decode()
+    assert "Redness (the patient&#x27;s own rating, not a CEA score)" in page
+    assert "4 — Severe: Deep, intense red; it may feel hot or burn." in page
+    assert "Erythema (CEA)" not in page and "Clinician&#x27;s Erythema Assessment" not in page
+    listing = client.get(LIST).content.decode()
+    assert "4 — Severe (patient&#x27;s rating)" in listing
