@@ -26,7 +26,7 @@ from clinic.admin_base import ClinicScopedAdmin, ScopedInline
 from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can, clinic_ids, clinic_of, clinics_for, scoped
-from protocols import versioning
+from protocols import lots, versioning
 from protocols.defaults import customise_default_rule
 from protocols.models import (
     ContraindicationRule,
@@ -526,8 +526,45 @@ class LotStateFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ProductLotForm(forms.ModelForm):
+    """A lot; unticking "Recalled" lifts the recall, which needs a clinic admin and a written reason."""
+
+    recall_lift_reason = forms.CharField(
+        label="Reason for lifting the recall", required=False, widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=lots.LIFT_REASON_MAX_LENGTH,
+        help_text=(f"Only when unticking “Recalled”: why the lot is safe to use again, in a sentence (at least "
+                   f"{lots.LIFT_REASON_MIN_LENGTH} characters). Only a clinic admin may lift a recall; the reason "
+                   "is kept in the lot's history and the access log."),
+    )
+    #: who is saving the form, set by ProductLotAdmin.get_form
+    user: Any = None
+    #: whether the valid form lifts the recall, decided in clean()
+    lifts_recall = False
+
+    class Meta:
+        model = ProductLot
+        fields = ["clinic", "product", "lot_number", "received_date", "expiry_date", "storage_checks", "certificate",
+                  "recalled", "recall_reason"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        # The instance still holds the stored values here: the form's are copied onto it after clean().
+        self.lifts_recall = lots.is_lifting(self.instance, cleaned.get("recalled"))
+        if self.lifts_recall:
+            try:
+                cleaned["recall_lift_reason"] = lots.check_lift(
+                    lot=self.instance, by=self.user, reason=cleaned.get("recall_lift_reason")
+                )
+            except PermissionDenied as refused:
+                self.add_error("recalled", str(refused))
+            except ValidationError as refused:
+                self.add_error(None, refused)
+        return cleaned
+
+
 @admin.register(ProductLot)
 class ProductLotAdmin(ClinicScopedAdmin):
+    form = ProductLotForm
     change_capability = EDIT
     list_display = ["lot_number", "product", "clinic", "received_date", "expiry_date", "state", "application_count"]
     list_filter = [LotStateFilter, "product", "clinic", "recalled"]
@@ -551,10 +588,24 @@ class ProductLotAdmin(ClinicScopedAdmin):
             initial.setdefault("clinic", next(iter(editable)))
         return initial
 
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or not obj.recalled or not self.has_change_permission(request, obj):
+            return fieldsets
+        # Asked of a recalled lot only, of who may edit it: the reason is used when "Recalled" is unticked.
+        return [
+            (name, {**options, "fields": [*options["fields"], "recall_lift_reason"]}) if name == "Recall"
+            else (name, options)
+            for name, options in fieldsets
+        ]
+
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change, **kwargs)
+        form.user = request.user
         if "certificate" in form.base_fields:
             form.base_fields["certificate"].widget = CertificateInput(lot=obj)
+        if obj is None or not obj.recalled:
+            form.base_fields.pop("recall_lift_reason", None)
         return form
 
     @admin.display(description="state today")
@@ -566,17 +617,27 @@ class ProductLotAdmin(ClinicScopedAdmin):
         return obj.application_total
 
     def save_model(self, request: HttpRequest, obj: ProductLot, form: Any, change: bool) -> None:
+        if change and getattr(form, "lifts_recall", False):
+            lots.lift_recall(lot=obj, by=request.user, reason=form.cleaned_data["recall_lift_reason"], request=request)
+            messages.info(request, f"The recall of lot {obj.lot_number} is lifted: it can be applied again. "
+                                   "The reason is kept in the lot's history and the access log.")
+            return
         super().save_model(request, obj, form, change)
         if obj.recalled and "recalled" in form.changed_data:
-            # What the clinic does next: find and contact everyone who received the lot.
-            treated = lot_applications(lot=obj, user=request.user).values("treatment__patient").distinct().count()
-            messages.warning(
-                request,
-                f"Lot {obj.lot_number} is recalled from now on: it can no longer be applied. {treated} patient(s) "
-                "received it; their treatments are listed on the lot's page, with the recall list to download."
-                if treated else f"Lot {obj.lot_number} is recalled from now on: it can no longer be applied. "
-                "No patient has received it.",
-            )
+            messages.warning(request, self._recall_message(request, obj))
+
+    def _recall_message(self, request: HttpRequest, lot: ProductLot) -> str:
+        """What the clinic does next: find and contact everyone who received the lot."""
+        recalled = f"Lot {lot.lot_number} is recalled from now on: it can no longer be applied."
+        treated = lot_applications(lot=lot, user=request.user).values("treatment__patient").distinct().count()
+        if not treated:
+            return f"{recalled} No patient has received it."
+        if can(request.user, Capability.EXPORT, lot.clinic_id):
+            download = "with the recall list to download"
+        else:
+            download = "and a clinic admin or auditor can download the recall list there"
+        return (f"{recalled} {treated} patient(s) received it; their treatments are listed on the lot's page, "
+                f"{download}.")
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         lot = self.get_object(request, object_id)
@@ -586,6 +647,7 @@ class ProductLotAdmin(ClinicScopedAdmin):
             # For any lot, recalled or not: a clinic may trace a suspect lot before recalling it.
             if can(request.user, Capability.EXPORT, lot.clinic_id):
                 context["recall_list_url"] = reverse("admin:protocols_productlot_recall_list", args=[lot.pk])
+            context["lifted_recalls"] = lots.lifted_recalls(lot)
         return super().change_view(request, object_id, form_url, extra_context=context)
 
     def get_urls(self) -> list[Any]:

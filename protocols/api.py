@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import FileExtensionValidator
 from django.db import models
@@ -35,7 +36,7 @@ from clinic.api.strict import StrictModelSerializer, StrictSerializer
 from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can
-from protocols import versioning
+from protocols import lots, versioning
 from protocols.defaults import customise_default_rule
 from protocols.models import (
     CERTIFICATE_EXTENSIONS,
@@ -214,12 +215,19 @@ class ProductLotSerializer(ClinicFixedOnUpdate, StrictModelSerializer):
     certificate_url = serializers.SerializerMethodField(help_text="Staff-only download; empty when none.")
     state = serializers.SerializerMethodField(help_text="usable, expired or recalled, today.")
     application_count = serializers.IntegerField(read_only=True)
+    recall_lift_reason = serializers.CharField(
+        write_only=True, required=False, allow_blank=True,
+        help_text=(f"Needed with recalled=false on a recalled lot: why the recall is lifted, in a sentence "
+                   f"({lots.LIFT_REASON_MIN_LENGTH} to {lots.LIFT_REASON_MAX_LENGTH} characters). Only a clinic "
+                   "admin may lift a recall (403 otherwise); the reason is kept in the history and the access log."),
+    )
 
     class Meta:
         model = ProductLot
         fields = [
             "id", "clinic", "product", "lot_number", "expiry_date", "received_date", "storage_checks", "certificate",
-            "certificate_url", "recalled", "recalled_at", "recall_reason", "state", "application_count",
+            "certificate_url", "recalled", "recalled_at", "recall_reason", "recall_lift_reason", "state",
+            "application_count",
         ]
         read_only_fields = ["recalled_at"]
         validators: list = []
@@ -248,7 +256,32 @@ class ProductLotSerializer(ClinicFixedOnUpdate, StrictModelSerializer):
             clashes = clashes.exclude(pk=self.instance.pk)
         if clashes.exists():
             raise serializers.ValidationError({"lot_number": "This product already has a lot with this number."})
+        if self.instance is not None and lots.is_lifting(self.instance, attrs.get("recalled")):
+            try:
+                attrs["recall_lift_reason"] = lots.check_lift(
+                    lot=self.instance, by=self.context["request"].user, reason=attrs.get("recall_lift_reason")
+                )
+            except DjangoPermissionDenied as refused:
+                raise PermissionDenied(str(refused)) from None
+            except DjangoValidationError as refused:
+                raise _drf_error(refused) from None
         return attrs
+
+    def create(self, validated_data: dict[str, Any]) -> ProductLot:
+        validated_data.pop("recall_lift_reason", None)
+        return super().create(validated_data)
+
+    def update(self, instance: ProductLot, validated_data: dict[str, Any]) -> ProductLot:
+        reason = validated_data.pop("recall_lift_reason", None)
+        if not lots.is_lifting(instance, validated_data.get("recalled")):
+            return super().update(instance, validated_data)
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        try:
+            return lots.lift_recall(lot=instance, by=self.context["request"].user, reason=reason,
+                                    request=self.context["request"])
+        except DjangoValidationError as refused:
+            raise _drf_error(refused) from None
 
 
 class LotFilter(ApiFilterSet):
