@@ -17,7 +17,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -219,6 +219,22 @@ def photo_preview(photo: OutcomePhoto) -> str:
     )
 
 
+class BackToTheTreatment:
+    """After "Save", the entry's treatment page (where it was started from), not the clinic-wide list."""
+
+    def response_add(self, request: HttpRequest, obj: Any, post_url_continue: str | None = None) -> HttpResponse:
+        return self._to_treatment(request, obj, super().response_add(request, obj, post_url_continue))  # type: ignore[misc]
+
+    def response_change(self, request: HttpRequest, obj: Any) -> HttpResponse:
+        return self._to_treatment(request, obj, super().response_change(request, obj))  # type: ignore[misc]
+
+    def _to_treatment(self, request: HttpRequest, obj: Any, response: HttpResponse) -> HttpResponse:
+        staying = {"_continue", "_addanother", "_saveasnew", "_popup"} & set(request.POST)
+        if response.status_code != 302 or staying:
+            return response
+        return HttpResponseRedirect(reverse("admin:patients_treatment_change", args=[obj.treatment_id]))
+
+
 def _offer_only_its_treatments_arms(form: Any, obj: Any) -> None:
     """An entry being corrected may only name an arm of its own treatment (not every arm in the clinic)."""
     if obj is not None and "arm" in form.base_fields:
@@ -227,7 +243,7 @@ def _offer_only_its_treatments_arms(form: Any, obj: Any) -> None:
 
 
 @admin.register(OutcomeAssessment)
-class OutcomeAssessmentAdmin(ClinicScopedAdmin):
+class OutcomeAssessmentAdmin(BackToTheTreatment, ClinicScopedAdmin):
     form = OutcomeAssessmentForm
     change_capability = Capability.LOG_OUTCOMES
     log_views = True  # a patient's clinical record: opening it is in the access log
@@ -604,7 +620,7 @@ class AdverseEventForm(forms.ModelForm):
 
 
 @admin.register(AdverseEvent)
-class AdverseEventAdmin(ClinicScopedAdmin):
+class AdverseEventAdmin(BackToTheTreatment, ClinicScopedAdmin):
     form = AdverseEventForm
     change_capability = Capability.LOG_OUTCOMES
     log_views = True

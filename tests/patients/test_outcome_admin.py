@@ -107,8 +107,11 @@ def test_a_clinician_enters_scores_through_the_admin(client, clinician, treatmen
     client.force_login(clinician)
     response = client.post(ADD, _form(treatment))
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
+    assert response["Location"] == reverse("admin:patients_treatment_change", args=[treatment.pk])  # back to it
     entry = OutcomeAssessment.objects.get()
     assert (entry.erythema, entry.oedema, entry.pain, entry.recorded_by) == (2, 1, 4, clinician)
+    another = client.post(ADD, _form(treatment, time_point_day="7", _addanother="1"))
+    assert another["Location"].startswith(ADD)  # "Save and add another" still does
 
 
 def test_out_of_range_scores_show_on_the_form_and_nothing_is_stored(client, clinician, treatment):
@@ -315,6 +318,7 @@ def test_a_clinician_records_an_adverse_event_and_colleagues_are_emailed(
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("admin:patients_adverseevent_add"), _event_form(treatment))
     assert response.status_code == 302
+    assert response["Location"] == reverse("admin:patients_treatment_change", args=[treatment.pk])
     event = AdverseEvent.objects.get()
     assert (event.kind, event.recorded_by, event.notified_at) == ("infection", clinician, NOW)
     assert [m.to for m in mailoutbox] == [[clinician.email]]
