@@ -21,7 +21,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from clinic.audit import record_event
 from clinic.models import Clinic
 from clinic.roles import Capability
-from clinic.scoping import can, can_anywhere, clinic_of, clinic_path, scoped, sees_several_clinics
+from clinic.scoping import can, can_anywhere, clinic_ids, clinic_of, clinic_path, scoped, sees_several_clinics
 
 
 def ordered(queryset: models.QuerySet) -> models.QuerySet:
@@ -123,6 +123,9 @@ class ClinicScopedAdmin(SimpleHistoryAdmin):
         related = db_field.remote_field.model
         if related is Clinic:
             kwargs["queryset"] = scoped(Clinic.objects.all(), request.user, self.change_capability)
+            editable = clinic_ids(request.user, self.change_capability)
+            if len(editable) == 1 and not request.user.is_superuser:
+                kwargs.setdefault("initial", next(iter(editable)))  # staff of one clinic need not choose it
         elif is_scoped_model(related):
             # Narrow a subclass's own choices further, never widen them back to the whole table.
             kwargs["queryset"] = scoped(kwargs.get("queryset", related._default_manager.all()), request.user)

@@ -96,3 +96,17 @@ def test_the_access_log_filters_by_clinic_for_an_auditor_of_two_clinics(client, 
     MembershipFactory(user=auditor, clinic=clinic_b, role=Role.AUDITOR)
     client.force_login(auditor)
     assert "clinic" in _shown_filters(client, "admin:clinic_auditevent_changelist")
+
+
+def test_a_new_record_of_one_clinic_staff_starts_in_their_clinic(client, clinic_a, clinic_b, coordinator):
+    client.force_login(coordinator)
+    form = client.get("/admin/patients/patient/add/").context["adminform"].form
+    assert form["clinic"].value() == clinic_a.pk
+    assert list(form.fields["clinic"].queryset) == [clinic_a]
+
+
+def test_staff_of_two_clinics_choose_the_clinic_of_a_new_record(client, clinic_a, clinic_b, coordinator):
+    MembershipFactory(user=coordinator, clinic=clinic_b, role=Role.COORDINATOR)
+    client.force_login(coordinator)
+    form = client.get("/admin/patients/patient/add/").context["adminform"].form
+    assert form["clinic"].value() is None
