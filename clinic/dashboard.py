@@ -22,6 +22,7 @@ class ClinicDashboard:
     reminders_failed: int
     outcomes_awaiting: int
     consent_unrecorded: int
+    problems_unreviewed: int
 
 
 def _today_bounds(clinic: Clinic, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -36,7 +37,9 @@ def dashboard_for(user: Any, *, now: dt.datetime) -> list[ClinicDashboard]:
     from patients.outcome_status import outcomes_awaiting_count
 
     boards = []
-    for clinic in clinics_for(user).order_by("name"):
+    clinics = list(clinics_for(user).order_by("name"))
+    problems = _problems_unreviewed(clinics)
+    for clinic in clinics:
         start, end = _today_bounds(clinic, now)
         treatments_today = Treatment.objects.filter(
             clinic=clinic, status=Treatment.Status.RECORDED, ended_at__gte=start, ended_at__lt=end
@@ -56,6 +59,21 @@ def dashboard_for(user: Any, *, now: dt.datetime) -> list[ClinicDashboard]:
                 reminders_failed=reminder_counts["failed"],
                 outcomes_awaiting=outcomes_awaiting_count(clinic=clinic, now=now),
                 consent_unrecorded=Patient.objects.filter(CONSENT_UNRECORDED, clinic=clinic).count(),
+                problems_unreviewed=problems.get(clinic.pk, 0),
             )
         )
     return boards
+
+
+def _problems_unreviewed(clinics: list[Clinic]) -> dict[int, int]:
+    """Problems patients flagged that no one has reviewed, per clinic: one query for all the person's clinics."""
+    from patients.models import OutcomeAssessment
+    from patients.outcomes import flags_unreviewed
+
+    if not clinics:
+        return {}
+    rows = (
+        flags_unreviewed(OutcomeAssessment.objects.filter(treatment__clinic__in=clinics))
+        .order_by().values("treatment__clinic").annotate(n=Count("pk"))
+    )
+    return {row["treatment__clinic"]: row["n"] for row in rows}

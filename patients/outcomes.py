@@ -37,6 +37,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from clinic.audit import record_event
 from clinic.models import Membership, Role
 from clinic.roles import Capability
 from clinic.scoping import can
@@ -495,11 +496,17 @@ def _save_self_report(
         newly_flagged = bool(cleaned.get("problem_flagged"))
     else:
         assessment = existing
-        newly_flagged = bool(cleaned.get("problem_flagged")) and not existing.problem_flagged
+        # A flag a clinician had reviewed, raised again with new answers, is a new problem to look at.
+        newly_flagged = bool(cleaned.get("problem_flagged")) and (
+            not existing.problem_flagged or existing.flag_reviewed_at is not None
+        )
         blank = OutcomeAssessment()
         for name in SELF_REPORT_FIELDS:
             # A question left empty this time is empty: the form always shows every earlier answer.
             setattr(assessment, name, cleaned.get(name, getattr(blank, name)))
+        if assessment.problem_flagged:
+            # The review was of the earlier answers (kept in the history); these are unreviewed.
+            assessment.flag_reviewed_at, assessment.flag_reviewed_by, assessment.flag_review_note = None, None, ""
         assessment._change_reason = "Corrected by the patient through their link"
     assessment.save()
     if photo is not None:
@@ -508,6 +515,59 @@ def _save_self_report(
     if newly_flagged:
         transaction.on_commit(partial(notify_problem_flag, assessment_id=assessment.pk))
     return assessment, existing is None
+
+
+# --- problems flagged by patients --------------------------------------------------------
+
+REVIEW_NOTE_MAX_LENGTH = 2000
+
+
+def flags_unreviewed(reports: QuerySet) -> QuerySet:
+    """The patient self-reports among ``reports`` whose problem flag no one has reviewed yet."""
+    return reports.filter(source=OutcomeAssessment.Source.PATIENT, problem_flagged=True, flag_reviewed_at__isnull=True)
+
+
+def may_review_flags(user: Any, clinic: Any) -> bool:
+    """Those who act on what patients report: clinicians (who log outcomes) and those who manage reminders."""
+    return can(user, Capability.LOG_OUTCOMES, clinic) or can(user, Capability.MANAGE_REMINDERS, clinic)
+
+
+def review_problem_flag(
+    *, assessment: OutcomeAssessment, by: Any, note: str = "", request: Any = None, now: dt.datetime | None = None
+) -> bool:
+    """Mark the problem a patient flagged in a self-report as reviewed by ``by``; True if this call did it.
+
+    Already reviewed (a double click, a colleague first) changes nothing and
+    returns False, so the first reviewer and their note stay.  The row is held
+    until commit, so two reviewers at once are one review.  History keeps the
+    unreviewed state, and the review is written to the access log.
+    """
+    now = now or timezone.now()
+    treatment = assessment.treatment
+    if not may_review_flags(by, treatment.clinic_id):
+        raise PermissionDenied("Only clinicians and staff who manage reminders in this clinic may review a patient's problem.")
+    note = (note or "").strip()
+    if len(note) > REVIEW_NOTE_MAX_LENGTH:
+        raise ValidationError({"note": f"Keep the note under {REVIEW_NOTE_MAX_LENGTH} characters."})
+    with transaction.atomic():
+        _hold(OutcomeAssessment.objects.filter(pk=assessment.pk))
+        # Read afresh, and as the concrete model whatever was passed (the list's proxy rows):
+        # history records only saves of OutcomeAssessment itself.
+        report = OutcomeAssessment.objects.get(pk=assessment.pk)
+        if report.source != OutcomeAssessment.Source.PATIENT or not report.problem_flagged:
+            raise ValidationError("This report has no problem flagged by the patient to review.")
+        reviewed = report.flag_reviewed_at is None
+        if reviewed:
+            report.flag_reviewed_at, report.flag_reviewed_by, report.flag_review_note = now, by, note
+            report._history_user = by
+            report._change_reason = "Problem flagged by the patient reviewed"
+            report.save(update_fields=["flag_reviewed_at", "flag_reviewed_by", "flag_review_note"])
+            record_event(
+                actor=by, action="review_problem_flag", clinic_id=treatment.clinic_id, obj=report,
+                objects=[treatment], request=request, detail={"note": note, "day": report.time_point_day},
+            )
+    assessment.refresh_from_db(fields=["flag_reviewed_at", "flag_reviewed_by", "flag_review_note"])
+    return reviewed
 
 
 # --- adverse events ------------------------------------------------------------------

@@ -27,8 +27,9 @@ from clinic.admin_base import ClinicScopedAdmin, ScopedInline
 from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere, scoped
-from patients import treatments
-from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
+from patients import outcomes, treatments
+from patients.admin.flags import reviewed_words
+from patients.models import ExosomeApplication, OutcomeAssessment, Patient, Reminder, Screening, Treatment, TreatmentArm
 from patients.reminders import email_block_reason
 from patients.screenings import SCREENING_VALID_FOR, assert_screening_usable
 from protocols.models import ExosomeProduct, ProductLot
@@ -226,6 +227,22 @@ def recomputed_summary(result: treatments.Recomputed) -> str:
     return summary
 
 
+def patient_reports(treatment: Treatment) -> list[OutcomeAssessment]:
+    """The patient's self-reports of the treatment, by day, with their photos and reviewer: two queries.
+
+    Each carries ``redness_word``: the word the patient chose from (their scale, not the clinician's CEA).
+    """
+    reports = list(
+        OutcomeAssessment.objects.filter(treatment=treatment, source=OutcomeAssessment.Source.PATIENT)
+        .select_related("flag_reviewed_by")
+        .prefetch_related("photos")
+        .order_by("time_point_day", "pk")
+    )
+    for report in reports:
+        report.redness_word = outcomes.PATIENT_REDNESS[report.erythema][0] if report.erythema is not None else ""
+    return reports
+
+
 # --- inlines (read-only on the treatment page) ----------------------------------------------
 
 
@@ -303,6 +320,10 @@ class TreatmentAdmin(ClinicScopedAdmin):
                 "<path:object_id>/reminders/<int:reminder_id>/<str:what>/",
                 wrap(self.reminder_action_view), name="patients_treatment_reminder_action",
             ),
+            path(
+                "<path:object_id>/patient-reports/<int:report_id>/review/",
+                wrap(self.review_flag_view), name="patients_treatment_review_flag",
+            ),
             path("<path:object_id>/reschedule/", wrap(self.reschedule_view), name="patients_treatment_reschedule"),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name="patients_treatment_cancel"),
             *super().get_urls(),
@@ -332,8 +353,36 @@ class TreatmentAdmin(ClinicScopedAdmin):
                 "is_cancelled": treatment.status == Treatment.Status.CANCELLED,
                 "email_blocked": email_block_reason(treatment.patient),
                 "recalled_lots": treatments.recalled_lots(treatment),
+                "patient_reports": patient_reports(treatment),
+                "can_review_flags": outcomes.may_review_flags(request.user, clinic),
             }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def review_flag_view(self, request: HttpRequest, object_id: str, report_id: int) -> HttpResponse:
+        """"Mark reviewed" on a patient's report that flagged a problem (POST; the note is optional)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        treatment = self._treatment_or_404(request, object_id)
+        report = OutcomeAssessment.objects.filter(
+            treatment=treatment, pk=report_id, source=OutcomeAssessment.Source.PATIENT
+        ).select_related("treatment__clinic").first()
+        if report is None:
+            raise Http404("No such report.")
+        back = reverse("admin:patients_treatment_change", args=[treatment.pk]) + "#patient-reports"
+        try:
+            reviewed = outcomes.review_problem_flag(
+                assessment=report, by=request.user, note=request.POST.get("note", ""), request=request
+            )
+        except ValidationError as error:
+            self.message_user(request, " ".join(error.messages) + " Nothing was saved.", messages.ERROR)
+            return HttpResponseRedirect(back)
+        if reviewed:
+            self.message_user(request, f"The problem the patient flagged on day {report.time_point_day} is marked reviewed.")
+        else:
+            self.message_user(
+                request, f"{reviewed_words(report)} already; that review stays.", messages.INFO,
+            )
+        return HttpResponseRedirect(back)
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
         """Record a treatment: first choose the patient, then the screening, procedure and applications."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 from patients.models.export import Export
 from patients.models.intake import Intake
 from patients.models.link import PatientLink
-from patients.models.outcome import AdverseEvent, OutcomeAssessment, OutcomePhoto
+from patients.models.outcome import AdverseEvent, OutcomeAssessment, OutcomePhoto, ProblemFlag
 from patients.models.patient import Patient
 from patients.models.reminder import Reminder
 from patients.models.screening import Screening, ScreeningOverride
@@ -18,6 +18,7 @@ __all__ = [
     "Intake",
     "Patient",
     "PatientLink",
+    "ProblemFlag",
     "Reminder",
     "Screening",
     "ScreeningOverride",

@@ -76,6 +76,14 @@ class OutcomeAssessment(models.Model):
         "patients.PatientLink", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         help_text="For patient-reported outcomes: the signed link it was sent through.",
     )
+    # A problem the patient flagged stays on the dashboard until a clinician has looked at it
+    # (patients.outcomes.review_problem_flag); a correction by the patient that keeps the flag clears these.
+    flag_reviewed_at = models.DateTimeField(null=True, blank=True, help_text="When staff reviewed the flagged problem.")
+    flag_reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Who reviewed the problem the patient flagged.",
+    )
+    flag_review_note = models.TextField(blank=True, help_text="What the reviewer did about it (optional).")
     history = HistoricalRecords()
 
     class Meta:
@@ -83,6 +91,11 @@ class OutcomeAssessment(models.Model):
         indexes = [
             models.Index(fields=["treatment", "time_point_day"], name="outcome_treatment_day"),
             models.Index(fields=["recorded_at"], name="outcome_recorded_at"),
+            # The dashboard counts these per clinic on every landing: only the few still open are indexed.
+            models.Index(
+                fields=["treatment"], name="outcome_flag_unreviewed",
+                condition=Q(source="patient", problem_flagged=True, flag_reviewed_at__isnull=True),
+            ),
         ]
         constraints = [
             # Two constraints instead of one because NULL arms never collide in
@@ -118,6 +131,26 @@ class OutcomeAssessment(models.Model):
         arm = f" {self.arm.label}" if self.arm_id else ""
         phase = f" {self.phase}" if self.phase else ""
         return f"Day {self.time_point_day}{phase}{arm} ({self.get_source_display()}) for treatment {self.treatment_id}"
+
+
+class ProblemFlagManager(models.Manager):
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(source=OutcomeAssessment.Source.PATIENT, problem_flagged=True)
+
+
+class ProblemFlag(OutcomeAssessment):
+    """A patient's self-report with the problem box ticked, as the list of problems to review sees it.
+
+    The same rows as ``OutcomeAssessment`` (a proxy: no table of its own), only
+    the flagged self-reports, so the list of problems has its own admin page and columns.
+    """
+
+    objects = ProblemFlagManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "problem flagged by a patient"
+        verbose_name_plural = "problems flagged by patients"
 
 
 class AdverseEvent(models.Model):

@@ -50,6 +50,7 @@ ID_PARAMETERS: dict[str, type[models.Model]] = {
     "screening_id": Screening,
     "intake_id": Intake,
     "reminder_id": Reminder,
+    "report_id": OutcomeAssessment,  # a patient's self-report (its problem flag is reviewed on the treatment page)
 }
 
 # Non-admin staff views whose ``pk`` is not a viewset's: the row each one serves.

@@ -101,6 +101,7 @@ def _add_what_the_demo_leaves_out(clinic: Clinic, tag: str, staff: dict[str, Any
     _override(clinic, tag, clinician)
     _adverse_event(clinic, tag, clinician)
     _photo(clinic, clinician)
+    _problem_flag(clinic, tag)
     versioning.start_draft(protocol=Protocol.objects.filter(clinic=clinic).order_by("pk").first(), by=admin,
                            change_note=f"{tag} draft: longer sun avoidance")
     _finished_export(clinic, staff[Role.AUDITOR])
@@ -150,6 +151,15 @@ def _photo(clinic: Clinic, clinician: Any) -> None:
     Image.new("RGB", (64, 48), (200, 120, 110)).save(buffer, format="PNG")
     store_photo(assessment=assessment, photo=prepare_photo(ContentFile(buffer.getvalue(), name="cheek.png")),
                 uploaded_by=clinician)
+
+
+def _problem_flag(clinic: Clinic, tag: str) -> None:
+    """A self-report whose patient ticked the problem box: the list of problems and its review button."""
+    report = OutcomeAssessment.objects.filter(
+        treatment__clinic=clinic, source=OutcomeAssessment.Source.PATIENT
+    ).order_by("pk").first()
+    report.problem_flagged, report.notes = True, f"Yellow crusts since last night ({tag})"
+    report.save(update_fields=["problem_flagged", "notes"])
 
 
 def _finished_export(clinic: Clinic, auditor: Any) -> None:
