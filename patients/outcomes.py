@@ -811,7 +811,9 @@ def notify_problem_flag(*, assessment_id: int) -> int:
             "assessment": assessment,
             "clinic": assessment.treatment.clinic,
             "treatment": assessment.treatment,
-            "admin_url": settings.SITE_URL + reverse("admin:patients_outcomeassessment_change", args=[assessment.pk]),
+            # The treatment's page shows the patient's reports in context, with "Mark reviewed".
+            "admin_url": settings.SITE_URL
+            + reverse("admin:patients_treatment_change", args=[assessment.treatment_id]) + "#patient-reports",
         }
         return _send_to_clinicians(
             clinic_id=assessment.treatment.clinic_id, template="adverse_event_flagged_by_patient", context=context

@@ -175,7 +175,8 @@ def test_flagging_a_problem_emails_the_clinicians(client, link, clinician, djang
         client.post(_url(link), {**GOOD, "problem_flagged": "on", "notes": "Yellow crusts since this morning"})
     assert [m.to for m in mail.outbox] == [[clinician.email]]
     assert "flagged a problem" in mail.outbox[0].subject
-    assert "/admin/patients/outcomeassessment/" in mail.outbox[0].body
+    # It leads to the treatment's page, where the report is read and marked reviewed.
+    assert f"/admin/patients/treatment/{link.treatment_id}/change/#patient-reports" in mail.outbox[0].body
     html, _ = mail.outbox[0].alternatives[0]
     assert "flagged a problem" in html
     with django_capture_on_commit_callbacks(execute=True):
