@@ -239,7 +239,7 @@ _SEND_FIELDS = (
     "step__repeat_every_days",
     "treatment__status", "treatment__ended_at", "treatment__clinic_id", "treatment__patient_id",
     "treatment__clinic__name", "treatment__clinic__sender_name", "treatment__clinic__contact_email",
-    "treatment__clinic__time_zone",
+    "treatment__clinic__time_zone", "treatment__clinic__urgent_phone",
     "treatment__patient__clinic_id", "treatment__patient__given_name", "treatment__patient__email",
     "treatment__patient__preferred_language", "treatment__patient__time_zone",
     "treatment__patient__reminder_consent", "treatment__patient__opted_out_at",
