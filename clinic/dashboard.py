@@ -8,6 +8,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils.http import urlencode
 
 from clinic.local_days import day_start
 from clinic.models import Clinic
@@ -23,6 +25,24 @@ class ClinicDashboard:
     outcomes_awaiting: int
     consent_unrecorded: int
     problems_unreviewed: int
+    links: dict[str, str]  # the rows behind a count, by metric
+
+
+def _links(clinic: Clinic, start: dt.datetime, end: dt.datetime) -> dict[str, str]:
+    """Where each count leads: the clinic's own rows, as counted (today on the clinic's clock)."""
+    treatments = reverse("admin:patients_treatment_changelist")
+    reminders = reverse("admin:patients_reminder_changelist")
+    in_clinic = {"treatment__clinic__id__exact": clinic.pk}
+    return {
+        "treatments_today": f"{treatments}?" + urlencode({
+            "clinic__id__exact": clinic.pk, "status__exact": "recorded",
+            "ended_at__gte": start.isoformat(), "ended_at__lt": end.isoformat(),
+        }),
+        "reminders_due": f"{reminders}?" + urlencode({
+            **in_clinic, "status__in": "scheduled,awaiting_retry", "due_at__lt": end.isoformat(),
+        }),
+        "reminders_failed": f"{reminders}?" + urlencode({**in_clinic, "status__exact": "failed"}),
+    }
 
 
 def _today_bounds(clinic: Clinic, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -60,6 +80,7 @@ def dashboard_for(user: Any, *, now: dt.datetime) -> list[ClinicDashboard]:
                 outcomes_awaiting=outcomes_awaiting_count(clinic=clinic, now=now),
                 consent_unrecorded=Patient.objects.filter(CONSENT_UNRECORDED, clinic=clinic).count(),
                 problems_unreviewed=problems.get(clinic.pk, 0),
+                links=_links(clinic, start, end),
             )
         )
     return boards

@@ -535,6 +535,10 @@ def _what_became(reminder: Reminder, what: str) -> str:
 class ReminderAdmin(ClinicScopedAdmin):
     """The outbox, read-only: what was sent, what failed and why; resend or cancel in bulk."""
 
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # The dashboard's counts link to one clinic's reminders (the rows are scoped to the user's clinics anyway).
+        return lookup == "treatment__clinic__id__exact" or super().lookup_allowed(lookup, value, request)
+
     log_views = True
     list_display = ["due_at", "treatment_link", "step", "occurrence", "status", "attempts", "last_error", "sent_at"]
     list_filter = ["status"]

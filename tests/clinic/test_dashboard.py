@@ -41,8 +41,9 @@ def test_failed_reminders_link_to_the_failed_list_and_each_role_gets_its_shortcu
                     last_error="550 No such user")
     client.force_login(clinician)
     body = client.get("/admin/").content.decode()
-    assert 'data-metric="reminders_failed"><a href="/admin/patients/reminder/?status__exact=failed"' in body
-    listed = client.get("/admin/patients/reminder/?status__exact=failed")
+    link = f"/admin/patients/reminder/?treatment__clinic__id__exact={clinic_a.pk}&amp;status__exact=failed"
+    assert f'data-metric="reminders_failed"><a href="{link}"' in body
+    listed = client.get(link.replace("&amp;", "&"))
     assert listed.status_code == 200 and listed.context["cl"].result_count == 1
     assert f'<a href="{reverse("admin:outcomes_review")}">Review healing</a>' in body
     assert "Exports</a>" not in body and "Access log</a>" not in body  # a clinician may not export or audit
@@ -87,3 +88,32 @@ def test_the_patient_page_says_the_consent_record_is_missing(client, clinician, 
     warning = "Consent to email reminders is ticked but not on record"
     assert warning in client.get(f"/admin/patients/patient/{missing.pk}/change/").content.decode()
     assert warning not in client.get(f"/admin/patients/patient/{complete.pk}/change/").content.decode()
+
+
+def test_each_count_leads_to_the_rows_it_counts(client, clinician, clinic_a, clinic_b):
+    import datetime as dt
+    import html
+    import re
+
+    import time_machine
+
+    from patients.models import Reminder
+    from tests.factories import ReminderFactory, TreatmentFactory
+
+    now = dt.datetime(2026, 5, 4, 9, 30, tzinfo=dt.UTC)
+    with time_machine.travel(now, tick=False):
+        for clinic in (clinic_a, clinic_b):
+            today = TreatmentFactory(screening__patient__clinic=clinic, started_at=now - dt.timedelta(hours=2),
+                                     ended_at=now - dt.timedelta(hours=1))
+            TreatmentFactory(screening__patient__clinic=clinic, started_at=now - dt.timedelta(days=1, hours=1),
+                             ended_at=now - dt.timedelta(days=1))
+            ReminderFactory(treatment=today, status=Reminder.Status.SCHEDULED, due_at=now + dt.timedelta(hours=3))
+            ReminderFactory(treatment=today, status=Reminder.Status.SCHEDULED, due_at=now + dt.timedelta(days=2))
+        client.force_login(clinician)
+        body = client.get("/admin/").content.decode()
+        for metric in ("treatments_today", "reminders_due"):
+            found = re.search(rf'data-metric="{metric}"><a href="([^"]+)"[^>]*>(\d+)</a>', body)
+            assert found, metric
+            listed = client.get(html.unescape(found.group(1)))
+            assert listed.status_code == 200
+            assert listed.context["cl"].result_count == int(found.group(2)) == 1, metric
