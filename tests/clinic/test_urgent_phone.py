@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from clinic.admin import URGENT_PHONE_MISSING
 from clinic.models import Clinic
+from tests.admin_forms import change_form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -59,18 +60,6 @@ def test_no_number_is_allowed_and_gives_no_link(clinic_a):
     assert clinic_a.urgent_phone == "" and clinic_a.urgent_phone_href == ""
 
 
-def _change_form_data(page) -> dict:
-    form = page.context["adminform"].form
-    data = {name: form[name].value() for name in form.fields if form[name].value() not in (None, False)}
-    for formset in page.context["inline_admin_formsets"]:
-        management = formset.formset.management_form
-        data.update({management.add_prefix(name): management[name].value() for name in management.fields})
-        for inline_form in formset.formset.forms:
-            data.update({inline_form.add_prefix(name): inline_form[name].value() for name in inline_form.fields
-                         if inline_form[name].value() not in (None, False)})
-    return data
-
-
 def test_the_clinic_page_warns_while_the_number_is_missing(client, clinic_a, clinic_admin):
     client.force_login(clinic_admin)
     url = reverse("admin:clinic_clinic_change", args=[clinic_a.pk])
@@ -89,7 +78,7 @@ def test_the_clinic_page_warns_while_the_number_is_missing(client, clinic_a, cli
 def test_the_clinic_page_saves_a_number_as_typed_and_refuses_a_bad_one(client, clinic_a, clinic_admin):
     client.force_login(clinic_admin)
     url = reverse("admin:clinic_clinic_change", args=[clinic_a.pk])
-    data = _change_form_data(client.get(url))
+    data = change_form_data(client.get(url))
 
     refused = client.post(url, {**data, "urgent_phone": "call reception"})
     assert refused.status_code == 200
@@ -106,7 +95,7 @@ def test_the_clinic_page_saves_a_number_as_typed_and_refuses_a_bad_one(client, c
 def test_saving_the_clinic_without_a_number_warns_again(client, clinic_a, clinic_admin):
     client.force_login(clinic_admin)
     url = reverse("admin:clinic_clinic_change", args=[clinic_a.pk])
-    data = _change_form_data(client.get(url))
+    data = change_form_data(client.get(url))
     saved = client.post(url, {**data, "sender_name": "Harbour aftercare"}, follow=True)
     assert Clinic.objects.get(pk=clinic_a.pk).sender_name == "Harbour aftercare"
     assert "Patients are told to call you" in saved.content.decode()

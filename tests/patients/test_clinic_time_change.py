@@ -12,6 +12,7 @@ from django.urls import reverse
 from clinic.models import AuditEvent
 from patients import treatments
 from patients.models import Reminder
+from tests.admin_forms import change_form_data
 from tests.factories import treatable_patient
 from tests.patients.conftest import NOW
 
@@ -90,15 +91,7 @@ def test_the_clinic_admin_moves_them_and_says_so(client, clinic_a, clinician, cl
     treated = treat(clinic_a, clinician, time_zone="")
     client.force_login(clinic_admin)
     url = reverse("admin:clinic_clinic_change", args=[clinic_a.pk])
-    page = client.get(url)
-    form = page.context["adminform"].form
-    data = {name: form[name].value() for name in form.fields if form[name].value() not in (None, False)}
-    for formset in page.context["inline_admin_formsets"]:
-        management = formset.formset.management_form
-        data.update({management.add_prefix(name): management[name].value() for name in management.fields})
-        for inline_form in formset.formset.forms:
-            data.update({inline_form.add_prefix(name): inline_form[name].value() for name in inline_form.fields
-                         if inline_form[name].value() not in (None, False)})
+    data = change_form_data(client.get(url))
     data["time_zone"] = "Europe/Berlin"
 
     response = client.post(url, data)
