@@ -372,6 +372,16 @@ def outcome_records(export: Export, *, batch_size: int = BATCH_SIZE) -> Iterator
 
 Column = tuple[str, Callable[[dict], Any]]
 
+#: Who the patient is, in an identified export (the outcome log, a recall list), from the row's treatment.
+IDENTIFIED_PATIENT: list[Column] = [
+    ("patient_id", itemgetter("treatment__patient_id")),
+    ("patient_reference", itemgetter("treatment__patient__reference")),
+    ("given_name", itemgetter("treatment__patient__given_name")),
+    ("family_name", itemgetter("treatment__patient__family_name")),
+    ("date_of_birth", itemgetter("treatment__patient__date_of_birth")),
+    ("email", itemgetter("treatment__patient__email")),
+]
+
 
 def _arm_product(record: dict) -> str:
     if record["arm__is_control"]:
@@ -430,12 +440,7 @@ def outcome_columns(identity: Identity) -> list[Column]:
     if identity.identified:
         people: list[Column] = [
             ("assessment_id", itemgetter("id")),
-            ("patient_id", itemgetter("treatment__patient_id")),
-            ("patient_reference", itemgetter("treatment__patient__reference")),
-            ("given_name", itemgetter("treatment__patient__given_name")),
-            ("family_name", itemgetter("treatment__patient__family_name")),
-            ("date_of_birth", itemgetter("treatment__patient__date_of_birth")),
-            ("email", itemgetter("treatment__patient__email")),
+            *IDENTIFIED_PATIENT,
             ("treatment_id", itemgetter("treatment_id")),
         ]
     else:
@@ -604,12 +609,7 @@ def recall_columns(identity: Identity) -> list[Column]:
 
     return [
         ("application_id", itemgetter("id")),
-        ("patient_id", itemgetter("treatment__patient_id")),
-        ("patient_reference", itemgetter("treatment__patient__reference")),
-        ("given_name", itemgetter("treatment__patient__given_name")),
-        ("family_name", itemgetter("treatment__patient__family_name")),
-        ("date_of_birth", itemgetter("treatment__patient__date_of_birth")),
-        ("email", itemgetter("treatment__patient__email")),
+        *IDENTIFIED_PATIENT,
         ("phone", itemgetter("treatment__patient__phone")),
         ("reminder_emails_allowed", lambda r: reminder_email_note(r) == "consented"),
         ("reminder_emails", reminder_email_note),
