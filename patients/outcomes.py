@@ -563,7 +563,7 @@ def review_problem_flag(
             report._change_reason = "Problem flagged by the patient reviewed"
             report.save(update_fields=["flag_reviewed_at", "flag_reviewed_by", "flag_review_note"])
             record_event(
-                actor=by, action="review_problem_flag", clinic_id=treatment.clinic_id, obj=report,
+                actor=by, action="self_report.flag_reviewed", clinic_id=treatment.clinic_id, obj=report,
                 objects=[treatment], request=request, detail={"note": note, "day": report.time_point_day},
             )
     assessment.refresh_from_db(fields=["flag_reviewed_at", "flag_reviewed_by", "flag_review_note"])

@@ -157,7 +157,7 @@ def test_the_list_is_read_only_and_an_auditor_gets_no_review_action(client, audi
     flagged.refresh_from_db()
     assert flagged.flag_reviewed_at is None
     assert refused.status_code in (200, 302)
-    assert not AuditEvent.objects.filter(action="review_problem_flag").exists()
+    assert not AuditEvent.objects.filter(action="self_report.flag_reviewed").exists()
 
 
 # --- marking reviewed -----------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def test_mark_reviewed_in_the_list_records_who_and_when_in_history_and_the_acces
     assert (latest.history_user, latest.history_change_reason) == (clinician, "Problem flagged by the patient reviewed")
     first = flagged.history.order_by("history_id").first()
     assert first.history_id != latest.history_id and first.flag_reviewed_at is None  # the unreviewed state is kept
-    event = AuditEvent.objects.get(action="review_problem_flag")
+    event = AuditEvent.objects.get(action="self_report.flag_reviewed")
     assert (event.actor, event.clinic_id, event.object_id) == (clinician, flagged.treatment.clinic_id, str(flagged.pk))
     assert client.get(_changelist("?review=open")).context["cl"].result_count == 0
 
@@ -183,7 +183,7 @@ def test_a_second_review_changes_nothing_and_keeps_the_first(clinician, coordina
     assert review_problem_flag(assessment=flagged, by=coordinator, note="Also looked") is False
     flagged.refresh_from_db()
     assert (flagged.flag_reviewed_by, flagged.flag_review_note) == (clinician, "Called her; seen tomorrow 9:00")
-    assert AuditEvent.objects.filter(action="review_problem_flag").count() == 1
+    assert AuditEvent.objects.filter(action="self_report.flag_reviewed").count() == 1
     assert flagged.history.count() == 2  # the report, then its one review
 
 
@@ -262,7 +262,7 @@ def test_mark_reviewed_on_the_treatment_page_keeps_the_note_and_shows_who(client
     assert "already" in again.content.decode()
     flagged.refresh_from_db()
     assert flagged.flag_review_note == "Phoned: seen tomorrow 9:00"
-    assert AuditEvent.objects.filter(action="review_problem_flag").count() == 1
+    assert AuditEvent.objects.filter(action="self_report.flag_reviewed").count() == 1
 
 
 def test_an_auditor_sees_the_reports_but_may_not_review(client, auditor, flagged, treatment):
