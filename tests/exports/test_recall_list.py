@@ -14,13 +14,15 @@ from clinic.models import AuditEvent, Role
 from patients import export_tasks
 from patients.exports import ExportRequest, ExportRequestError, start_export
 from patients.models import AdverseEvent, ExosomeApplication, Export, Treatment
-from tests.exports.conftest import INJECTION, NOW, SECRETS
+from tests.exports.conftest import NOW, SECRETS
 from tests.exports.helpers import csv_rows, run_streamed
 from tests.factories import LotFactory, MembershipFactory, ProductFactory, TreatmentFactory, staff
 
 pytestmark = pytest.mark.django_db
 API = "/api/v1/exports/recall/"
 BUTTON = "Download the recall list (CSV)"
+#: A formula that fits the phone column (40 characters, which PostgreSQL enforces and SQLite does not).
+PHONE_INJECTION = '=HYPERLINK("http://evil.example","call")'
 
 
 def _lot_url(lot, suffix="change/"):  # noqa: ANN001, ANN202
@@ -48,7 +50,7 @@ def recall(outcome_data, clinic_a, clinic_b):  # noqa: ANN201 - a namespace of w
     # The second patient unsubscribed from reminder emails; their phone field carries a formula.
     second_patient = outcome_data.patients[1]
     second_patient.opted_out_at = NOW - dt.timedelta(days=1)
-    second_patient.phone = INJECTION
+    second_patient.phone = PHONE_INJECTION
     second_patient.save()
 
     other_lot = LotFactory(product=lot.product, lot_number="PX-2026-002")
@@ -123,7 +125,7 @@ def test_it_lists_every_application_of_the_lot_with_how_to_reach_the_patient(aud
     assert single["arm"] == ""
     assert (single["reminder_emails_allowed"], single["reminder_emails"]) == ("false", "opted out 2026-03-19")
     assert (single["adverse_events"], single["most_serious_adverse_event"]) == ("0", "")
-    assert single["phone"] == "'" + INJECTION  # neutralised: the CSV writer of every export
+    assert single["phone"] == "'" + PHONE_INJECTION  # neutralised: the CSV writer of every export
 
     cancelled = rows[recall.cancelled.pk]
     assert (cancelled["treatment_status"], cancelled["cancel_reason"]) == ("cancelled", "Entered on the wrong patient")
