@@ -84,6 +84,13 @@ PATIENT_REDNESS: dict[int, tuple[str, str]] = {
 FLAGS = ("reepithelialisation_complete", "applied_as_instructed")
 SCORE_FIELDS = (*SCALES, *FLAGS, "problem_flagged", "notes")
 CORRECTABLE_FIELDS = (*SCORE_FIELDS, "time_point_day", "phase", "arm")
+
+
+def patient_redness_word(erythema: int | None) -> str:
+    """The word a patient chose for their redness ("Severe"), or "" when they did not rate it."""
+    return PATIENT_REDNESS[erythema][0] if erythema is not None else ""
+
+
 NOTIFY_SEVERITIES = frozenset(
     {AdverseEvent.Severity.MODERATE, AdverseEvent.Severity.SEVERE, AdverseEvent.Severity.LIFE_THREATENING}
 )

@@ -163,7 +163,7 @@ def rating_words(report: OutcomeAssessment) -> str:
     """The patient's ratings in their own scale's words, e.g. "Severe redness · pain 8/10 · itch 2/10"."""
     parts = []
     if report.erythema is not None:
-        parts.append(f"{outcomes.PATIENT_REDNESS[report.erythema][0]} redness")
+        parts.append(f"{outcomes.patient_redness_word(report.erythema)} redness")
     if report.pain is not None:
         parts.append(f"pain {report.pain}/10")
     if report.pruritus is not None:

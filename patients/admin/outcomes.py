@@ -398,7 +398,7 @@ class OutcomeAssessmentAdmin(BackToTheTreatment, ClinicScopedAdmin):
         if entry.erythema is None:
             return "—"
         if entry.source == OutcomeAssessment.Source.PATIENT:
-            return f"{entry.erythema} — {outcomes.PATIENT_REDNESS[entry.erythema][0]} (patient's rating)"
+            return f"{entry.erythema} — {outcomes.patient_redness_word(entry.erythema)} (patient's rating)"
         return entry.get_erythema_display()
 
     @admin.display(description="Photos", ordering="n_photos")

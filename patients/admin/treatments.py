@@ -239,7 +239,7 @@ def patient_reports(treatment: Treatment) -> list[OutcomeAssessment]:
         .order_by("time_point_day", "pk")
     )
     for report in reports:
-        report.redness_word = outcomes.PATIENT_REDNESS[report.erythema][0] if report.erythema is not None else ""
+        report.redness_word = outcomes.patient_redness_word(report.erythema)
     return reports
 
 
