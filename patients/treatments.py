@@ -295,10 +295,14 @@ def schedule_reminders(*, treatment: Treatment, now: dt.datetime | None = None) 
     Steps that send no reminder get no row; occurrences already well past are
     stored as skipped so the timeline says why nothing was sent.
     """
-    rows = _reminder_rows(treatment=treatment, occurrences=planned_occurrences(treatment), now=now or timezone.now())
-    # The unique constraint on (treatment, step, occurrence) makes a second run a no-op.
-    Reminder.objects.bulk_create(rows, ignore_conflicts=True)
+    _insert_missing_rows(treatment=treatment, occurrences=planned_occurrences(treatment), now=now or timezone.now())
     return Reminder.objects.filter(treatment=treatment).count()
+
+
+def _insert_missing_rows(*, treatment: Treatment, occurrences: list[Occurrence], now: dt.datetime) -> None:
+    # The unique constraint on (treatment, step, occurrence) makes a second run a no-op.
+    rows = _reminder_rows(treatment=treatment, occurrences=occurrences, now=now)
+    Reminder.objects.bulk_create(rows, ignore_conflicts=True)
 
 
 @functools.cache
@@ -503,7 +507,8 @@ def recompute_open_reminders(*, treatment: Treatment, now: dt.datetime) -> Recom
     Call it inside the transaction that changed what the timeline depends on
     (the procedure's end, the patient's time zone).
     """
-    planned = {(item.step_id, item.occurrence): item for item in planned_occurrences(treatment)}
+    occurrences = planned_occurrences(treatment)  # computed once: for the moved rows and the missing ones
+    planned = {(item.step_id, item.occurrence): item for item in occurrences}
     scheduled = revived = past = 0
     for row in Reminder.objects.filter(_OPEN, treatment=treatment):
         occurrence = planned.get((row.step_id, row.occurrence))
@@ -515,7 +520,7 @@ def recompute_open_reminders(*, treatment: Treatment, now: dt.datetime) -> Recom
             scheduled += 1
             if row.status == Status.SKIPPED:
                 revived += 1
-    schedule_reminders(treatment=treatment, now=now)
+    _insert_missing_rows(treatment=treatment, occurrences=occurrences, now=now)
     return Recomputed(scheduled=scheduled, revived=revived, past=past)
 
 
