@@ -36,12 +36,13 @@ from clinic.audit import record_event
 from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can
+from patients.applied_times import recorded_application_times
 from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
 from patients.reminders import email_block_reason
 from patients.screenings import assert_screening_allows_treatment, screening_precedence_error, version_usable_by
 from patients.timeline import Occurrence, QuietHours, StepTiming, build_timeline
 from protocols.frozen_steps import frozen_steps
-from protocols.models import ExosomeProduct, ProductLot, ProtocolStep, ProtocolVersion
+from protocols.models import ExosomeProduct, ProductLot, ProtocolStep, ProtocolVersion, StepKind
 
 Status = Reminder.Status
 # A procedure recorded as ending later than this from now is a typing mistake.
@@ -705,16 +706,23 @@ def record_step_done(*, reminder: Reminder, now: dt.datetime | None = None) -> b
 # --- reading the timeline ------------------------------------------------------------
 
 
+#: Where a timeline entry's time comes from: the protocol (and the reminder row), or a recorded application.
+PLANNED, RECORDED = "planned", "recorded"
+
+
 @dataclass(frozen=True)
 class TimelineEntry:
     step: ProtocolStep
     occurrence: int
+    # When the step happened or happens: the recorded time of an in-clinic application, else the planned one.
     occurs_at: dt.datetime
     due_at: dt.datetime | None
     state: str
     reminder: Reminder | None
     # The quiet hours moved the email past the step: staff may want to call the patient instead.
     arrives_after_step: bool = False
+    planned_at: dt.datetime | None = None
+    time_source: str = PLANNED
 
     @property
     def state_label(self) -> str:
@@ -751,23 +759,38 @@ def _state(*, reminder: Reminder | None, occurs_at: dt.datetime, cancelled: bool
     return "due" if reminder.due_at <= now else "upcoming"
 
 
+def _applied_times(
+    treatment: Treatment, *, steps: dict[int, ProtocolStep], occurrences: list[Occurrence]
+) -> dict[tuple[int, int], dt.datetime]:
+    if not any(step.kind == StepKind.IN_CLINIC_APPLICATION for step in steps.values()):
+        return {}  # no query for a protocol without an in-clinic application
+    # Loaded through the treatment, so each application's ``treatment`` is this one (no query per row).
+    applications = treatment.applications.select_related("lot")
+    return recorded_application_times(steps=steps, occurrences=occurrences, applications=applications)
+
+
 def timeline_for(*, treatment: Treatment, now: dt.datetime | None = None) -> list[TimelineEntry]:
     """The treatment's timeline for staff: every step occurrence, with its reminder row where there is one."""
     now = now or timezone.now()
     steps = {step.pk: step for step in treatment.protocol_version.steps.all()}
     rows = {(row.step_id, row.occurrence): row for row in Reminder.objects.filter(treatment=treatment)}
     cancelled = treatment.status == Treatment.Status.CANCELLED
+    occurrences = planned_occurrences(treatment, steps=list(steps.values()))
+    applied = _applied_times(treatment, steps=steps, occurrences=occurrences)
     entries = []
-    for occurrence in planned_occurrences(treatment):
-        row = rows.get((occurrence.step_id, occurrence.occurrence))
-        occurs_at = row.occurs_at if row else occurrence.occurs_at
+    for occurrence in occurrences:
+        key = (occurrence.step_id, occurrence.occurrence)
+        row = rows.get(key)
+        planned_at = row.occurs_at if row else occurrence.occurs_at
+        occurs_at = applied.get(key, planned_at)
         # A retry or a resend also moves due_at past the step; only the planned due time says quiet hours did.
-        late = row is not None and row.due_at > occurs_at and occurrence.due_at > occurrence.occurs_at
+        late = row is not None and row.due_at > planned_at and occurrence.due_at > occurrence.occurs_at
         entries.append(
             TimelineEntry(
                 step=steps[occurrence.step_id], occurrence=occurrence.occurrence, occurs_at=occurs_at,
                 due_at=row.due_at if row else None, reminder=row,
                 state=_state(reminder=row, occurs_at=occurs_at, cancelled=cancelled, now=now), arrives_after_step=late,
+                planned_at=planned_at, time_source=RECORDED if key in applied else PLANNED,
             )
         )
     return sorted(entries, key=lambda entry: (entry.occurs_at, entry.step.order, entry.occurrence))

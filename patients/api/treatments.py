@@ -136,7 +136,15 @@ class TimelineEntrySerializer(serializers.Serializer):
     step_title = serializers.CharField(source="step.title")
     step_kind = serializers.CharField(source="step.kind")
     occurrence = serializers.IntegerField()
-    occurs_at = serializers.DateTimeField()
+    occurs_at = serializers.DateTimeField(
+        help_text="When the step happens: for an in-clinic exosome application with a recorded application, "
+        "the recorded time (time_source \"recorded\"), else the protocol's planned time."
+    )
+    planned_at = serializers.DateTimeField(help_text="When the protocol plans the step.")
+    time_source = serializers.ChoiceField(
+        choices=[(treatments.PLANNED, "Planned by the protocol"), (treatments.RECORDED, "Recorded application")],
+        help_text="Where occurs_at comes from.",
+    )
     due_at = serializers.DateTimeField(allow_null=True)
     state = serializers.CharField()
     state_label = serializers.CharField()
