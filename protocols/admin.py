@@ -555,6 +555,8 @@ class ProductLotForm(forms.ModelForm):
                 cleaned["recall_lift_reason"] = lots.check_lift(
                     lot=self.instance, by=self.user, reason=cleaned.get("recall_lift_reason")
                 )
+                # The admin's change view is one transaction: the lock holds until save_model has lifted it.
+                lots.lock_recall(self.instance)
             except PermissionDenied as refused:
                 self.add_error("recalled", str(refused))
             except ValidationError as refused:
@@ -625,6 +627,12 @@ class ProductLotAdmin(ClinicScopedAdmin):
         super().save_model(request, obj, form, change)
         if obj.recalled and "recalled" in form.changed_data:
             messages.warning(request, self._recall_message(request, obj))
+        elif change and "recall_lift_reason" not in form.fields and request.POST.get("recall_lift_reason", "").strip():
+            # The page was opened while the lot was recalled, and someone lifted it before this save.
+            lifted = lots.lifted_recalls(obj)
+            by = f" by {lifted[0].lifted_by}" if lifted else ""
+            messages.warning(request, f"The recall of lot {obj.lot_number} had already been lifted{by} before you "
+                                      "saved: your reason was not recorded. The lot's page shows the reason given.")
 
     def _recall_message(self, request: HttpRequest, lot: ProductLot) -> str:
         """What the clinic does next: find and contact everyone who received the lot."""

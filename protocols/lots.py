@@ -57,16 +57,31 @@ def check_lift(*, lot: ProductLot, by: Any, reason: str | None) -> str:
     return reason
 
 
+def lock_recall(lot: ProductLot) -> dict[str, Any]:
+    """The recall of ``lot`` as stored, its row locked until the transaction ends; ValidationError if it is lifted.
+
+    The stored recall, not the one an edited form holds: that is the recall
+    being lifted. Called inside the transaction that lifts it — the admin calls
+    it while validating the form, so that of two admins lifting the same recall
+    at once the second is told so on the form, not by a server error.
+    """
+    stored = ProductLot.objects.select_for_update().values("recalled", "recalled_at", "recall_reason").get(pk=lot.pk)
+    if not stored["recalled"]:
+        raise ValidationError({"recalled": (
+            f"The recall of lot {lot.lot_number} has already been lifted, by someone else since this page was "
+            "opened: reload the lot to see it."
+        )})
+    return stored
+
+
 def lift_recall(*, lot: ProductLot, by: Any, reason: str | None, request: HttpRequest | None = None) -> ProductLot:
     """Lift the recall of ``lot`` (saving any other change made to it), kept in its history and the access log."""
     reason = check_lift(lot=lot, by=by, reason=reason)
     with transaction.atomic():
-        # The recall as stored, not as an edited form left it: that is the recall being lifted.
-        stored = ProductLot.objects.select_for_update().values("recalled", "recalled_at", "recall_reason").get(pk=lot.pk)
-        if not stored["recalled"]:
-            raise ValidationError({"recalled": f"The recall of lot {lot.lot_number} has already been lifted."})
+        stored = lock_recall(lot)
         lot.recalled = False
         lot._change_reason = reason  # type: ignore[attr-defined]  # simple_history's change reason
+        lot._history_user = by  # type: ignore[attr-defined]  # and its user, outside a request too
         lot.save()
         record_event(
             actor=by, action=LIFT_ACTION, clinic=lot.clinic, obj=lot, request=request,

@@ -11,11 +11,12 @@ from django.contrib.messages import get_messages
 from django.utils.html import escape
 from rest_framework.test import APIClient
 
-from clinic.models import AuditEvent
+from clinic.models import AuditEvent, Role
 from patients.models import ExosomeApplication
-from protocols.lots import LIFT_ACTION
+from protocols.admin import ProductLotForm
+from protocols.lots import LIFT_ACTION, lift_recall
 from protocols.models import ProductLot
-from tests.factories import LotFactory, ProductFactory, TreatmentFactory, UserFactory
+from tests.factories import LotFactory, ProductFactory, TreatmentFactory, UserFactory, staff
 
 pytestmark = pytest.mark.django_db
 RECALLED_AT = dt.datetime(2026, 6, 1, 9, tzinfo=dt.UTC)
@@ -110,6 +111,48 @@ def test_a_clinic_admin_lifts_a_recall_with_a_reason_and_the_page_keeps_it(clien
     assert escape(RECALL_REASON) in lifted
     assert escape(LIFT_REASON) in lifted and clinic_admin.username in lifted
     assert "Reason for lifting the recall" not in page  # the lot is no longer recalled
+
+
+def test_of_two_admins_lifting_the_same_recall_the_second_is_told_on_the_form(client, clinic_admin, lot, monkeypatch):
+    other_admin = staff(Role.CLINIC_ADMIN, lot.clinic, username="admin_a2")
+    clean = ProductLotForm.clean
+
+    def lifted_elsewhere_meanwhile(form):
+        # The second admin's request has read the lot (still recalled) when the first admin's lift commits.
+        assert form.instance.recalled
+        lift_recall(lot=ProductLot.objects.get(pk=lot.pk), by=other_admin, reason=LIFT_REASON)
+        return clean(form)
+
+    monkeypatch.setattr(ProductLotForm, "clean", lifted_elsewhere_meanwhile)
+    client.force_login(clinic_admin)
+
+    response = client.post(_url(lot), _form(lot, recall_lift_reason="The retest passed, as the supplier wrote"))
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["recalled"] == [
+        f"The recall of lot {lot.lot_number} has already been lifted, by someone else since this page was opened: "
+        "reload the lot to see it."
+    ]
+    # Lifted once, by the first admin, with the first admin's reason.
+    assert not ProductLot.objects.get(pk=lot.pk).recalled
+    assert [(event.actor, event.detail["reason"]) for event in AuditEvent.objects.filter(action=LIFT_ACTION)] == [
+        (other_admin, LIFT_REASON)
+    ]
+
+
+def test_an_admin_whose_page_was_opened_before_another_lifted_the_recall_is_told_so(client, clinic_admin, lot):
+    other_admin = staff(Role.CLINIC_ADMIN, lot.clinic, username="admin_a2")
+    lift_recall(lot=lot, by=other_admin, reason=LIFT_REASON)
+    client.force_login(clinic_admin)
+
+    response = client.post(_url(lot), _form(lot, recall_lift_reason="The retest passed, as the supplier wrote"))
+
+    assert response.status_code == 302
+    assert (f"The recall of lot {lot.lot_number} had already been lifted by {other_admin} before you saved: your "
+            "reason was not recorded. The lot's page shows the reason given.") in [
+        str(message) for message in get_messages(response.wsgi_request)
+    ]
+    assert AuditEvent.objects.filter(action=LIFT_ACTION).count() == 1
 
 
 def test_the_lots_page_shows_a_recall_lifted_without_a_reason(client, clinic_admin, lot):
