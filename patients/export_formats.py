@@ -35,6 +35,8 @@ _XLSX_MAX_CELL = 32767
 #: a text cell starting with one of these is read as a formula by some spreadsheet program
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
 _PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+#: "+44 (0)20 7946-0000": text starting with "+" that holds digits and separators only, at most a phone number's length
+_PHONE_NUMBER = re.compile(r"\+[\d ().\-/]{1,39}")
 _INVISIBLE = "".join(map(chr, range(0x20))) + " \x7f\xa0\u2000\u2001\u2002\u2003\u200b\ufeff"
 
 
@@ -117,8 +119,15 @@ def _illegal_characters() -> re.Pattern:
     return ILLEGAL_CHARACTERS_RE
 
 
-def xlsx_cell(value: Any) -> Any:
-    """A value as openpyxl takes it: naive UTC times (Excel has no zones), clean neutralised text."""
+def xlsx_cell(value: Any, sheet: Any) -> Any:
+    """A value as openpyxl's write-only ``sheet`` takes it: naive UTC times (Excel has no zones), clean neutralised text.
+
+    A phone number written "+44 20 7946 0000" holds nothing a formula could
+    call — digits, spaces and ( ) . - / only — so it is not given the
+    apostrophe: it becomes a text cell marked quote-prefixed, what Excel stores
+    for text typed after an apostrophe, which shows as written and stays text
+    when edited. (CSV has no such mark, so there it keeps the apostrophe.)
+    """
     if isinstance(value, dt.datetime):
         return value.astimezone(UTC).replace(tzinfo=None)
     if isinstance(value, Decimal):
@@ -126,7 +135,14 @@ def xlsx_cell(value: Any) -> Any:
     if isinstance(value, str):
         # Control characters are not allowed in the XML of a sheet: dropped
         # first, so what is neutralised is the text the sheet will hold.
-        return neutralise(_illegal_characters().sub("", value))[:_XLSX_MAX_CELL]
+        text = _illegal_characters().sub("", value)
+        if _PHONE_NUMBER.fullmatch(text):
+            from openpyxl.cell import WriteOnlyCell
+
+            cell = WriteOnlyCell(sheet, value=text)
+            cell.quotePrefix = True
+            return cell
+        return neutralise(text)[:_XLSX_MAX_CELL]
     return value
 
 
@@ -136,9 +152,9 @@ def xlsx_chunks(header: list[str], rows: Iterable[list[Any]], *, title: str) -> 
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(title=title[:31])
-    sheet.append([xlsx_cell(name) for name in header])
+    sheet.append([xlsx_cell(name, sheet) for name in header])
     for row in rows:
-        sheet.append([xlsx_cell(value) for value in row])
+        sheet.append([xlsx_cell(value, sheet) for value in row])
     with tempfile.TemporaryFile() as spool:
         workbook.save(spool)
         spool.seek(0)

@@ -323,8 +323,9 @@ RECALL_PURPOSE = (
     "so the patient may have received the product."
 )
 RECALL_CELLS_NOTE = (
-    "Text that a spreadsheet would read as a formula (starting with = + - or @) carries a leading apostrophe, "
-    "phone numbers written as +44 … included: read the number without it."
+    "Text that a spreadsheet would read as a formula (starting with = + - or @) carries a leading apostrophe. "
+    "In CSV this includes phone numbers written as +44 …: read the number without it. In XLSX a phone number "
+    "(a + then digits, spaces and ( ) . - / only) is a text cell as written, with no apostrophe."
 )
 RECALL_DATE_NOTE = (
     "procedure_ended_local is in the clinic's time zone with its UTC offset (ISO 8601); dates of birth are "

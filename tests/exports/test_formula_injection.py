@@ -65,6 +65,22 @@ def test_it_neutralises_xlsx_cells_and_keeps_numbers_numeric(payload):
     assert score.data_type == "n"
 
 
+@pytest.mark.parametrize("phone", ["+44 20 7946 0000", "+1 (555) 010-0199", "+49 30/1234.567", "+33 6 12 34 56 78"])
+def test_a_phone_number_is_text_as_written_in_xlsx_and_keeps_the_apostrophe_in_csv(phone):
+    xlsx = load_workbook(io.BytesIO(_body(xlsx_chunks(["phone"], [[phone]], title="Recall list")))).active["A2"]
+    csv_row = csv_rows(_body(csv_chunks(["phone"], [[phone]])))[0]
+
+    assert (xlsx.value, xlsx.data_type, xlsx.quotePrefix) == (phone, "s", True)  # shown as written, kept as text
+    assert csv_row["phone"] == "'" + phone  # CSV has no text mark: a spreadsheet would compute it
+
+
+@pytest.mark.parametrize("lookalike", ["+44 20 HYPERLINK(1)", "+1+cmd|' /C calc'!A0", "+44 20 7946 0000,=1", "+"])
+def test_text_that_only_starts_like_a_phone_number_keeps_the_apostrophe_in_xlsx(lookalike):
+    cell = load_workbook(io.BytesIO(_body(xlsx_chunks(["phone"], [[lookalike]], title="Recall list")))).active["A2"]
+
+    assert (cell.value, cell.data_type) == ("'" + lookalike, "s")
+
+
 @pytest.mark.django_db
 def test_it_neutralises_stored_notes_and_labels_in_a_real_export(auditor, clinic_a, outcome_data):
     arm = outcome_data.assessments[1].arm
