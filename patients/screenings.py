@@ -118,19 +118,33 @@ def assert_screening_usable(
         )
 
 
-def screening_precedence_error(*, screening: Screening, patient: Patient, started_at: datetime) -> str | None:
+def screening_precedence_error(
+    *, screening: Screening, patient: Patient, started_at: datetime, recorded_start: datetime | None = None
+) -> str | None:
     """Why ``screening`` cannot clear a procedure started at ``started_at``, or None.
 
     It was planned for another day than the procedure's, or it (or its
     override) came after the start. Recording a treatment and correcting a
     recorded one's start (rescheduling) both ask this, so a procedure moved to
     another day is refused with the same message as one recorded there.
+
+    A correction — ``recorded_start`` is the start it corrects — that keeps the
+    procedure on the day it was recorded on is not refused for the planned day:
+    it changes nothing between the treatment's day and its screening. That
+    pair can differ in a treatment recorded before the day was checked, or one
+    whose day moved when the clinic's time zone was corrected; its time can
+    still be corrected, but not moved to yet another day.
     """
     overridden_at = None if screening.outcome in ALLOWING_OUTCOMES else _override_recorded_at(screening)
     # Precedence first: screening again for the day does not help a procedure that started before now.
-    return _precedence_error(screening, overridden_at, started_at=started_at, patient=patient) or _planned_day_error(
-        screening, started_at=started_at, patient=patient
-    )
+    precedence = _precedence_error(screening, overridden_at, started_at=started_at, patient=patient)
+    if precedence:
+        return precedence
+    if recorded_start is not None and (
+        procedure_day(recorded_start, patient=patient) == procedure_day(started_at, patient=patient)
+    ):
+        return None
+    return _planned_day_error(screening, started_at=started_at, patient=patient)
 
 
 def procedure_day(started_at: datetime, *, patient: Patient) -> dt.date:

@@ -446,7 +446,8 @@ def reschedule_treatment(
     if "started_at" not in errors.by_field:
         # A corrected start may not move the procedure before the screening that cleared it.
         problem = screening_precedence_error(
-            screening=treatment.screening, patient=treatment.patient, started_at=started_at
+            screening=treatment.screening, patient=treatment.patient, started_at=started_at,
+            recorded_start=treatment.started_at,
         )
         if problem:
             errors.add("started_at", problem)

@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from clinic.models import AuditEvent, Role
+from clinic.models import AuditEvent, Clinic, Role
 from patients import treatments
 from patients.models import ExosomeApplication, Reminder, Treatment, TreatmentArm
 from patients.screenings import override_screening
@@ -429,6 +429,34 @@ def test_it_refuses_to_move_the_procedure_to_another_day_than_its_screening_was_
     assert (treatment.started_at, treatment.ended_at) == (ENDED - dt.timedelta(minutes=45), ENDED)
     assert list(Reminder.objects.filter(treatment=treatment).values_list("pk", "occurs_at", "status")) == before
 
+
+
+def test_a_treatment_whose_day_moved_with_the_clinics_zone_can_still_be_corrected_within_it(plan, clinician):
+    # Screened for and done on 4 May in London (08:15-09:00 UTC); the clinic's zone is then corrected to
+    # Honolulu, where the procedure started at 22:15 on 3 May. Correcting its time within 3 May changes nothing
+    # between its day and its screening; moving it to another day would.
+    patient, version, _ = plan
+    early = ScreeningFactory(patient=patient, protocol_version=version, run_at=NOW - dt.timedelta(days=3))
+    treatment = record(plan, clinician, screening=early)
+    Clinic.objects.filter(pk=patient.clinic_id).update(time_zone="Pacific/Honolulu")
+    treatment = Treatment.objects.select_related("patient__clinic", "screening").get(pk=treatment.pk)
+
+    treatments.reschedule_treatment(
+        treatment=treatment, started_at=ENDED - dt.timedelta(minutes=75), ended_at=ENDED - dt.timedelta(minutes=30),
+        by=clinician,
+    )
+    treatment.refresh_from_db()
+    assert treatment.ended_at == ENDED - dt.timedelta(minutes=30)
+
+    with pytest.raises(ValidationError) as caught:
+        treatments.reschedule_treatment(
+            treatment=treatment, started_at=ENDED - dt.timedelta(days=1, minutes=45),
+            ended_at=ENDED - dt.timedelta(days=1), by=clinician,
+        )
+    assert caught.value.message_dict == {"started_at": [
+        "The screening was run for a procedure on 2026-05-04, but this procedure started on 2026-05-02 "
+        "(clinic time, Pacific/Honolulu); screen the patient again for 2026-05-02."
+    ]}
 
 
 def test_it_refuses_to_move_the_procedure_before_its_screening_and_changes_nothing(plan, clinician):
