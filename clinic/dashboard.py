@@ -42,6 +42,7 @@ def _links(clinic: Clinic, start: dt.datetime, end: dt.datetime) -> dict[str, st
             **in_clinic, "status__in": "scheduled,awaiting_retry", "due_at__lt": end.isoformat(),
         }),
         "reminders_failed": f"{reminders}?" + urlencode({**in_clinic, "status__exact": "failed"}),
+        "outcomes_awaiting": reverse("admin:outcomes_awaiting") + "?" + urlencode({"clinic": clinic.pk}),
     }
 
 

@@ -29,6 +29,7 @@ from clinic.audit import record_event
 from clinic.roles import Capability
 from clinic.scoping import can, scoped
 from patients import charts, outcomes
+from patients.admin.awaiting import awaiting_outcomes_view
 from patients.measures import by_treatment, measures_for
 from patients.models import AdverseEvent, OutcomeAssessment, OutcomePhoto, Patient, Treatment, TreatmentArm
 from patients.photos import prepare_photo, store_photo
@@ -424,8 +425,13 @@ class OutcomeAssessmentAdmin(BackToTheTreatment, ClinicScopedAdmin):
             path("review/compare/chart.svg", wrap(views.compare_chart), name="outcomes_compare_chart"),
             path("review/split-face/", wrap(views.split_face), name="outcomes_split_face"),
             path("review/split-face/chart.svg", wrap(views.split_face_chart), name="outcomes_split_face_chart"),
+            path("awaiting/", wrap(self.awaiting_view), name="outcomes_awaiting"),
             *super().get_urls(),
         ]
+
+    def awaiting_view(self, request: HttpRequest) -> HttpResponse:
+        """The outcome checks awaiting entry, which the dashboard counts."""
+        return awaiting_outcomes_view(request, admin_site=self.admin_site)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         extra = {"review_url": reverse("admin:outcomes_review"), **(extra_context or {})}

@@ -75,4 +75,5 @@ def test_the_dashboard_shows_the_count(client, clinician, clinic_a, version):
     _treatment(clinic_a, version, 10)
     client.force_login(clinician)
     body = client.get("/admin/").content.decode()
-    assert 'data-metric="outcomes_awaiting">2<' in body
+    assert f'data-metric="outcomes_awaiting"><a href="/admin/patients/outcomeassessment/awaiting/?clinic={clinic_a.pk}"' in body
+    assert body.split('data-metric="outcomes_awaiting"')[1].split("</td>")[0].endswith(">2</a>")
