@@ -28,4 +28,5 @@ urlpatterns = [
 ]
 
 handler400 = "clinic.api.errors.bad_request"
+handler403 = "clinic.api.errors.permission_denied"
 handler404 = "clinic.api.errors.not_found"

@@ -302,7 +302,7 @@ class ProtocolVersionAdmin(ClinicScopedAdmin):
         messages.success(request, f"Draft v{draft.number} started from v{version.number}; edit it and publish it.")
         return redirect("admin:protocols_protocolversion_change", draft.pk)
 
-    @admin.action(description="Create new draft version from the selected version")
+    @admin.action(description="Create new draft version from the selected version", permissions=["change"])
     def start_draft_action(self, request: HttpRequest, queryset: models.QuerySet) -> None:
         for version in queryset.select_related("protocol"):
             if not _can_edit(request, version):
@@ -437,7 +437,7 @@ class ProtocolAdmin(ClinicRequiredMixin, ClinicScopedAdmin):
         messages.success(request, f"Draft v{draft.number} started; edit it and publish it.")
         return redirect("admin:protocols_protocolversion_change", draft.pk)
 
-    @admin.action(description="Create new draft version")
+    @admin.action(description="Create new draft version", permissions=["change"])
     def start_draft_action(self, request: HttpRequest, queryset: models.QuerySet) -> None:
         for protocol in queryset:
             if not _can_edit(request, protocol):
@@ -806,7 +806,7 @@ class ContraindicationRuleAdmin(ClinicRequiredMixin, ClinicScopedAdmin):
             return self._customise_page(request, [rule], CustomiseForm(user=request.user))
         return self._customise(request, [rule]) or redirect("admin:protocols_contraindicationrule_change", rule.pk)
 
-    @admin.action(description="Customise for my clinic (copy the default)")
+    @admin.action(description="Customise for my clinic (copy the default)", permissions=["change"])
     def customise_action(self, request: HttpRequest, queryset: models.QuerySet) -> HttpResponse | None:
         return self._customise(request, list(queryset))
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
+from django.template import loader
 from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -46,3 +48,13 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Bad request."}, status=400)
     return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 403 page, as a page of the staff site: its header, menu and sign-out.
+
+    Django's own handler renders ``403.html`` with the exception alone, so the
+    admin's base template fell back to "Django administration" for the header.
+    """
+    context = {**admin.site.each_context(request), "exception": str(exception)}
+    return HttpResponseForbidden(loader.render_to_string("403.html", context, request=request))

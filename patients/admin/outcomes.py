@@ -696,7 +696,8 @@ class AdverseEventAdmin(BackToTheTreatment, ClinicScopedAdmin):
             return None
         return event.notified_at is not None
 
-    @admin.action(description="Email the clinicians about selected events not yet notified (moderate or worse)")
+    @admin.action(description="Email the clinicians about selected events not yet notified (moderate or worse)",
+                  permissions=["change"])
     def send_notification(self, request: HttpRequest, queryset: QuerySet) -> None:
         allowed = scoped(queryset, request.user, Capability.LOG_OUTCOMES).filter(
             severity__in=outcomes.NOTIFY_SEVERITIES, notified_at__isnull=True

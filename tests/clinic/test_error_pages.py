@@ -26,3 +26,13 @@ def test_the_reason_given_by_the_app_is_shown(client, coordinator, clinic_a):
                            {"reason": "Antiviral prophylaxis prescribed."})
     assert response.status_code == 403
     assert "Only a clinician may override a screening." in response.content.decode()
+
+
+def test_the_page_carries_the_site_header_and_the_staff_menu(client, coordinator):
+    client.force_login(coordinator)
+    response = client.get("/admin/patients/treatment/add/")
+    assert response.status_code == 403
+    body = response.content.decode()
+    assert '<div id="site-name"><a href="/admin/">Aftercare</a></div>' in body
+    assert "Django administration" not in body
+    assert 'action="/admin/logout/"' in body  # the person can still sign out from here
