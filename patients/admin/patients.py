@@ -7,12 +7,14 @@ permissions) is made by the services in ``patients.patient_records``,
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
@@ -32,6 +34,7 @@ from patients.intake import IntakeForm, reconfirm_intake, record_intake, send_in
 from patients.models import Patient, Screening, ScreeningOverride
 from patients.models.patient import CONSENT_UNRECORDED
 from patients.patient_records import find_duplicates, record_patient_created, record_patient_viewed
+from patients.patient_search import split_search
 from patients.screenings import (
     assert_screening_usable,
     override_screening,
@@ -153,13 +156,36 @@ class ConsentRecordFilter(admin.SimpleListFilter):
         return queryset
 
 
+class BirthDecadeFilter(admin.SimpleListFilter):
+    title = "born in"
+    parameter_name = "born"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        # The decades the list's own patients were born in: one query, however many patients.
+        years = model_admin.get_queryset(request).dates("date_of_birth", "year")
+        decades = sorted({day.year // 10 * 10 for day in years}, reverse=True)
+        return [(str(decade), f"the {decade}s") for decade in decades]
+
+    def queryset(self, request: HttpRequest, queryset: models.QuerySet) -> models.QuerySet:
+        if self.value() is None:
+            return queryset
+        if not self.value().isdigit():
+            raise IncorrectLookupParameters(f"No such decade: {self.value()}")
+        decade = int(self.value())
+        return queryset.filter(date_of_birth__gte=dt.date(decade, 1, 1), date_of_birth__lt=dt.date(decade + 10, 1, 1))
+
+
 @admin.register(Patient)
 class PatientAdmin(ClinicScopedAdmin):
     form = PatientAdminForm
     change_form_template = "admin/patients/patient/change_form.html"
     list_display = ["family_name", "given_name", "date_of_birth", "email_address", "clinic", "latest_screening"]
-    list_filter = ["clinic", "reminder_consent", ConsentRecordFilter]
+    list_filter = ["clinic", "reminder_consent", ConsentRecordFilter, BirthDecadeFilter]
     search_fields = ["family_name", "given_name", "email", "reference"]
+    search_help_text = (
+        "Name, email or reference, and a date of birth as 1988-04-02 or day/month/year: 02/04/1988 is "
+        "2 April 1988. Both at once narrow the list, e.g. Nwosu 02/04/1988."
+    )
     actions = ["send_intake_links"]
     readonly_fields = ["opted_out_at", "created_at"]
     fieldsets = [
@@ -187,6 +213,14 @@ class PatientAdmin(ClinicScopedAdmin):
         if obj is None:
             fieldsets.append(("Duplicates", {"fields": ["confirm_duplicate"]}))
         return fieldsets
+
+    def get_search_results(self, request: HttpRequest, queryset: models.QuerySet, search_term: str) -> tuple:
+        # A date in the search is a date of birth; the other words search the names, email and reference.
+        dates, words = split_search(search_term)
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, words)
+        for day in dates:
+            queryset = queryset.filter(date_of_birth=day)
+        return queryset, may_have_duplicates
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet:
         # The list shows each patient's latest screening: one subquery in the
