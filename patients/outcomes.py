@@ -40,7 +40,7 @@ from django.utils import timezone
 from clinic.audit import record_event
 from clinic.models import Membership, Role
 from clinic.roles import Capability
-from clinic.scoping import can
+from clinic.scoping import can, can_anywhere
 from patients.links import consume_link
 from patients.models import AdverseEvent, OutcomeAssessment, PatientLink, Treatment, TreatmentArm
 from patients.photos import PreparedPhoto, store_photo
@@ -539,6 +539,23 @@ def may_review_flags(user: Any, clinic: Any) -> bool:
     return can(user, Capability.LOG_OUTCOMES, clinic) or can(user, Capability.MANAGE_REMINDERS, clinic)
 
 
+def may_review_flags_somewhere(user: Any) -> bool:
+    """May ``user`` review problems in at least one of their clinics (``may_review_flags``)?"""
+    return can_anywhere(user, Capability.LOG_OUTCOMES) or can_anywhere(user, Capability.MANAGE_REMINDERS)
+
+
+def clean_review_note(note: str | None) -> str:
+    """The reviewer's note as it is stored: optional, trimmed, at most ``REVIEW_NOTE_MAX_LENGTH`` characters.
+
+    One rule for every way of reviewing (the treatment's page, the list's bulk
+    action, the API), checked before anything is reviewed.
+    """
+    note = (note or "").strip()
+    if len(note) > REVIEW_NOTE_MAX_LENGTH:
+        raise ValidationError({"note": f"Keep the note to {REVIEW_NOTE_MAX_LENGTH} characters (it has {len(note)})."})
+    return note
+
+
 def review_problem_flag(
     *, assessment: OutcomeAssessment, by: Any, note: str = "", request: Any = None, now: dt.datetime | None = None
 ) -> bool:
@@ -553,9 +570,7 @@ def review_problem_flag(
     treatment = assessment.treatment
     if not may_review_flags(by, treatment.clinic_id):
         raise PermissionDenied("Only clinicians and staff who manage reminders in this clinic may review a patient's problem.")
-    note = (note or "").strip()
-    if len(note) > REVIEW_NOTE_MAX_LENGTH:
-        raise ValidationError({"note": f"Keep the note under {REVIEW_NOTE_MAX_LENGTH} characters."})
+    note = clean_review_note(note)
     with transaction.atomic():
         _hold(OutcomeAssessment.objects.filter(pk=assessment.pk))
         # Read afresh, and as the concrete model whatever was passed (the list's proxy rows):

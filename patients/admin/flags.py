@@ -1,8 +1,9 @@
 """Admin page: the problems patients flagged in their self-reports, and marking them reviewed.
 
 The dashboard counts the open ones per clinic and links here (``?review=open&clinic=<id>``).
-The list is read-only; "Mark reviewed" calls ``patients.outcomes.review_problem_flag``,
-which checks the role per clinic, keeps the first review, and writes the access log.
+The list is read-only; "Mark reviewed" first shows the selected problems with a note to
+write, then calls ``patients.outcomes.review_problem_flag`` for each, which checks the
+role per clinic, keeps the first review, and writes the access log.
 """
 
 from __future__ import annotations
@@ -10,16 +11,19 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from clinic.admin_base import ClinicScopedAdmin
 from clinic.roles import Capability
-from clinic.scoping import can_anywhere, clinics_for
+from clinic.scoping import clinics_for
 from patients import outcomes
 from patients.models import OutcomeAssessment, ProblemFlag
 
@@ -98,8 +102,7 @@ class ProblemFlagAdmin(ClinicScopedAdmin):
         return False  # the patient's words are theirs; reviewing is the action below
 
     def has_review_permission(self, request: HttpRequest) -> bool:
-        user = request.user
-        return can_anywhere(user, Capability.LOG_OUTCOMES) or can_anywhere(user, Capability.MANAGE_REMINDERS)
+        return outcomes.may_review_flags_somewhere(request.user)
 
     # --- columns ----------------------------------------------------------------------------------
     @admin.display(description="Patient", ordering="treatment__patient__family_name")
@@ -141,22 +144,74 @@ class ProblemFlagAdmin(ClinicScopedAdmin):
 
     # --- the action --------------------------------------------------------------------------------
     @admin.action(description="Mark reviewed", permissions=["review"])
-    def mark_reviewed(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def mark_reviewed(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """First a page listing the selected problems with a note to write; its "Mark reviewed" reviews them all."""
+        # The selected rows among those in reach, whatever the list's filters: a problem a colleague
+        # reviewed meanwhile must still be counted as skipped, not vanish from ?review=open.
+        selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME) if "apply" in request.POST else None
+        reports = list(
+            (self.get_queryset(request).filter(pk__in=selected) if selected is not None else queryset)
+            .select_related("treatment__clinic", "treatment__patient", "flag_reviewed_by").order_by("-recorded_at", "-pk")
+        )
+        if not reports:
+            self.message_user(request, "None of the selected problems is one you can see; nothing was reviewed.",
+                              messages.WARNING)
+            return None
+        form = ReviewNoteForm(request.POST if selected is not None else None)
+        if not form.is_valid():
+            return self._review_page(request, reports, form, status=400 if form.is_bound else 200)
+        self._review_all(request, reports, note=form.cleaned_data["note"])
+        return None
+
+    def _review_page(self, request: HttpRequest, reports: list[OutcomeAssessment], form: ReviewNoteForm, *,
+                     status: int) -> TemplateResponse:
+        rows = [
+            (report, reviewed_words(report) if report.flag_reviewed_at is not None else "",
+             outcomes.may_review_flags(request.user, report.treatment.clinic_id))
+            for report in reports
+        ]
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Mark problems reviewed",
+            "rows": rows, "form": form, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "open_count": sum(1 for _report, done, allowed in rows if not done and allowed),
+        }
+        return TemplateResponse(request, "admin/patients/problemflag/mark_reviewed.html", context, status=status)
+
+    def _review_all(self, request: HttpRequest, reports: list[OutcomeAssessment], *, note: str) -> None:
         done, already, refused = 0, 0, []
-        for report in queryset.select_related("treatment__clinic", "treatment__patient"):
+        for report in reports:
             try:
-                reviewed = outcomes.review_problem_flag(assessment=report, by=request.user, request=request)
+                reviewed = outcomes.review_problem_flag(assessment=report, by=request.user, note=note, request=request)
             except (PermissionDenied, ValidationError) as error:
                 refused.append(f"{report.treatment.patient.full_name}, day {report.time_point_day}: "
                                f"{' '.join(getattr(error, 'messages', [str(error)]))}")
                 continue
             done, already = done + reviewed, already + (not reviewed)
         if done:
-            self.message_user(request, f"{done} problem(s) marked reviewed.")
+            with_note = " with your note" if note else ""
+            self.message_user(request, f"{done} problem(s) marked reviewed{with_note}.")
         if already:
-            self.message_user(request, f"{already} had already been reviewed; their first review stays.", messages.INFO)
+            self.message_user(
+                request, f"{already} had already been reviewed and were skipped; their first review stays.", messages.INFO,
+            )
         for message in refused:
             self.message_user(request, message, messages.WARNING)
+
+
+class ReviewNoteForm(forms.Form):
+    """The note of a review: optional, as on the treatment's page, and checked by the same rule."""
+
+    note = forms.CharField(
+        label="Note (optional)", required=False, strip=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60, "maxlength": outcomes.REVIEW_NOTE_MAX_LENGTH}),
+        help_text="What you did about it, e.g. \"Phoned; seen tomorrow 9:00\". The same note is kept with each problem.",
+    )
+
+    def clean_note(self) -> str:
+        try:
+            return outcomes.clean_review_note(self.cleaned_data["note"])
+        except ValidationError as error:
+            raise ValidationError(error.message_dict["note"]) from None
 
 
 def rating_words(report: OutcomeAssessment) -> str:

@@ -4,6 +4,9 @@
 ``/api/v1/reports/protocols/{id}/``.  Thin: serializers check shapes and
 scoping; ``patients.outcomes`` decides and records, ``patients.review`` counts.
 Writes need ``Capability.LOG_OUTCOMES``; reads any role in the row's clinic.
+Problems patients flagged are outcomes too: ``?problem_flag=open`` lists those
+no one has reviewed, and ``POST /api/v1/outcomes/{id}/review-flag/`` reviews one
+(whoever ``outcomes.may_review_flags`` allows: clinicians, coordinators, clinic admins).
 """
 
 from __future__ import annotations
@@ -11,25 +14,31 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import django_filters
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
+from rest_framework.exceptions import PermissionDenied as DrfPermissionDenied
 from rest_framework.generics import get_object_or_404  # 404, not 500, for an id that is not a number
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from clinic.api.base import ScopedModelViewSet, ScopedPrimaryKeyRelatedField
 from clinic.api.filters import ApiFilterSet, IdFilter
+from clinic.api.permissions import IsClinicStaff
 from clinic.api.router import router
 from clinic.api.schema import ErrorDetailSerializer
-from clinic.api.strict import StrictModelSerializer
+from clinic.api.strict import StrictModelSerializer, StrictSerializer
 from clinic.audit import record_viewed
 from clinic.roles import Capability
-from clinic.scoping import scoped
+from clinic.scoping import clinic_of, scoped
 from patients import outcomes
 from patients.measures import measures_for_treatment
 from patients.models import AdverseEvent, OutcomeAssessment, Treatment, TreatmentArm
@@ -120,10 +129,13 @@ class OutcomeAssessmentSerializer(StrictModelSerializer):
         fields = [
             "id", "treatment", "arm", "time_point_day", "phase", "source", "erythema", "erythema_words", "oedema",
             "reepithelialisation_complete", "reepithelialisation_percent", "pain", "pruritus", "gais",
-            "applied_as_instructed", "problem_flagged", "notes", "recorded_by", "recorded_at", "photos",
-            "correction_reason", "revision",
+            "applied_as_instructed", "problem_flagged", "flag_reviewed_at", "flag_reviewed_by", "flag_review_note",
+            "notes", "recorded_by", "recorded_at", "photos", "correction_reason", "revision",
         ]
-        read_only_fields = ["source", "recorded_by", "recorded_at", "applied_as_instructed", "problem_flagged"]
+        read_only_fields = [
+            "source", "recorded_by", "recorded_at", "applied_as_instructed", "problem_flagged",
+            "flag_reviewed_at", "flag_reviewed_by", "flag_review_note",
+        ]
 
     def get_validators(self) -> list[Any]:
         return []  # "one entry per time point" is the service's rule, with its own message
@@ -144,10 +156,51 @@ class OutcomeFilter(ApiFilterSet):
     # for another clinic's treatment and so reveal which ids exist.
     treatment = IdFilter(field_name="treatment_id")
     arm = IdFilter(field_name="arm_id")
+    clinic = IdFilter(field_name="treatment__clinic_id")
+    problem_flag = django_filters.ChoiceFilter(
+        choices=[("open", "Not reviewed yet"), ("reviewed", "Reviewed")], method="filter_problem_flag",
+        help_text="Self-reports in which the patient flagged a problem: open (no one has reviewed it yet) or reviewed.",
+    )
 
     class Meta:
         model = OutcomeAssessment
-        fields = ["treatment", "arm", "source", "time_point_day"]
+        fields = ["treatment", "arm", "clinic", "source", "time_point_day", "problem_flag"]
+
+    def filter_problem_flag(self, queryset: Any, name: str, value: str) -> Any:
+        flagged = queryset.filter(source=OutcomeAssessment.Source.PATIENT, problem_flagged=True)
+        return flagged.filter(flag_reviewed_at__isnull=value == "open")
+
+
+class FlagReviewSerializer(StrictSerializer):
+    note = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=outcomes.REVIEW_NOTE_MAX_LENGTH,
+        error_messages={"max_length": f"Keep the note to {outcomes.REVIEW_NOTE_MAX_LENGTH} characters."},
+        help_text="What the reviewer did about the problem (optional), kept with the review.",
+    )
+
+
+class MayReviewProblemFlags(BasePermission):
+    """Reviewing a patient's problem: whom ``outcomes.may_review_flags`` allows in the report's clinic.
+
+    Clinicians and those who manage reminders (coordinators, clinic admins), so not the view's
+    ``write_capability`` (clinicians only).
+    """
+
+    message = "Only clinicians and staff who manage reminders may review a problem a patient flagged."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return outcomes.may_review_flags_somewhere(request.user)
+
+    def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:
+        clinic = clinic_of(obj)
+        return clinic is not None and outcomes.may_review_flags(request.user, clinic)
+
+
+ALREADY_REVIEWED = OpenApiResponse(
+    ErrorDetailSerializer,
+    description="Someone already reviewed this problem (who and when in detail); their review and note stay, "
+                "nothing was changed.",
+)
 
 
 @extend_schema_view(partial_update=extend_schema(responses={200: OutcomeAssessmentSerializer, 409: CHANGED_SINCE_READ}))
@@ -155,11 +208,14 @@ class OutcomeAssessmentViewSet(ScopedModelViewSet):
     """Clinician and patient-reported outcome assessments. POST records; PATCH corrects (history keeps the original).
 
     A PATCH carries the ``revision`` it read; if the entry changed since, nothing is saved (409).
+    ``?problem_flag=open`` lists the problems patients flagged that no one has reviewed yet.
     """
 
     queryset = OutcomeAssessment.objects.prefetch_related("photos").order_by("treatment_id", "time_point_day", "phase", "pk")
     serializer_class = OutcomeAssessmentSerializer
     write_capability = Capability.LOG_OUTCOMES
+    # Any staff role gets past IsClinicStaff; MayReviewProblemFlags (on the action) decides who reviews.
+    action_capabilities = {"review_flag": Capability.VIEW}
     filterset_class = OutcomeFilter
     http_method_names = ["get", "post", "patch", "head", "options"]
     log_views = True  # a patient's clinical record, as on the admin's page
@@ -189,6 +245,38 @@ class OutcomeAssessmentViewSet(ScopedModelViewSet):
             outcomes.correct_assessment, revision=revision, assessment=serializer.instance, by=self.request.user,
             changes=data, reason=reason,
         )
+
+    @extend_schema(request=FlagReviewSerializer, responses={200: OutcomeAssessmentSerializer, 409: ALREADY_REVIEWED})
+    @action(
+        detail=True, methods=["post"], url_path="review-flag", filter_backends=[],
+        permission_classes=[IsClinicStaff, MayReviewProblemFlags],
+    )
+    def review_flag(self, request: Request, pk: str | None = None) -> Response:
+        """Mark the problem the patient flagged in this self-report reviewed, with an optional note.
+
+        The first review stays: reviewing again is a 409 and changes nothing.
+        """
+        report = self.get_object()
+        serializer = FlagReviewSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            reviewed = outcomes.review_problem_flag(
+                assessment=report, by=request.user, note=serializer.validated_data["note"], request=request
+            )
+        except DjangoPermissionDenied as error:
+            raise DrfPermissionDenied(str(error)) from None
+        except DjangoValidationError as error:
+            raise _as_drf_error(error) from None
+        if not reviewed:
+            by = report.flag_reviewed_by
+            name = (by.get_full_name() or by.get_username()) if by is not None else "someone"
+            when = serializers.DateTimeField().to_representation(report.flag_reviewed_at)
+            raise Conflict({"detail": (
+                f"This problem was already reviewed by {name} at {when}; that review and its note stay, "
+                "and nothing was changed."
+            )})
+        vars(report).pop("revision", None)  # the revision read with the request is not the reviewed one's
+        return Response(OutcomeAssessmentSerializer(report, context=self.get_serializer_context()).data)
 
 
 # --- adverse events ------------------------------------------------------------------------------------

@@ -165,7 +165,9 @@ def test_the_list_is_read_only_and_an_auditor_gets_no_review_action(client, audi
 
 def test_mark_reviewed_in_the_list_records_who_and_when_in_history_and_the_access_log(client, clinician, flagged):
     client.force_login(clinician)
-    response = client.post(_changelist(), {"action": "mark_reviewed", "_selected_action": [flagged.pk]})
+    selected = {"action": "mark_reviewed", "_selected_action": [flagged.pk]}
+    assert client.post(_changelist(), selected).status_code == 200  # the page asking for a note (test_problem_flag_bulk_review)
+    response = client.post(_changelist(), {**selected, "note": "", "apply": "Mark reviewed"})
     assert response.status_code == 302
     flagged.refresh_from_db()
     assert (flagged.flag_reviewed_by, flagged.flag_reviewed_at) == (clinician, NOW)
