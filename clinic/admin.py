@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.db import models
 from django.http import Http404, HttpRequest
 
+from clinic import memberships
 from clinic.admin_base import ClinicScopedAdmin, ScopedInline, ordered
 from clinic.models import AuditEvent, Clinic, Membership
 from clinic.roles import Capability
@@ -36,8 +38,52 @@ class ColleagueChoiceMixin:
         return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
 
 
+class MembershipFormSet(forms.BaseInlineFormSet):
+    """The clinic's memberships, saved only if the clinic keeps an active clinic admin."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors) or self.instance.pk is None:
+            return
+        leaving, joining = set(), 0
+        for form in self.forms:
+            if not form.has_changed() or not hasattr(form, "cleaned_data"):
+                continue
+            stays_admin = memberships.is_active_admin(form.cleaned_data.get("role"), form.cleaned_data.get("is_active"))
+            stored = form.initial
+            was_admin = form.instance.pk is not None and memberships.is_active_admin(
+                stored.get("role"), stored.get("is_active")
+            )
+            if was_admin and not stays_admin:
+                leaving.add(form.instance.pk)
+            elif stays_admin and not was_admin:
+                joining += 1
+        if leaving:
+            memberships.check_keeps_an_admin(self.instance, leaving=leaving, joining=joining)
+
+
+class MembershipForm(forms.ModelForm):
+    """A membership, saved only if its clinic keeps an active clinic admin."""
+
+    class Meta:
+        model = Membership
+        fields = ["user", "clinic", "role", "is_active"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.instance.pk is None or self.errors:
+            return cleaned
+        stored = Membership.objects.select_related("clinic").get(pk=self.instance.pk)
+        stays = (cleaned.get("clinic") == stored.clinic
+                 and memberships.is_active_admin(cleaned.get("role"), cleaned.get("is_active")))
+        if memberships.is_active_admin(stored.role, stored.is_active) and not stays:
+            memberships.check_keeps_an_admin(stored.clinic, leaving={stored.pk})
+        return cleaned
+
+
 class MembershipInline(ColleagueChoiceMixin, ScopedInline):
     model = Membership
+    formset = MembershipFormSet
     fields = ["user", "role", "is_active"]
     autocomplete_fields = ["user"]
     change_capability = Capability.MANAGE_CLINIC
@@ -90,6 +136,7 @@ class ClinicAdmin(ClinicScopedAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(ColleagueChoiceMixin, ClinicScopedAdmin):
+    form = MembershipForm
     change_capability = Capability.MANAGE_CLINIC
     list_display = ["user", "clinic", "role", "is_active"]
     list_filter = ["clinic", "role", "is_active"]
