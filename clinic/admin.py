@@ -11,6 +11,15 @@ from django.db import models
 from django.http import Http404, HttpRequest
 
 from clinic import memberships
+from clinic.admin_access_log import (
+    AccessLogChangeList,
+    ActorFilter,
+    PatientFilter,
+    RecordTypeFilter,
+    attach_record_urls,
+    detail_lines,
+    record_link,
+)
 from clinic.admin_base import ClinicScopedAdmin, ScopedInline, ordered
 from clinic.models import AuditEvent, Clinic, Membership
 from clinic.roles import Capability
@@ -146,15 +155,42 @@ class MembershipAdmin(ColleagueChoiceMixin, ClinicScopedAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ClinicScopedAdmin):
-    list_display = ["created_at", "actor_label", "action", "object_type", "object_id", "clinic", "request_id"]
+    list_display = ["created_at", "actor_label", "action", "record", "details", "clinic", "request_id"]
     # The clinic may be empty (operator actions), and Django's automatic
     # select_related follows only required foreign keys: name it, or every row queries its clinic.
     list_select_related = ["clinic"]
-    list_filter = ["action", "clinic"]
-    search_fields = ["actor_label", "object_id", "request_id"]
+    list_filter = ["action", ("actor", ActorFilter), RecordTypeFilter, PatientFilter, "clinic"]
+    # The name the entry was written with and the account's name now (it may have been renamed);
+    # a record's id exactly, or "12" would find 112 and 120 too.
+    search_fields = ["actor_label", "actor__username", "action", "object_type", "=object_id", "request_id"]
+    search_help_text = (
+        "A person's username, an action (patient.view), a record type (treatment) or id, a request id. "
+        "Several words find entries matching all of them, e.g. treatment 12."
+    )
     date_hierarchy = "created_at"
     ordering = ["-id"]  # newest first: what an auditor opens the log for
-    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+    readonly_fields = [*(f.name for f in AuditEvent._meta.fields), "record", "full_details"]
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type:
+        return AccessLogChangeList
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
+        event = super().get_object(request, object_id, from_field)
+        if event is not None:
+            attach_record_urls([event], request, self.admin_site)
+        return event
+
+    @admin.display(description="Record", ordering="object_type")
+    def record(self, event: AuditEvent) -> str:
+        return record_link(event)
+
+    @admin.display(description="Detail")
+    def details(self, event: AuditEvent) -> str:
+        return detail_lines(event.detail, shorten=True)
+
+    @admin.display(description="Detail, in words")
+    def full_details(self, event: AuditEvent) -> str:
+        return detail_lines(event.detail, shorten=False)
 
     def get_queryset(self, request: HttpRequest) -> Any:
         queryset = super().get_queryset(request)

@@ -1,4 +1,4 @@
-"""Creating patient records without silently making duplicates."""
+"""Creating patient records without silently making duplicates, and finding what the access log says about one."""
 
 from __future__ import annotations
 
@@ -7,10 +7,22 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
+from django.db.models.functions import Cast
 from django.http import HttpRequest
 
 from clinic.audit import record_event
-from patients.models import Patient
+from patients.models import (
+    AdverseEvent,
+    Intake,
+    OutcomeAssessment,
+    OutcomePhoto,
+    Patient,
+    PatientLink,
+    ProblemFlag,
+    Reminder,
+    Screening,
+    Treatment,
+)
 
 if TYPE_CHECKING:
     from clinic.models import Clinic
@@ -86,3 +98,34 @@ def record_patient_created(
 def record_patient_viewed(*, patient: Patient, viewer: Any, request: HttpRequest | None = None) -> None:
     """The access log entry for opening a patient's record."""
     record_event(actor=viewer, action="patient.view", clinic=patient.clinic, obj=patient, request=request)
+
+
+#: The records of a patient that access-log entries name, each with its path to the patient. An entry
+#: names one record by type and id; an entry about a list names its rows in its detail, which is not
+#: searched here (see ``access_log_about``).
+PATIENT_RECORDS: dict[type[models.Model], str] = {
+    Intake: "patient",
+    PatientLink: "patient",
+    Screening: "patient",
+    Treatment: "patient",
+    Reminder: "treatment__patient",
+    OutcomeAssessment: "treatment__patient",
+    ProblemFlag: "treatment__patient",
+    AdverseEvent: "treatment__patient",
+    OutcomePhoto: "assessment__treatment__patient",
+}
+
+
+def access_log_about(*, patient_id: int) -> models.Q:
+    """The access-log entries whose record is the patient or one of their records (``PATIENT_RECORDS``).
+
+    One condition with a subquery per kind of record, so the log is read in one
+    query. Entries about a list of rows (an API page of patients or screenings)
+    name the rows only inside their JSON detail, which SQLite cannot search by
+    containment; they are not included.
+    """
+    about = models.Q(object_type=Patient._meta.label_lower, object_id=str(patient_id))
+    for model, path in PATIENT_RECORDS.items():
+        ids = model._base_manager.filter(**{path: patient_id}).order_by().values_list(Cast("pk", models.CharField()))
+        about |= models.Q(object_type=model._meta.label_lower, object_id__in=ids)
+    return about

@@ -46,7 +46,12 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["clinic", "created_at"], name="audit_clinic_time")]
+        indexes = [
+            models.Index(fields=["clinic", "created_at"], name="audit_clinic_time"),
+            # "Who looked at this patient?": entries about a record and its patient's other records,
+            # by type and id (clinic.admin_access_log).
+            models.Index(fields=["object_type", "object_id"], name="audit_object"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.object_type} {self.object_id}"

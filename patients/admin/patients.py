@@ -287,6 +287,10 @@ class PatientAdmin(ClinicScopedAdmin):
             "can_screen": can(request.user, Capability.SCREEN, patient.clinic),
             "can_edit": can(request.user, Capability.EDIT_PATIENTS, patient.clinic),
             "treatments_url": reverse("admin:patients_treatment_changelist") + f"?patient__id__exact={patient.pk}",
+            "access_log_url": (
+                reverse("admin:clinic_auditevent_changelist") + f"?patient={patient.pk}"
+                if can(request.user, Capability.VIEW_AUDIT, patient.clinic) else ""
+            ),
         }
 
     # --- the list action ----------------------------------------------------------
