@@ -479,6 +479,8 @@ _REMINDER_FIELDS = (
     "id", "treatment_id", "treatment__patient_id", "treatment__protocol_version__protocol__name",
     "treatment__protocol_version__number", "step__order", "step__title", "step__kind", "occurrence", "occurs_at",
     "due_at", "status", "attempts", "queued_at", "sent_at", "done_at", "last_error",
+    "resend_count", "previous_status", "previous_attempts", "previous_attempt_at", "previous_sent_at",
+    "previous_error",
     # Read even for de-identified exports, only to scrub them out of error texts.
     "treatment__patient__given_name", "treatment__patient__family_name",
 )
@@ -499,16 +501,20 @@ def reminder_records(export: Export, *, batch_size: int = BATCH_SIZE) -> Iterato
 
 
 def reminder_columns(identity: Identity) -> list[Column]:
-    """The delivery ledger's columns: every reminder with its step, due time, status, attempts, sent time and error."""
+    """The delivery ledger's columns: every reminder with its step, due time, status, attempts, sent time and error,
+    and, for a resent one, how many times and how the delivery before the latest resend had ended."""
 
     def moment(key: str) -> Callable[[dict], Any]:
         return lambda r: identity.moment(r[key], patient_id=r["treatment__patient_id"], anchor=r["anchor"])
 
-    def error(record: dict) -> str:
-        if identity.identified:
-            return record["last_error"]
-        names = (record["treatment__patient__given_name"], record["treatment__patient__family_name"])
-        return scrub_text(record["last_error"], names=names)
+    def error(key: str) -> Callable[[dict], str]:
+        def read(record: dict) -> str:
+            if identity.identified:
+                return record[key]
+            names = (record["treatment__patient__given_name"], record["treatment__patient__family_name"])
+            return scrub_text(record[key], names=names)
+
+        return read
 
     if identity.identified:
         people: list[Column] = [
@@ -539,7 +545,14 @@ def reminder_columns(identity: Identity) -> list[Column]:
         (identity.when("queued"), moment("queued_at")),
         (identity.when("sent"), moment("sent_at")),
         (identity.when("done"), moment("done_at")),
-        ("last_error", error),
+        ("last_error", error("last_error")),
+        # A resend starts a new delivery; the one it replaced (of the latest resend) stays in the ledger.
+        ("resend_count", lambda r: r["resend_count"]),
+        ("previous_status", lambda r: r["previous_status"]),
+        ("previous_attempts", lambda r: r["previous_attempts"]),
+        (identity.when("previous_attempt"), moment("previous_attempt_at")),
+        (identity.when("previous_sent"), moment("previous_sent_at")),
+        ("previous_error", error("previous_error")),
     ]
 
 # --- recall list of a lot ------------------------------------------------------------------

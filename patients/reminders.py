@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import smtplib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -180,6 +181,15 @@ def classify_send_error(error: BaseException) -> DeliveryError:
     if isinstance(error, smtplib.SMTPException | OSError):
         return DeliveryError(permanent=False, message=f"Could not talk to the mail server: {error}")
     return DeliveryError(permanent=False, message=f"Unexpected error while sending: {error!r}")
+
+
+# How _record_failure writes a permanent refusal: the server's 5xx reply, with no "gave up" suffix.
+_PERMANENT_REPLY = re.compile(r"5\d\d\b")
+
+
+def refused_permanently(reminder: Reminder) -> bool:
+    """The mail server answered ``reminder`` with a permanent (5xx) refusal, which ``last_error`` holds."""
+    return reminder.status == Status.FAILED and bool(_PERMANENT_REPLY.match(reminder.last_error))
 
 
 def _mark_sending(*, reminder_id: int, now: dt.datetime) -> bool:

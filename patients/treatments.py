@@ -38,7 +38,7 @@ from clinic.roles import Capability
 from clinic.scoping import can
 from patients.applied_times import recorded_application_times
 from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
-from patients.reminders import email_block_reason
+from patients.reminders import email_block_reason, refused_permanently
 from patients.screenings import assert_screening_allows_treatment, screening_precedence_error, version_usable_by
 from patients.timeline import Occurrence, QuietHours, StepTiming, build_timeline
 from protocols.frozen_steps import frozen_steps
@@ -647,6 +647,40 @@ def cancel_treatment(*, treatment: Treatment, by: Any, reason: str, request: Htt
 # --- one reminder ------------------------------------------------------------------
 
 
+#: What a resend replaces, by the field the row keeps it in (``previous_*``, the latest resend's).
+_REPLACED_BY_RESEND = {
+    "status": "previous_status", "attempts": "previous_attempts", "last_attempt_at": "previous_attempt_at",
+    "sent_at": "previous_sent_at", "last_error": "previous_error",
+}
+
+
+def resend_refusal(reminder: Reminder) -> str:
+    """Why sending ``reminder`` again would only be refused again, or "" when it may be resent.
+
+    A 5xx reply is permanent: the client should not repeat the request (RFC 5321),
+    and a copy to the same address gets the same answer, while repeated mail to
+    refused addresses costs the clinic's sender reputation. So until the patient's
+    email differs from the one refused, the resend is refused with the way out.
+    """
+    if not refused_permanently(reminder):
+        return ""
+    patient = reminder.treatment.patient
+    failed_at = reminder.last_attempt_at or reminder.updated_at
+    if _email_at(patient, failed_at).strip().lower() != patient.email.strip().lower():
+        return ""
+    return (
+        f"The mail server refused the address {patient.email} on {failed_at:%Y-%m-%d %H:%M} UTC "
+        f"(“{reminder.last_error}”): correct the patient's email first, then resend."
+    )
+
+
+def _email_at(patient: Patient, moment: dt.datetime) -> str:
+    """The patient's email as it was at ``moment``, from their history (the current one if it has none before)."""
+    history = _history_manager(Patient).filter(id=patient.pk, history_date__lte=moment)
+    email = history.order_by("-history_date", "-history_id").values_list("email", flat=True).first()
+    return patient.email if email is None else email
+
+
 def resend_reminder(
     *, reminder: Reminder, by: Any, request: HttpRequest | None = None, now: dt.datetime | None = None
 ) -> Reminder:
@@ -654,7 +688,11 @@ def resend_reminder(
     at its own time if that is still to come (a reminder cancelled before it was due goes back to it).
 
     The copy is a new message with a new ``Message-ID``: mail clients drop a
-    second message with an ID they already have.
+    second message with an ID they already have. It is a new delivery, with its
+    own attempts (the retry limit counts from zero again), and the delivery it
+    replaces is kept: in the row's ``previous_*`` fields and, for every resend,
+    in the access-log entry. A reminder the mail server refused permanently is
+    not sent again to the same address (``resend_refusal``).
     """
     now = now or timezone.now()
     treatment = reminder.treatment
@@ -664,19 +702,28 @@ def resend_reminder(
     if reason := email_block_reason(treatment.patient):
         raise ValidationError({"reminder": f"{reason} The reminder cannot be sent."})
     finished = (Status.SENT, Status.FAILED, Status.SKIPPED, Status.CANCELLED)
-    previous = reminder.status
-    changed = Reminder.objects.filter(pk=reminder.pk, status__in=finished).update(
-        status=Status.SCHEDULED, due_at=Greatest(F("due_at"), Value(now)), attempts=0, last_error="",
-        lease_until=None, sent_at=None,
-        resend_count=F("resend_count") + 1,
-    )
-    if not changed:
-        raise ValidationError({"reminder": "This reminder has not gone out yet; it will be sent when it is due."})
-    record_event(
-        actor=by, action="reminder.resend", clinic=treatment.clinic, obj=reminder, request=request,
-        detail={"previous_status": previous, "treatment": treatment.pk},
-    )
-    reminder.refresh_from_db()
+    with transaction.atomic():
+        # Locked, so what is kept as the previous delivery is what this resend replaces.
+        locked = Reminder.objects.select_for_update().filter(pk=reminder.pk, status__in=finished).first()
+        if locked is None:
+            raise ValidationError({"reminder": "This reminder has not gone out yet; it will be sent when it is due."})
+        locked.treatment = treatment
+        if reason := resend_refusal(locked):
+            raise ValidationError({"reminder": reason})
+        replaced = {field: getattr(locked, field) for field in _REPLACED_BY_RESEND}
+        Reminder.objects.filter(pk=locked.pk).update(
+            **{kept: replaced[field] for field, kept in _REPLACED_BY_RESEND.items()},
+            status=Status.SCHEDULED, due_at=Greatest(F("due_at"), Value(now)), attempts=0, last_error="",
+            lease_until=None, sent_at=None, resend_count=F("resend_count") + 1,
+        )
+        reminder.refresh_from_db()
+        record_event(
+            actor=by, action="reminder.resend", clinic=treatment.clinic, obj=reminder, request=request,
+            detail={
+                "treatment": treatment.pk, "resend_count": reminder.resend_count,
+                **{f"previous_{field}": value for field, value in replaced.items()},
+            },
+        )
     return reminder
 
 
@@ -724,6 +771,8 @@ class TimelineEntry:
     arrives_after_step: bool = False
     planned_at: dt.datetime | None = None
     time_source: str = PLANNED
+    # Why staff cannot resend the reminder now (the address was refused), "" when they can.
+    resend_refusal: str = ""
 
     @property
     def state_label(self) -> str:
@@ -774,7 +823,8 @@ def timeline_for(*, treatment: Treatment, now: dt.datetime | None = None) -> lis
     """The treatment's timeline for staff: every step occurrence, with its reminder row where there is one."""
     now = now or timezone.now()
     steps = {step.pk: step for step in treatment.protocol_version.steps.all()}
-    rows = {(row.step_id, row.occurrence): row for row in Reminder.objects.filter(treatment=treatment)}
+    # Through the treatment, so each row's ``treatment`` is this one (resend_refusal reads the patient).
+    rows = {(row.step_id, row.occurrence): row for row in treatment.reminders.all()}
     cancelled = treatment.status == Treatment.Status.CANCELLED
     occurrences = planned_occurrences(treatment, steps=list(steps.values()))
     applied = _applied_times(treatment, steps=steps, occurrences=occurrences)
@@ -792,6 +842,7 @@ def timeline_for(*, treatment: Treatment, now: dt.datetime | None = None) -> lis
                 due_at=row.due_at if row else None, reminder=row,
                 state=_state(reminder=row, occurs_at=occurs_at, cancelled=cancelled, now=now), arrives_after_step=late,
                 planned_at=planned_at, time_source=RECORDED if key in applied else PLANNED,
+                resend_refusal=resend_refusal(row) if row else "",
             )
         )
     return sorted(entries, key=lambda entry: (entry.occurs_at, entry.step.order, entry.occurrence))

@@ -547,7 +547,8 @@ class ReminderAdmin(ClinicScopedAdmin):
     actions = ["resend_selected", "cancel_selected"]
     fields = [
         "treatment", "step", "occurrence", "occurs_at", "due_at", "status", "attempts", "last_attempt_at",
-        "last_error", "queued_at", "lease_until", "sent_at", "done_at", "resend_count", "created_at", "updated_at",
+        "last_error", "queued_at", "lease_until", "sent_at", "done_at", "resend_count", "previous_status",
+        "previous_attempts", "previous_attempt_at", "previous_sent_at", "previous_error", "created_at", "updated_at",
     ]
     readonly_fields = fields
 

@@ -126,7 +126,8 @@ class ReminderSerializer(serializers.ModelSerializer):
         fields = [
             "id", "treatment", "patient", "step", "step_title", "step_kind", "occurrence", "occurs_at", "due_at",
             "status", "attempts", "last_attempt_at", "last_error", "queued_at", "sent_at", "done_at",
-            "resend_count", "created_at", "updated_at",
+            "resend_count", "previous_status", "previous_attempts", "previous_attempt_at", "previous_sent_at",
+            "previous_error", "created_at", "updated_at",
         ]
         read_only_fields = fields
 

@@ -43,6 +43,19 @@ class Reminder(models.Model):
         default=0, help_text="Times staff asked to send it again; each resend is a new message with a new Message-ID."
     )
     last_error = models.TextField(blank=True, help_text="The mail server's answer, or why the reminder was skipped.")
+    # A resend starts a new delivery (status, attempts and error are the new send's), so the one it
+    # replaced is kept here: the latest resend's here, every resend's in its access-log entry.
+    previous_status = models.CharField(
+        max_length=20, choices=Status.choices, blank=True, help_text="Before the latest resend: how it had ended."
+    )
+    previous_attempts = models.PositiveIntegerField(null=True, blank=True, help_text="Before the latest resend.")
+    previous_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Before the latest resend.")
+    previous_sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="Before the latest resend: when the mail server had accepted it."
+    )
+    previous_error = models.TextField(
+        blank=True, help_text="Before the latest resend: the mail server's answer, or why it was skipped."
+    )
     lease_until = models.DateTimeField(null=True, blank=True, help_text="A worker holds the row until then.")
     queued_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)

@@ -179,14 +179,25 @@ def test_it_keeps_other_clinics_out(plan, clinician, clinician_b):
 def test_it_lists_reminders_with_filters_and_resends_or_cancels_one(plan, clinician, coordinator, auditor):
     treatment = recorded(plan, clinician)
     first, second = Reminder.objects.filter(treatment=treatment).order_by("due_at")
-    Reminder.objects.filter(pk=first.pk).update(status=Status.FAILED, last_error="550 no such user")
+    Reminder.objects.filter(pk=first.pk).update(
+        status=Status.FAILED, attempts=1, last_attempt_at=NOW, last_error="550 no such user"
+    )
     api = api_for(coordinator)
     failed = api.get("/api/v1/reminders/", {"status": "failed", "patient": treatment.patient_id}).json()["results"]
     assert [(r["id"], r["last_error"]) for r in failed] == [(first.pk, "550 no such user")]
     assert api_for(auditor).post(f"/api/v1/reminders/{first.pk}/resend/").status_code == 403
+    # The server refused the address: the same address again would be refused again.
+    refused = api.post(f"/api/v1/reminders/{first.pk}/resend/")
+    assert refused.status_code == 400
+    assert "correct the patient's email first" in refused.json()["reminder"][0]
+    patient = treatment.patient
+    patient.email = "corrected@example.org"
+    with time_machine.travel(NOW + dt.timedelta(minutes=5), tick=False):
+        patient.save()
     resent = api.post(f"/api/v1/reminders/{first.pk}/resend/")
     assert resent.status_code == 200
     assert (resent.json()["status"], resent.json()["resend_count"]) == ("scheduled", 1)
+    assert (resent.json()["previous_status"], resent.json()["previous_error"]) == ("failed", "550 no such user")
     assert api.post(f"/api/v1/reminders/{second.pk}/cancel/").json()["status"] == "cancelled"
     again = api.post(f"/api/v1/reminders/{second.pk}/cancel/")
     assert again.status_code == 400
