@@ -10,7 +10,9 @@ What goes into a reminder and why:
   recognisable as a copy;
 * ``List-Unsubscribe`` with ``List-Unsubscribe-Post`` (RFC 8058) so mail
   clients offer a one-click unsubscribe that works without the patient logging in;
-* signed links: "I did this", "Report how my skin looks" (outcome checks) and "Unsubscribe";
+* signed links: "I did this" ("Got it" for something to avoid), "Report how my skin looks" (outcome checks)
+  and "Unsubscribe";
+* for an avoidance, until when: the date of its "avoid until" day on the patient's clock, and the day;
 * an ``.ics`` invitation for follow-up visits.
 """
 
@@ -33,7 +35,7 @@ from patients.links import new_link, url_for
 from patients.models import Reminder
 from patients.models.link import PatientLink
 from patients.outcomes import step_days
-from patients.timeline import protocol_day
+from patients.timeline import avoidance_end, protocol_day
 from protocols.models import StepKind
 
 VISIT_LENGTH = dt.timedelta(minutes=30)
@@ -174,6 +176,11 @@ def _context(*, reminder: Reminder, links: ReminderLinks, zone: ZoneInfo) -> dic
         "day": protocol_day(occurs_at=reminder.occurs_at, ended_at=treatment.ended_at, zone=zone),
         "is_follow_up_visit": reminder.step.kind == StepKind.FOLLOW_UP_VISIT,
         "is_outcome_check": reminder.step.kind == StepKind.OUTCOME_CHECK,
+        # Nothing to do for an avoidance: its link confirms the patient read it ("Got it"), not "I did this".
+        "is_avoidance": reminder.step.kind == StepKind.AVOIDANCE,
+        "avoid_until": avoidance_end(
+            avoid_until_day=reminder.step.avoid_until_day, ended_at=treatment.ended_at, zone=zone
+        ),
         "links": links,
     }
 

@@ -115,15 +115,13 @@ def _first_occurrence(step: StepTiming, *, ended_at: dt.datetime, zone: ZoneInfo
     if step.timing == "local_time":
         if step.day is None or step.local_time is None:
             raise ValueError(f"Step {step.pk} is timed by local time but has no day or time")
-        local_end_day = ended_at.astimezone(zone).date()
-        return local_instant(day=local_end_day + dt.timedelta(days=step.day), at=step.local_time, zone=zone)
+        return local_instant(day=protocol_date(day=step.day, ended_at=ended_at, zone=zone), at=step.local_time, zone=zone)
     if step.offset_value is None:
         raise ValueError(f"Step {step.pk} is timed by offset but has no offset")
     if step.offset_unit == "days":
         # Whole days keep the wall-clock time of the end of the procedure.
-        local_end = ended_at.astimezone(zone)
-        day = local_end.date() + dt.timedelta(days=step.offset_value)
-        return local_instant(day=day, at=local_end.time().replace(tzinfo=None), zone=zone)
+        day = protocol_date(day=step.offset_value, ended_at=ended_at, zone=zone)
+        return local_instant(day=day, at=ended_at.astimezone(zone).time().replace(tzinfo=None), zone=zone)
     minutes = step.offset_value * _MINUTES_PER_UNIT[step.offset_unit]
     return (ended_at + dt.timedelta(minutes=minutes)).astimezone(UTC)
 
@@ -171,6 +169,16 @@ def build_timeline(
     return sorted(occurrences, key=lambda item: (item.occurs_at, item.step_id, item.occurrence))
 
 
+def protocol_date(*, day: int, ended_at: dt.datetime, zone: ZoneInfo) -> dt.date:
+    """The patient-local date of protocol day ``day`` (day 0 is the day the procedure ended, on their clock)."""
+    return ended_at.astimezone(zone).date() + dt.timedelta(days=day)
+
+
 def protocol_day(*, occurs_at: dt.datetime, ended_at: dt.datetime, zone: ZoneInfo) -> int:
     """Which protocol day (0 = the day of the procedure, patient-local) ``occurs_at`` falls on."""
-    return (occurs_at.astimezone(zone).date() - ended_at.astimezone(zone).date()).days
+    return (occurs_at.astimezone(zone).date() - protocol_date(day=0, ended_at=ended_at, zone=zone)).days
+
+
+def avoidance_end(*, avoid_until_day: int | None, ended_at: dt.datetime, zone: ZoneInfo) -> dt.date | None:
+    """The patient-local date an avoidance lasts until ("no retinoids until day 5"), None for a step without one."""
+    return None if avoid_until_day is None else protocol_date(day=avoid_until_day, ended_at=ended_at, zone=zone)

@@ -40,7 +40,7 @@ from patients.applied_times import recorded_application_times
 from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
 from patients.reminders import email_block_reason, refused_permanently
 from patients.screenings import assert_screening_allows_treatment, screening_precedence_error, version_usable_by
-from patients.timeline import Occurrence, QuietHours, StepTiming, build_timeline
+from patients.timeline import Occurrence, QuietHours, StepTiming, avoidance_end, build_timeline
 from protocols.frozen_steps import frozen_steps
 from protocols.models import ExosomeProduct, ProductLot, ProtocolStep, ProtocolVersion, StepKind
 
@@ -771,11 +771,15 @@ class TimelineEntry:
     arrives_after_step: bool = False
     planned_at: dt.datetime | None = None
     time_source: str = PLANNED
+    # An avoidance step's end: the patient-local date of its "avoid until" day.
+    avoid_until: dt.date | None = None
     # Why staff cannot resend the reminder now (the address was refused), "" when they can.
     resend_refusal: str = ""
 
     @property
     def state_label(self) -> str:
+        if self.state == "done" and self.step.kind == StepKind.AVOIDANCE:
+            return "Read (patient confirmed)"  # the email's "Got it": an avoidance is not something done
         return STATE_LABELS[self.state]
 
 
@@ -826,6 +830,7 @@ def timeline_for(*, treatment: Treatment, now: dt.datetime | None = None) -> lis
     # Through the treatment, so each row's ``treatment`` is this one (resend_refusal reads the patient).
     rows = {(row.step_id, row.occurrence): row for row in treatment.reminders.all()}
     cancelled = treatment.status == Treatment.Status.CANCELLED
+    zone = ZoneInfo(treatment.patient.zone_name)
     occurrences = planned_occurrences(treatment, steps=list(steps.values()))
     applied = _applied_times(treatment, steps=steps, occurrences=occurrences)
     entries = []
@@ -836,12 +841,14 @@ def timeline_for(*, treatment: Treatment, now: dt.datetime | None = None) -> lis
         occurs_at = applied.get(key, planned_at)
         # A retry or a resend also moves due_at past the step; only the planned due time says quiet hours did.
         late = row is not None and row.due_at > planned_at and occurrence.due_at > occurrence.occurs_at
+        step = steps[occurrence.step_id]
         entries.append(
             TimelineEntry(
-                step=steps[occurrence.step_id], occurrence=occurrence.occurrence, occurs_at=occurs_at,
+                step=step, occurrence=occurrence.occurrence, occurs_at=occurs_at,
                 due_at=row.due_at if row else None, reminder=row,
                 state=_state(reminder=row, occurs_at=occurs_at, cancelled=cancelled, now=now), arrives_after_step=late,
                 planned_at=planned_at, time_source=RECORDED if key in applied else PLANNED,
+                avoid_until=avoidance_end(avoid_until_day=step.avoid_until_day, ended_at=treatment.ended_at, zone=zone),
                 resend_refusal=resend_refusal(row) if row else "",
             )
         )

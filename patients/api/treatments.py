@@ -147,6 +147,9 @@ class TimelineEntrySerializer(serializers.Serializer):
         help_text="Where occurs_at comes from.",
     )
     due_at = serializers.DateTimeField(allow_null=True)
+    avoid_until = serializers.DateField(
+        allow_null=True, help_text="For an avoidance step: the patient-local date of its 'avoid until' day."
+    )
     state = serializers.CharField()
     state_label = serializers.CharField()
     reminder = ReminderSerializer(allow_null=True)

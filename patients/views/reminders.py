@@ -1,4 +1,4 @@
-"""Patient pages behind the signed links in reminder emails: "I did this" and "Unsubscribe".
+"""Patient pages behind the signed links in reminder emails: "I did this" ("Got it" for an avoidance) and "Unsubscribe".
 
 GET only shows a confirmation page with a button (mail scanners and link
 previews fetch links, and must not change anything); POST changes the state,
@@ -19,7 +19,9 @@ from clinic.audit import record_event
 from patients.links import consume_link
 from patients.models import PatientLink
 from patients.reminders import unsubscribe
+from patients.timeline import avoidance_end
 from patients.treatments import record_step_done
+from protocols.models import StepKind
 
 PATIENT_ACTOR = "patient (signed link)"
 
@@ -31,7 +33,15 @@ def step_done_link(request: HttpRequest, link: PatientLink) -> HttpResponse:
     if reminder is None:
         message = "This link is not valid. Please use the link from your most recent email."
         return render(request, "patient/link_error.html", {"message": message, "clinic": patient.clinic}, status=410)
-    context = {"clinic": patient.clinic, "patient": patient, "step": reminder.step, "occurs_at": reminder.occurs_at}
+    step = reminder.step
+    context = {
+        "clinic": patient.clinic, "patient": patient, "step": step, "occurs_at": reminder.occurs_at,
+        # An avoidance is confirmed as read ("Got it"), as its email says; nothing was done.
+        "is_avoidance": step.kind == StepKind.AVOIDANCE,
+        "avoid_until": avoidance_end(
+            avoid_until_day=step.avoid_until_day, ended_at=reminder.treatment.ended_at, zone=ZoneInfo(patient.zone_name)
+        ),
+    }
 
     def page(state: str) -> HttpResponse:
         # Times on the page are the patient's wall clock.

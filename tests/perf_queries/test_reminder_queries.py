@@ -50,13 +50,15 @@ def test_a_retry_reuses_the_links_with_one_read(clinic_a):
 def _queued(clinic, kind: str, language: str = "en") -> Reminder:
     patient = PatientFactory(clinic=clinic, preferred_language=language)
     treatment = TreatmentFactory(screening__patient=patient, ended_at=timezone.now() - dt.timedelta(days=3))
-    step = StepFactory(version=treatment.protocol_version, kind=kind, day=3)
+    avoidance = {"avoid_until_day": 5} if kind == "avoidance" else {}  # the email says until when
+    step = StepFactory(version=treatment.protocol_version, kind=kind, day=3, **avoidance)
     return ReminderFactory(treatment=treatment, step=step, status=Reminder.Status.QUEUED,
                            due_at=timezone.now() - dt.timedelta(minutes=1))
 
 
 @pytest.mark.parametrize(("kind", "language"), [
     ("instruction", "en"), ("home_application", "de"), ("outcome_check", "en"), ("follow_up_visit", "en"),
+    ("avoidance", "de"),
 ])
 def test_sending_a_reminder_costs_the_same_few_queries_whatever_it_carries(clinic_a, settings, kind, language):
     # Claim, read the row with its step, treatment, clinic and patient, write the links, record the result.
