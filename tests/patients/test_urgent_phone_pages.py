@@ -103,3 +103,33 @@ def test_without_a_number_the_reminder_email_says_nothing_about_calling(clinic_a
     for part in (text, html):
         assert "desk@harbour.example" in part
         assert "tel:" not in part and "urgent" not in part and "dringend" not in part
+
+
+def test_the_self_report_pages_give_the_number_once(client, clinic_a, url):
+    with_number(clinic_a)
+    assert client.get(url).content.decode().count(LINK) == 1
+    assert client.post(url, {**GOOD, "problem_flagged": "on"}).content.decode().count(LINK) == 1
+
+
+def test_an_expired_link_still_gives_the_number_to_call(client, clinic_a, url):
+    # A patient with a complication on day 10 may open an old link: the way to the clinic stays on the page.
+    with_number(clinic_a)
+    with time_machine.travel(NOW + dt.timedelta(days=60), tick=False):
+        response = client.get(url)
+    assert response.status_code == 410
+    assert (f"Urgent after your procedure — spreading redness, pus, fever or severe pain? Call Harbour Skin Clinic "
+            f"now on {LINK}.") in response.content.decode()
+
+
+def test_the_unsubscribe_page_gives_the_number_to_call(client, clinic_a):
+    with_number(clinic_a)
+    reminder = ReminderFactory(treatment__screening__patient__clinic=clinic_a)
+    body = client.get(reminder_links(reminder=reminder).unsubscribe.split("127.0.0.1:8000", 1)[1]).content.decode()
+    assert "Stop reminder emails?" in body
+    assert LINK in body
+
+
+def test_without_a_number_no_page_offers_one(client, clinic_a):
+    reminder = ReminderFactory(treatment__screening__patient__clinic=clinic_a)
+    body = client.get(reminder_links(reminder=reminder).unsubscribe.split("127.0.0.1:8000", 1)[1]).content.decode()
+    assert "Urgent after your procedure" not in body and "tel:" not in body
