@@ -20,7 +20,7 @@ from clinic.audit import record_event
 from clinic.roles import Capability
 from clinic.scoping import can
 from patients.intake import latest_intake, patient_zone
-from patients.models import Intake
+from patients.models import Intake, Treatment
 from patients.models.screening import Screening, ScreeningOutcome, ScreeningOverride
 from protocols.models import ProtocolVersion, StepKind
 from protocols.rules import rules_for_version
@@ -214,6 +214,34 @@ def version_usable_by(clinic: Clinic, version: ProtocolVersion) -> bool:
     )
 
 
+def unusable_version_error(clinic: Clinic, version: ProtocolVersion | None) -> str:
+    """Why a treatment cannot follow ``version`` in ``clinic``, naming what to do instead (read from the database)."""
+    stored = ProtocolVersion.objects.filter(pk=getattr(version, "pk", None)).select_related("protocol").first()
+    current = stored and versions_usable_by(clinic).filter(protocol_id=stored.protocol_id).first()
+    if not stored or not current or stored.status == ProtocolVersion.Status.PUBLISHED:
+        return "Choose a published protocol version this clinic can use."
+    name = stored.protocol.name
+    return (f"{name} v{stored.number} is {stored.get_status_display().lower()}: new treatments follow "
+            f"v{current.number}. Screen the patient again for {name} v{current.number}, then record the treatment "
+            "on that screening.")
+
+
+def waiting_screenings(version: ProtocolVersion, *, now: datetime | None = None) -> int:
+    """How many screenings for ``version`` could still clear a treatment (recent, not blocked, not yet used).
+
+    Retiring the version strands them: the clinic is told how many patients
+    must be screened again. Counted as the record form would offer them, less
+    the override check (a screening waiting for its override waits too).
+    """
+    now = now or timezone.now()
+    return (
+        Screening.objects.filter(protocol_version=version, run_at__gte=now - SCREENING_VALID_FOR)
+        .exclude(outcome=ScreeningOutcome.BLOCKED)
+        .exclude(treatments__status=Treatment.Status.RECORDED)
+        .count()
+    )
+
+
 def applies_exosome(version: ProtocolVersion) -> bool:
     """Does following this version put an exosome product on the patient's skin?"""
     return version.steps.filter(kind__in=EXOSOME_STEP_KINDS).exists()
@@ -257,7 +285,7 @@ def run_screening(
     clinic = patient.clinic
     _check_can(run_by, Capability.SCREEN, clinic, "run screenings")
     if not version_usable_by(clinic, protocol_version):
-        raise ValidationError({"protocol_version": "Choose a published protocol version this clinic can use."})
+        raise ValidationError({"protocol_version": unusable_version_error(clinic, protocol_version)})
     if intake is None:
         intake = latest_intake(patient)
         if intake is None:

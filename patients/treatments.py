@@ -39,7 +39,12 @@ from clinic.scoping import can
 from patients.applied_times import recorded_application_times
 from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
 from patients.reminders import email_block_reason, refused_permanently
-from patients.screenings import assert_screening_allows_treatment, screening_precedence_error, version_usable_by
+from patients.screenings import (
+    assert_screening_allows_treatment,
+    screening_precedence_error,
+    unusable_version_error,
+    version_usable_by,
+)
 from patients.timeline import Occurrence, QuietHours, StepTiming, avoidance_end, build_timeline
 from protocols.frozen_steps import frozen_steps
 from protocols.models import ExosomeProduct, ProductLot, ProtocolStep, ProtocolVersion, StepKind
@@ -212,7 +217,7 @@ def treatment_errors(
         errors.add("areas", "Say which areas were treated, e.g. full face.")
     _check_device_settings(errors, needle_depth_mm=needle_depth_mm, passes=passes)
     if protocol_version is None or not version_usable_by(clinic, protocol_version):
-        errors.add("protocol_version", "Choose a published protocol version this clinic can use.")
+        errors.add("protocol_version", unusable_version_error(clinic, protocol_version))
     elif "started_at" not in errors.by_field:
         # Judged at the start of the procedure: the screening must precede it, and still be valid then.
         try:
@@ -620,12 +625,19 @@ def recompute_for_clinic_time(
     return ClinicRecomputed(treatments=count, reminders=total)
 
 
+#: "ok" or "x" says nothing to whoever reads the cancelled treatment later; "entered twice" does
+CANCEL_REASON_MIN_LENGTH = 10
+
+
 def cancel_treatment(*, treatment: Treatment, by: Any, reason: str, request: HttpRequest | None = None) -> int:
     """Cancel a treatment and every reminder of it that has not gone out; return how many were cancelled."""
     _check_can(by, Capability.RECORD_TREATMENT, treatment.clinic, "cancel treatments")
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": "Say why the treatment is cancelled."})
+    reason = " ".join((reason or "").split())
+    if len(reason) < CANCEL_REASON_MIN_LENGTH:
+        raise ValidationError({"reason": (
+            f"Say why the treatment is cancelled, in a few words (at least {CANCEL_REASON_MIN_LENGTH} characters), "
+            "e.g. “recorded on the wrong patient”: the reason stays with the record."
+        )})
     if treatment.status == Treatment.Status.CANCELLED:
         raise ValidationError({"status": "This treatment is already cancelled."})
     with transaction.atomic():

@@ -256,10 +256,12 @@ class ProtocolVersionAdmin(ClinicScopedAdmin):
     def publish_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         version = self._editable_version(request, pk)
         if request.method != "POST":
+            retiring = version.protocol.versions.filter(status=ProtocolVersion.Status.PUBLISHED).exclude(pk=version.pk)
             return self._confirm(
                 request, version, title=f"Publish {version}?", button="Publish",
                 explanation="Once published, this version never changes again: new treatments use it and the "
-                            "previously published version is retired. Later edits need a new draft version.",
+                            "previously published version is retired. Later edits need a new draft version."
+                            + "".join(_stranded_screenings(retired) for retired in retiring),
             )
         try:
             versioning.publish(version=version, by=request.user)
@@ -276,7 +278,7 @@ class ProtocolVersionAdmin(ClinicScopedAdmin):
             return self._confirm(
                 request, version, title=f"Retire {version}?", button="Retire",
                 explanation="A retired version is no longer offered for new treatments. Treatments that used it "
-                            "keep it, unchanged.",
+                            "keep it, unchanged." + _stranded_screenings(version),
             )
         try:
             versioning.retire(version=version, by=request.user)
@@ -524,6 +526,17 @@ class LotStateFilter(admin.SimpleListFilter):
         if self.value() == "recalled":
             return queryset.filter(recalled=True)
         return queryset
+
+
+def _stranded_screenings(retiring: ProtocolVersion) -> str:
+    """What retiring ``retiring`` does to patients screened for it and not yet treated, said before it is done."""
+    from patients.screenings import waiting_screenings
+
+    waiting = waiting_screenings(retiring)
+    if not waiting:
+        return ""
+    return (f" {waiting} screening(s) run for {retiring} in the last 30 days have not been used for a treatment; "
+            f"once it is retired they cannot clear one, and those patients must be screened again.")
 
 
 class ProductLotForm(forms.ModelForm):

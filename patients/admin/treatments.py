@@ -31,7 +31,13 @@ from patients import outcomes, treatments
 from patients.admin.flags import reviewed_words
 from patients.models import ExosomeApplication, OutcomeAssessment, Patient, Reminder, Screening, Treatment, TreatmentArm
 from patients.reminders import email_block_reason
-from patients.screenings import SCREENING_VALID_FOR, assert_screening_usable
+from patients.screenings import (
+    SCREENING_VALID_FOR,
+    assert_screening_usable,
+    unusable_version_error,
+    version_usable_by,
+    versions_usable_by,
+)
 from protocols.models import ExosomeProduct, ProductLot
 
 DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
@@ -58,7 +64,11 @@ def allowing_screenings(patient: Patient) -> list[int]:
     """
     allowed = []
     now = timezone.now()
-    for screening in Screening.objects.filter(patient=patient).select_related("protocol_version"):
+    # Only screenings for a version still published: one retired since cannot clear a new treatment.
+    screenings = Screening.objects.filter(
+        patient=patient, protocol_version__in=versions_usable_by(patient.clinic)
+    ).select_related("protocol_version")
+    for screening in screenings:
         try:
             assert_screening_usable(
                 screening=screening, patient=patient, protocol_version=screening.protocol_version, on=now
@@ -72,6 +82,31 @@ def allowing_screenings(patient: Patient) -> list[int]:
 class AllowingScreeningField(forms.ModelChoiceField):
     """The patient's screenings that allow treatment: one that needed an override is listed as overridden."""
 
+    #: whose screenings, set by the form: a choice no longer offered is explained from the patient's screening
+    patient: Patient | None = None
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except ValidationError:
+            raise ValidationError(self._why_not_offered(value), code="invalid_choice") from None
+
+    def _why_not_offered(self, value: Any) -> str:
+        """Why the patient's screening ``value`` (chosen on a page opened earlier) can no longer clear a treatment."""
+        screening = None
+        if self.patient is not None and str(value).isdigit():
+            screening = Screening.objects.filter(patient=self.patient, pk=value).select_related("protocol_version").first()
+        if screening is None:
+            return "Choose one of this patient's screenings listed."
+        if not version_usable_by(self.patient.clinic, screening.protocol_version):
+            return unusable_version_error(self.patient.clinic, screening.protocol_version)
+        try:
+            assert_screening_usable(screening=screening, patient=self.patient,
+                                    protocol_version=screening.protocol_version, on=timezone.now())
+        except ValidationError as refused:
+            return refused.messages[0]
+        return "Choose one of this patient's screenings listed."
+
     def label_from_instance(self, obj: Screening) -> str:
         # Listed at all, a screening that needed an override has one.
         outcome = "Overridden" if obj.outcome == Screening.Outcome.NEEDS_OVERRIDE else obj.get_outcome_display()
@@ -80,6 +115,9 @@ class AllowingScreeningField(forms.ModelChoiceField):
 
 
 class RecordTreatmentForm(forms.Form):
+    #: the service's field → this form's: the protocol version is the chosen screening's
+    service_fields = {"protocol_version": "screening"}
+
     screening = AllowingScreeningField(
         queryset=Screening.objects.none(),
         help_text=("Only this patient's screenings that allow treatment (clear, caution or overridden; under 30 days "
@@ -101,6 +139,7 @@ class RecordTreatmentForm(forms.Form):
         self.fields["screening"].queryset = Screening.objects.filter(pk__in=allowing_screenings(patient)).select_related(
             "protocol_version__protocol"
         )
+        self.fields["screening"].patient = patient
         zone = patient.clinic.time_zone
         for name in ("started_at", "ended_at"):
             self.fields[name].help_text = f"{self.fields[name].help_text} Clinic time ({zone}).".strip()
@@ -178,7 +217,11 @@ class RescheduleForm(forms.Form):
 
 
 class CancelTreatmentForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Kept with the treatment's history.")
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=(f"Why, in a few words (at least {treatments.CANCEL_REASON_MIN_LENGTH} characters), e.g. “recorded "
+                   "on the wrong patient”. Kept with the treatment's history; cancelling cannot be undone."),
+    )
 
 
 def _filled(formset: forms.BaseFormSet) -> list[dict[str, Any]]:
@@ -188,7 +231,9 @@ def _filled(formset: forms.BaseFormSet) -> list[dict[str, Any]]:
 def apply_service_errors(error: ValidationError, form: forms.Form) -> list[str]:
     """Put a service's field errors on ``form``; return the ones that belong to no field of it."""
     leftover = []
+    aliases = getattr(form, "service_fields", {})
     for name, messages_ in error.message_dict.items():
+        name = aliases.get(name, name)
         for message in messages_:
             if name in form.fields:
                 form.add_error(name, message)
@@ -483,6 +528,11 @@ class TreatmentAdmin(ClinicScopedAdmin):
         treatment = self._treatment_or_404(request, object_id)
         if not can(request.user, Capability.RECORD_TREATMENT, treatment.clinic):
             raise PermissionDenied
+        if treatment.status == Treatment.Status.CANCELLED:
+            when = timezone.localtime(treatment.cancelled_at, ZoneInfo(treatment.clinic.time_zone))
+            self.message_user(request, f"This treatment was already cancelled on {when:%Y-%m-%d %H:%M} by "
+                                       f"{treatment.cancelled_by}: {treatment.cancel_reason}", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:patients_treatment_change", args=[treatment.pk]))
         form = CancelTreatmentForm(request.POST or None)
         other_errors: list[str] = []
         if request.method == "POST" and form.is_valid():

@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.urls import reverse
 
+from patients import treatments
 from patients.models import Reminder, Treatment
+from protocols import versioning
 from tests.factories import LotFactory, ProductFactory, ScreeningFactory, treatable_patient
 from tests.patients.conftest import NOW, TWO_EVENING_STEPS
 
@@ -55,6 +57,36 @@ def test_it_asks_for_the_patient_then_offers_only_screenings_and_lots_that_may_b
     assert blocked not in form.fields["screening"].queryset
     lots = page.context["applications"].forms[0].fields["lot"].queryset
     assert [lot.lot_number for lot in lots] == ["GOOD-1"]
+
+
+def _publish_v2(version):
+    draft = versioning.start_draft(protocol=version.protocol, change_note="The protocol runs a week longer.")
+    draft.length_days += 7
+    draft.save()
+    return versioning.publish(version=draft)
+
+
+def test_a_screening_for_a_version_retired_since_is_not_offered_and_says_what_to_do(client, clinician, plan):
+    patient, version, screening = plan
+    v2 = _publish_v2(version)  # retires the version the patient was screened for
+    client.force_login(clinician)
+
+    assert list(client.get(ADD, {"patient": patient.pk}).context["form"].fields["screening"].queryset) == []
+    # Posted anyway (a page opened before the publish): refused on the screening, saying what to do.
+    response = client.post(ADD, form_data(screening))
+
+    assert response.status_code == 400
+    name = version.protocol.name
+    retired = (f"{name} v{version.number} is retired: new treatments follow v{v2.number}. Screen the patient again "
+               f"for {name} v{v2.number}, then record the treatment on that screening.")
+    assert response.context["form"].errors["screening"] == [retired]
+    assert not Treatment.objects.exists()
+    # The service says the same to the API.
+    errors = treatments.treatment_errors(
+        patient=patient, protocol_version=version, screening=screening, areas="face",
+        started_at=NOW - dt.timedelta(hours=1), ended_at=NOW - dt.timedelta(minutes=15),
+    )
+    assert errors["protocol_version"] == [retired]
 
 
 def test_it_records_a_treatment_with_its_application_through_the_service(client, clinician, plan, clinic_a):
@@ -246,7 +278,17 @@ def test_it_reschedules_and_cancels_from_their_own_pages(client, clinician, plan
     assert treatment.ended_at == dt.datetime(2026, 5, 4, 7, 45, tzinfo=UTC)
     cancel = reverse("admin:patients_treatment_cancel", args=[treatment.pk])
     assert client.post(cancel, {"reason": ""}).status_code == 400
+    refused = client.post(cancel, {"reason": "ok"})
+    assert refused.status_code == 400
+    assert refused.context["form"].errors["reason"] == [
+        "Say why the treatment is cancelled, in a few words (at least 10 characters), e.g. “recorded on the wrong "
+        "patient”: the reason stays with the record."
+    ]
     assert client.post(cancel, {"reason": "Recorded on the wrong patient"}).status_code == 302
+    # Once cancelled, its cancel page says so and offers no form.
+    again = client.get(cancel, follow=True)
+    assert again.redirect_chain[-1][0] == reverse("admin:patients_treatment_change", args=[treatment.pk])
+    assert "This treatment was already cancelled on" in again.content.decode()
     treatment.refresh_from_db()
     assert treatment.status == Treatment.Status.CANCELLED
     assert set(treatment.reminders.values_list("status", flat=True)) == {Status.CANCELLED}

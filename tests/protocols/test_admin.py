@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 from decimal import Decimal
 
 import pytest
@@ -16,7 +17,9 @@ from protocols.models import ContraindicationRule, ProductLot, Protocol, Protoco
 from tests.factories import (
     LotFactory,
     MembershipFactory,
+    PatientFactory,
     ProductFactory,
+    ScreeningFactory,
     StepFactory,
     TreatmentFactory,
     UserFactory,
@@ -177,6 +180,23 @@ def test_it_publishes_and_retires_with_the_buttons(signed_in, draft):
     assert signed_in.post(f"/admin/protocols/protocolversion/{draft.pk}/retire/").status_code == 302
     draft.refresh_from_db()
     assert draft.status == Status.RETIRED
+
+
+def test_publishing_and_retiring_say_how_many_screened_patients_must_be_screened_again(signed_in, published, clinic_a):
+    patient = PatientFactory(clinic=clinic_a)
+    ScreeningFactory(patient=patient, protocol_version=published)  # waiting for its treatment
+    ScreeningFactory(patient=patient, protocol_version=published, outcome="blocked")  # never clears one
+    used = ScreeningFactory(patient=patient, protocol_version=published)
+    TreatmentFactory(patient=patient, protocol_version=published, screening=used)
+    draft = versioning.start_draft(protocol=published.protocol, change_note="The protocol runs a week longer.")
+    stranded = (f"1 screening(s) run for {published} in the last 30 days have not been used for a treatment; once "
+                "it is retired they cannot clear one, and those patients must be screened again.")
+
+    publish_page = signed_in.get(f"/admin/protocols/protocolversion/{draft.pk}/publish/").content.decode()
+    retire_page = signed_in.get(f"/admin/protocols/protocolversion/{published.pk}/retire/").content.decode()
+
+    assert html.escape(stranded) in publish_page
+    assert html.escape(stranded) in retire_page
 
 
 def test_it_reports_why_a_draft_cannot_be_published(signed_in, clinic_a):
