@@ -293,6 +293,9 @@ def patient_reports(treatment: Treatment) -> list[OutcomeAssessment]:
 
 class ApplicationInline(ScopedInline):
     model = ExosomeApplication
+    # A plain table: Django's tabular inline captions each row with the object's name ("2.50 ml of lot …").
+    template = "admin/patients/treatment/readonly_inline.html"
+    empty_text = "No exosome applications recorded."
     fields = ["arm", "lot", "volume_ml", "minutes_after_procedure", "applied_by"]
     readonly_fields = fields
     change_capability = Capability.RECORD_TREATMENT
@@ -306,6 +309,7 @@ class ApplicationInline(ScopedInline):
 
 class ArmInline(ApplicationInline):
     model = TreatmentArm
+    empty_text = "No arms (one product on the whole area)."
     fields = ["label", "is_control", "product", "control_description"]
     readonly_fields = fields
 
