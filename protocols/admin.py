@@ -26,7 +26,7 @@ from clinic.admin_base import ClinicScopedAdmin, ScopedInline
 from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can, clinic_ids, clinic_of, clinics_for, scoped
-from protocols import lots, versioning
+from protocols import lots, rules, versioning
 from protocols.defaults import customise_default_rule
 from protocols.models import (
     ContraindicationRule,
@@ -49,7 +49,10 @@ class ClinicRequiredMixin:
         form = super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]
         field = form.base_fields.get("clinic")
         if field is not None and not request.user.is_superuser:
+            # Neither the empty choice nor "Empty for a shared template": not theirs to choose.
             field.required = True
+            field.empty_label = None
+            field.help_text = ""
         return form
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
@@ -107,6 +110,8 @@ class ProtocolStepForm(forms.ModelForm):
         widgets = {
             "patient_text": forms.Textarea(attrs={"rows": 2, "cols": 60}),
             "staff_notes": forms.Textarea(attrs={"rows": 2, "cols": 60}),
+            # A time of day on the patient's clock: the admin's "Now" and clock shortcuts have no place here.
+            "local_time": forms.TimeInput(format="%H:%M", attrs={"type": "time"}),
         }
 
 
@@ -209,6 +214,11 @@ class ProtocolVersionAdmin(ClinicScopedAdmin):
                 if name in form.base_fields:
                     field = form.base_fields[name]
                     field.queryset = field.queryset.filter(own_or_default)
+            if "added_rules" in form.base_fields:
+                # Adding a rule that applies by default changes nothing; one added before stays listed.
+                already_applying = rules.default_rule_ids(obj) - set(obj.added_rules.values_list("pk", flat=True))
+                field = form.base_fields["added_rules"]
+                field.queryset = field.queryset.exclude(pk__in=already_applying)
         return form
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:

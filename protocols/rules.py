@@ -16,6 +16,24 @@ def _for_procedure(rule: ContraindicationRule, procedure: str) -> bool:
     return not rule.procedures or procedure in rule.procedures
 
 
+def _defaults(procedure: str, *, clinic_id: int | None) -> list[ContraindicationRule]:
+    # Active or not: an inactive clinic rule still replaces the default of its code.
+    by_code: dict[str, ContraindicationRule] = {
+        rule.code: rule for rule in ContraindicationRule.objects.filter(clinic__isnull=True)
+    }
+    if clinic_id is not None:
+        by_code.update({rule.code: rule for rule in ContraindicationRule.objects.filter(clinic_id=clinic_id)})
+    return [rule for rule in by_code.values() if _for_procedure(rule, procedure)]
+
+
+def default_rule_ids(version: ProtocolVersion) -> set[int]:
+    """The rules that apply to ``version`` without being added: its procedure's defaults, as the protocol's
+    clinic has replaced them, and the clinic's own rules for the procedure (active ones only)."""
+    return {
+        rule.pk for rule in _defaults(version.procedure, clinic_id=version.protocol.clinic_id) if rule.is_active
+    }
+
+
 def rules_for_version(version: ProtocolVersion, *, clinic: Clinic | None = None) -> list[ContraindicationRule]:
     """The active rules a screening for ``version`` evaluates.
 
@@ -27,14 +45,8 @@ def rules_for_version(version: ProtocolVersion, *, clinic: Clinic | None = None)
     clinic's replacement of it).  ``clinic`` defaults to the protocol's clinic;
     pass the patient's clinic for a shared template protocol.
     """
-    procedure = version.procedure
     clinic_id = clinic.pk if clinic is not None else version.protocol.clinic_id
-    by_code: dict[str, ContraindicationRule] = {
-        rule.code: rule for rule in ContraindicationRule.objects.filter(clinic__isnull=True)
-    }
-    if clinic_id is not None:
-        by_code.update({rule.code: rule for rule in ContraindicationRule.objects.filter(clinic_id=clinic_id)})
-    chosen = [rule for rule in by_code.values() if _for_procedure(rule, procedure)]
+    chosen = _defaults(version.procedure, clinic_id=clinic_id)
 
     removed = list(version.removed_rules.all()) if version.pk else []
     removed_codes = {rule.code for rule in removed}

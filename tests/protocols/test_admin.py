@@ -430,7 +430,7 @@ def test_it_hides_a_clinic_rule_from_another_clinic(client, clinician_b, clinic_
 def test_it_offers_only_the_library_and_the_protocols_own_clinic_rules(client, clinician, clinic_a, clinic_b, draft):
     MembershipFactory(user=clinician, clinic=clinic_b, role=Role.CLINICIAN)
     mine = ContraindicationRule.objects.create(clinic=clinic_a, code="harbour-rule", fact="pregnant",
-                                               severity="absolute", message="x")
+                                               severity="absolute", message="x", procedures=["fractional_ablative"])
     theirs = ContraindicationRule.objects.create(clinic=clinic_b, code="summit-rule", fact="pregnant",
                                                  severity="absolute", message="x")
     client.force_login(clinician)
