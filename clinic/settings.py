@@ -337,7 +337,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # One name for the procedure choices wherever they appear (protocols, rules, filters).
-    "ENUM_NAME_OVERRIDES": {"ProcedureEnum": "protocols.models.Procedure"},
+    "ENUM_NAME_OVERRIDES": {
+        "ProcedureEnum": "protocols.models.Procedure",
+        "ReminderStatusEnum": "patients.models.reminder.REMINDER_STATUSES",
+    },
 }
 
 # --- aftercare ------------------------------------------------------------

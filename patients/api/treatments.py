@@ -120,6 +120,8 @@ class ReminderSerializer(serializers.ModelSerializer):
     patient = serializers.IntegerField(source="treatment.patient_id", read_only=True)
     step_title = serializers.CharField(source="step.title", read_only=True)
     step_kind = serializers.CharField(source="step.kind", read_only=True)
+    # Empty until the reminder is first resent: the schema says so (a read-only model field's does not).
+    previous_status = serializers.ChoiceField(choices=Reminder.Status.choices, allow_blank=True, read_only=True)
 
     class Meta:
         model = Reminder

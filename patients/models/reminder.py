@@ -93,3 +93,7 @@ class Reminder(models.Model):
         domain = urlparse(settings.SITE_URL).hostname or "aftercare.invalid"
         resend = f".r{self.resend_count}" if self.resend_count else ""
         return f"<reminder-{self.pk}.{self.treatment_id}.{self.step_id}.{self.occurrence}{resend}@{domain}>"
+
+
+#: the reminder's statuses, named once in the API schema (its status and the status a resend replaced)
+REMINDER_STATUSES = Reminder.Status
