@@ -19,6 +19,7 @@ from django.http import Http404, HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
 from clinic.audit import record_event
+from clinic.history import HistoryChanges, changed_by_nobody_signed_in
 from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere, clinic_ids, clinic_of, clinic_path, scoped, sees_several_clinics
@@ -192,6 +193,15 @@ class ClinicScopedAdmin(SimpleHistoryAdmin):
             response.template_name = "admin/object_history.html"  # not simple_history's, which needs its rows
             return response
         return super().history_view(request, object_id, extra_context)
+
+    def get_historical_record_context_helper(self, request: HttpRequest, historical_record: Any) -> HistoryChanges:
+        return HistoryChanges(self.model, historical_record)
+
+    def set_history_delta_changes(self, request: HttpRequest, historical_records: Any, **kwargs: Any) -> None:
+        super().set_history_delta_changes(request, historical_records, **kwargs)
+        # Read by templates/simple_history/object_history_list.html when nobody signed in made the change.
+        for record in historical_records:
+            record.changed_by_nobody = changed_by_nobody_signed_in(record)
 
     def history_form_view(
         self, request: HttpRequest, object_id: str, version_id: str, extra_context: Any = None

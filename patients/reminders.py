@@ -43,6 +43,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from clinic.history import UNSUBSCRIBED_BY_PATIENT
 from patients.models import Patient, Reminder, Treatment
 
 log = logging.getLogger(__name__)
@@ -362,6 +363,7 @@ def unsubscribe(*, patient: Patient, now: dt.datetime | None = None) -> bool:
         if locked.opted_out_at is not None:
             return False
         locked.opted_out_at = now or timezone.now()
+        locked._change_reason = UNSUBSCRIBED_BY_PATIENT  # the history page names the patient
         locked.save(update_fields=["opted_out_at"])  # a save, not update(), so the history keeps it
     patient.opted_out_at = locked.opted_out_at
     return True
