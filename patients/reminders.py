@@ -169,6 +169,10 @@ def _reply_text(raw: Any) -> str:
     return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
 
 
+#: refusals of what Aftercare sends from, not of the patient's address
+_OUR_SIDE = (smtplib.SMTPSenderRefused, smtplib.SMTPAuthenticationError, smtplib.SMTPHeloError)
+
+
 def classify_send_error(error: BaseException) -> DeliveryError:
     """Temporary or permanent, from the SMTP reply: 4xx and connection trouble retry, 5xx fails."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
@@ -177,6 +181,14 @@ def classify_send_error(error: BaseException) -> DeliveryError:
         text = "; ".join(f"{code} {_reply_text(message)}" for code, message in replies)
         return DeliveryError(permanent=bool(codes) and all(500 <= code < 600 for code in codes), message=text)
     code = getattr(error, "smtp_code", None)
+    if isinstance(code, int) and code > 0 and isinstance(error, _OUR_SIDE):
+        # Not the patient's address: the clinic's sender or sign-in. Said apart from a refused address
+        # (which starts with the code), so that resending is not refused once the mail settings are fixed.
+        return DeliveryError(
+            permanent=500 <= code < 600,
+            message=f"The mail server refused the clinic's sender or sign-in ({code} {_reply_text(error.smtp_error)}); "
+                    "check the mail settings (EMAIL_URL, DEFAULT_FROM_EMAIL), then resend.",
+        )
     if isinstance(code, int) and code > 0:
         return DeliveryError(permanent=500 <= code < 600, message=f"{code} {_reply_text(error.smtp_error)}")
     if isinstance(error, smtplib.SMTPException | OSError):

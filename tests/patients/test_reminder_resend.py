@@ -167,3 +167,16 @@ def test_the_page_offers_no_resend_to_a_refused_address_until_it_is_corrected(cl
     body = page(client, coordinator, reminder)
     assert "The address was refused:" not in body
     assert ">Resend</button>" in body
+
+
+@pytest.mark.parametrize("error", [
+    smtplib.SMTPAuthenticationError(535, b"5.7.8 Authentication credentials invalid"),
+    smtplib.SMTPSenderRefused(550, b"5.7.1 Sender address rejected", "care@clinic.example"),
+])
+def test_a_refused_sender_or_sign_in_is_not_the_patients_address_and_may_be_resent(reminder, coordinator, error):
+    assert send(reminder, FailingConnection(error)) == SendOutcome.FAILED
+    assert reminder.last_error.startswith("The mail server refused the clinic's sender or sign-in (5")
+
+    resent = resend_reminder(reminder=reminder, by=coordinator)  # once the mail settings are fixed
+
+    assert resent.status == Status.SCHEDULED
