@@ -42,7 +42,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from clinic.audit import record_event
-from clinic.models import Clinic, Membership
+from clinic.models import Clinic, Membership, Role
 from clinic.roles import Capability
 from clinic.scoping import can, scoped
 from patients.export_csv import layout_fits, outcome_csv_lines
@@ -57,7 +57,7 @@ from patients.export_rows import (
     reminder_columns,
     reminder_records,
 )
-from patients.models import Export
+from patients.models import Export, Treatment
 from protocols.models import ProductLot, Protocol
 
 UTC = dt.UTC
@@ -132,9 +132,13 @@ def protocol_choices(user: Any) -> models.QuerySet[Protocol]:
 
 
 def clinician_choices(user: Any) -> models.QuerySet:
-    """Staff who may have recorded treatments in the clinics ``user`` may export."""
-    members = Membership.objects.filter(clinic__in=export_clinics(user).values("pk")).values("user_id")
-    return get_user_model().objects.filter(pk__in=members).order_by("username")
+    """The clinicians of the clinics ``user`` may export, former ones too, and whoever is named as the
+    clinician of a treatment there (someone's role may have changed since): never the auditor or coordinator."""
+    clinics = export_clinics(user).values("pk")
+    clinicians = Membership.objects.filter(clinic__in=clinics, role=Role.CLINICIAN).values("user_id")
+    recorded = Treatment.objects.filter(clinic__in=clinics).values("clinician_id")
+    people = get_user_model().objects.filter(models.Q(pk__in=clinicians) | models.Q(pk__in=recorded))
+    return people.order_by("username")
 
 
 def request_errors(*, user: Any, request: ExportRequest) -> dict[str, list[str]]:

@@ -159,3 +159,14 @@ def test_it_refuses_downloads_after_the_file_expired(client, auditor, clinic_a, 
 
     assert client.get(f"/admin/patients/export/{export.pk}/download/").status_code == 404
     assert "retention period ended" in client.get(f"/admin/patients/export/{export.pk}/change/").content.decode()
+
+
+def test_the_clinician_choice_lists_only_the_clinics_clinicians(client, clinic_admin, auditor, coordinator, clinician,
+                                                                clinic_a, clinic_b, clinician_b):
+    former = staff(Role.CLINICIAN, clinic_a, username="former_clinician")
+    former.memberships.update(is_active=False)  # their treatments are still exported by their name
+    client.force_login(clinic_admin)
+
+    field = client.get(ADD_URL).context["form"].fields["clinician"]
+
+    assert {user.username for user in field.queryset} == {clinician.username, "former_clinician"}
