@@ -206,5 +206,16 @@ class IntakeForm(forms.Form):
         return result
 
 
+FUTURE_DATE = "The date can't be in the future."
+
+
 class PatientIntakeForm(IntakeForm):
     for_patient = True
+
+    def clean(self) -> dict[str, Any]:
+        # In the patient's words; staff read validate_answers' "<question> — the answer cannot be in the future".
+        for fact in FACTS:
+            value = self.cleaned_data.get(fact.code)
+            if fact.type == FactType.DATE and value is not None and value > self.today:
+                self.add_error(fact.code, FUTURE_DATE)  # also drops the answer, so it is not judged again
+        return super().clean()

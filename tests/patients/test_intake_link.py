@@ -140,3 +140,19 @@ def test_bad_answers_show_errors_and_leave_the_link_usable(client, patient, coor
 def test_the_page_has_no_inline_script(client, patient, coordinator):
     page = client.get(sent_path(patient, coordinator)).content.decode()
     assert "<script" not in page
+
+
+def test_the_patient_reads_skin_types_with_their_descriptions(client, patient, coordinator):
+    page = client.get(sent_path(patient, coordinator)).content.decode()
+    assert "I — always burns, never tans" in page
+    assert "VI — never burns" in page
+
+
+def test_a_future_date_is_refused_in_the_patients_words(client, patient, coordinator):
+    path = sent_path(patient, coordinator)
+    response = client.post(path, answers(isotretinoin_last_dose="2026-06-01"))
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "The date can&#x27;t be in the future." in page
+    assert "the answer cannot be in the future" not in page  # the staff wording, naming the staff question
+    assert not Intake.objects.exists()
