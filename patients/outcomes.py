@@ -449,6 +449,35 @@ def correct_assessment(
 # --- patient self-report ---------------------------------------------------------------
 
 SELF_REPORT_FIELDS = ("erythema", "pain", "pruritus", "applied_as_instructed", "problem_flagged", "notes")
+# The history's reason for the patient sending a day's answers again (patient_submissions finds them by it).
+PATIENT_CORRECTION = "Corrected by the patient through their link"
+
+
+def patient_submissions(reports: Iterable[OutcomeAssessment]) -> dict[int, tuple[dt.datetime, bool]]:
+    """When the patient last sent each of ``reports`` (their self-reports) again, and whether the answers now
+    differ from the first ones they sent: two queries on the history, one when nothing was sent again.
+
+    A report the patient never sent again is left out: it was last sent when it was recorded.
+    """
+    by_pk = {report.pk: report for report in reports}
+    sendings = (
+        OutcomeAssessment.history.filter(id__in=list(by_pk), history_change_reason=PATIENT_CORRECTION)
+        .order_by("history_date", "history_id")
+    )
+    last = {sending.id: sending.history_date for sending in sendings}  # the latest wins
+    if not last:
+        return {}
+    first = _first_answers(list(last))
+    return {pk: (at, _answers(by_pk[pk]) != first.get(pk, _answers(by_pk[pk]))) for pk, at in last.items()}
+
+
+def _answers(report: Any) -> tuple[Any, ...]:
+    return tuple(getattr(report, name) for name in SELF_REPORT_FIELDS)
+
+
+def _first_answers(report_ids: list[int]) -> dict[int, tuple[Any, ...]]:
+    created = OutcomeAssessment.history.filter(id__in=report_ids, history_type="+")
+    return {row.id: _answers(row) for row in created}
 
 
 def self_report_for(link: PatientLink) -> OutcomeAssessment | None:
@@ -514,7 +543,7 @@ def _save_self_report(
         if assessment.problem_flagged:
             # The review was of the earlier answers (kept in the history); these are unreviewed.
             assessment.flag_reviewed_at, assessment.flag_reviewed_by, assessment.flag_review_note = None, None, ""
-        assessment._change_reason = "Corrected by the patient through their link"
+        assessment._change_reason = PATIENT_CORRECTION
     assessment.save()
     if photo is not None:
         store_photo(assessment=assessment, photo=photo, uploaded_by=None)

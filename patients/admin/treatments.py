@@ -275,7 +275,9 @@ def recomputed_summary(result: treatments.Recomputed) -> str:
 def patient_reports(treatment: Treatment) -> list[OutcomeAssessment]:
     """The patient's self-reports of the treatment, by day, with their photos and reviewer: two queries.
 
-    Each carries ``redness_word``: the word the patient chose from (their scale, not the clinician's CEA).
+    Each carries ``redness_word``: the word the patient chose from (their scale, not the clinician's CEA),
+    ``sent_at``: when the patient last sent the answers shown, and ``corrected``: whether those differ from
+    the answers first sent (``recorded_at``).
     """
     reports = list(
         OutcomeAssessment.objects.filter(treatment=treatment, source=OutcomeAssessment.Source.PATIENT)
@@ -283,8 +285,10 @@ def patient_reports(treatment: Treatment) -> list[OutcomeAssessment]:
         .prefetch_related("photos")
         .order_by("time_point_day", "pk")
     )
+    submissions = outcomes.patient_submissions(reports)
     for report in reports:
         report.redness_word = outcomes.patient_redness_word(report.erythema)
+        report.sent_at, report.corrected = submissions.get(report.pk, (report.recorded_at, False))
     return reports
 
 
