@@ -22,6 +22,7 @@ class ClinicDashboard:
     treatments_today: int
     reminders_due: int
     reminders_failed: int
+    visits_today: int
     outcomes_awaiting: int
     consent_unrecorded: int
     problems_unreviewed: int
@@ -42,8 +43,18 @@ def _links(clinic: Clinic, start: dt.datetime, end: dt.datetime) -> dict[str, st
             **in_clinic, "status__in": "scheduled,awaiting_retry", "due_at__lt": end.isoformat(),
         }),
         "reminders_failed": f"{reminders}?" + urlencode({**in_clinic, "status__exact": "failed"}),
+        # The reminder list's filters (patients.admin.visits): visits on the clinic's today, as counted.
+        "visits_today": f"{reminders}?" + urlencode({
+            **in_clinic, "step_kind": "follow_up_visit", "occurs": "today", "treatment__status__exact": "recorded",
+            "status__in": ",".join(VISIT_STATUSES),
+        }),
         "outcomes_awaiting": reverse("admin:outcomes_awaiting") + "?" + urlencode({"clinic": clinic.pk}),
     }
+
+
+#: A follow-up visit counts whatever became of its reminder (sent, failed, skipped for an opt-out, …),
+#: unless staff cancelled the reminder: until visits could be moved, that was how a visit was called off.
+VISIT_STATUSES = ("scheduled", "queued", "sending", "sent", "awaiting_retry", "failed", "skipped")
 
 
 def _today_bounds(clinic: Clinic, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -71,6 +82,10 @@ def dashboard_for(user: Any, *, now: dt.datetime) -> list[ClinicDashboard]:
                 filter=Q(status__in=[Reminder.Status.SCHEDULED, Reminder.Status.AWAITING_RETRY], due_at__lt=end),
             ),
             failed=Count("pk", filter=Q(status=Reminder.Status.FAILED)),
+            visits=Count("pk", filter=Q(
+                step__kind="follow_up_visit", occurs_at__gte=start, occurs_at__lt=end, status__in=VISIT_STATUSES,
+                treatment__status="recorded",
+            )),
         )
         boards.append(
             ClinicDashboard(
@@ -78,6 +93,7 @@ def dashboard_for(user: Any, *, now: dt.datetime) -> list[ClinicDashboard]:
                 treatments_today=treatments_today,
                 reminders_due=reminder_counts["due"],
                 reminders_failed=reminder_counts["failed"],
+                visits_today=reminder_counts["visits"],
                 outcomes_awaiting=outcomes_awaiting_count(clinic=clinic, now=now),
                 consent_unrecorded=Patient.objects.filter(CONSENT_UNRECORDED, clinic=clinic).count(),
                 problems_unreviewed=problems.get(clinic.pk, 0),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from django.db.models import Q, QuerySet
@@ -50,11 +51,40 @@ def within_clinic_days(
     One query reads the clinics' time zones; the condition has one branch per
     zone, so a person who works in Sydney and London sees each clinic's days.
     """
+    return within_each_clinics_days(
+        field, clinic_field=clinic_field, clinics=clinics, days=lambda _zone: (first_day, last_day)
+    )
+
+
+def within_clinic_days_from_today(
+    field: str, *, clinic_field: str, clinics: QuerySet[Clinic], now: dt.datetime,
+    days: Callable[[dt.date], tuple[dt.date | None, dt.date | None]],
+) -> Q:
+    """``field`` falls on the days ``days`` picks from today (e.g. today … today + 1) of the row's own clinic.
+
+    "Today" is the clinic's: at 23:30 UTC it is already tomorrow in Sydney.
+    """
+    return within_each_clinics_days(
+        field, clinic_field=clinic_field, clinics=clinics, days=lambda zone: days(now.astimezone(zone).date())
+    )
+
+
+def within_each_clinics_days(
+    field: str, *, clinic_field: str, clinics: QuerySet[Clinic],
+    days: Callable[[ZoneInfo], tuple[dt.date | None, dt.date | None]],
+) -> Q:
+    """``field`` falls on the first … last day that ``days`` gives for the time zone of the row's own clinic.
+
+    One query reads the clinics' time zones; the condition has one branch per zone.
+    """
     clinic_ids_by_zone: dict[str, list[int]] = defaultdict(list)
     for clinic_id, zone_name in clinics.order_by().values_list("pk", "time_zone"):
         clinic_ids_by_zone[zone_name].append(clinic_id)
     condition = Q(pk__in=[])  # no clinic: no row
     for zone_name, ids in clinic_ids_by_zone.items():
-        days = within_days(field, first_day=first_day, last_day=last_day, zone=ZoneInfo(zone_name))
-        condition |= Q(**{f"{clinic_field}__in": ids}) & days
+        zone = ZoneInfo(zone_name)
+        first_day, last_day = days(zone)
+        condition |= Q(**{f"{clinic_field}__in": ids}) & within_days(
+            field, first_day=first_day, last_day=last_day, zone=zone
+        )
     return condition

@@ -140,9 +140,12 @@ def calendar_invite(reminder: Reminder) -> str:
     calendar.add("version", "2.0")
     calendar.add("method", "PUBLISH")
     event = Event()
-    # Same UID on every attempt: a calendar updates one event instead of adding a second.
+    # Same UID on every attempt and after a move: a calendar updates one event instead of adding a second.
+    # A moved visit's SEQUENCE is higher (RFC 5545: the later revision wins) and DTSTAMP is when it moved;
+    # both stay the same across the attempts of one delivery.
     event.add("uid", f"visit-{reminder.pk}@{domain}")
-    event.add("dtstamp", reminder.created_at)
+    event.add("sequence", reminder.move_count)
+    event.add("dtstamp", reminder.moved_at or reminder.created_at)
     event.add("dtstart", reminder.occurs_at)
     event.add("dtend", reminder.occurs_at + VISIT_LENGTH)
     event.add("summary", f"{clinic.name}: {reminder.step.title}")

@@ -480,7 +480,7 @@ _REMINDER_FIELDS = (
     "treatment__protocol_version__number", "step__order", "step__title", "step__kind", "occurrence", "occurs_at",
     "due_at", "status", "attempts", "queued_at", "sent_at", "done_at", "last_error",
     "resend_count", "previous_status", "previous_attempts", "previous_attempt_at", "previous_sent_at",
-    "previous_error",
+    "previous_error", "move_count", "moved_from", "move_reason",
     # Read even for de-identified exports, only to scrub them out of error texts.
     "treatment__patient__given_name", "treatment__patient__family_name",
 )
@@ -553,6 +553,10 @@ def reminder_columns(identity: Identity) -> list[Column]:
         (identity.when("previous_attempt"), moment("previous_attempt_at")),
         (identity.when("previous_sent"), moment("previous_sent_at")),
         ("previous_error", error("previous_error")),
+        # A follow-up visit staff moved by hand (the patient rebooked): occurs_at is the new time.
+        ("move_count", lambda r: r["move_count"]),
+        (identity.when("visit_before_move"), moment("moved_from")),
+        ("move_reason", error("move_reason")),
     ]
 
 # --- recall list of a lot ------------------------------------------------------------------

@@ -9,9 +9,11 @@ The admin, the API and the demo all call these; they hold the rules:
   occurrence and are inserted with ``ignore_conflicts``, so running the
   scheduling again never duplicates one;
 * changing the procedure time moves the rows that have not gone out yet, and
-  brings back those skipped only for being past; cancelling stops them;
+  brings back those skipped only for being past (but a follow-up visit staff
+  moved by hand keeps its time); cancelling stops them;
 * only a clinician records, reschedules or cancels a treatment; staff with
-  ``MANAGE_REMINDERS`` resend or cancel one reminder. Every change is logged.
+  ``MANAGE_REMINDERS`` resend or cancel one reminder, or move one follow-up
+  visit. Every change is logged.
 """
 
 from __future__ import annotations
@@ -45,7 +47,15 @@ from patients.screenings import (
     unusable_version_error,
     version_usable_by,
 )
-from patients.timeline import Occurrence, QuietHours, StepTiming, avoidance_end, build_timeline
+from patients.timeline import (
+    Occurrence,
+    QuietHours,
+    StepTiming,
+    avoidance_end,
+    build_timeline,
+    reminder_due_at,
+    shift_out_of_quiet_hours,
+)
 from protocols.frozen_steps import frozen_steps
 from protocols.models import ExosomeProduct, ProductLot, ProtocolStep, ProtocolVersion, StepKind
 
@@ -258,13 +268,29 @@ def planned_occurrences(treatment: Treatment, *, steps: Sequence[StepTiming] | N
 
     ``steps`` are the version's steps when the caller already has them.
     """
-    clinic = treatment.clinic
+    zone, quiet = _reminder_clock(treatment)
     return build_timeline(
         steps=list(treatment.protocol_version.steps.all() if steps is None else steps),
-        ended_at=treatment.ended_at,
-        zone=ZoneInfo(treatment.patient.zone_name),
-        quiet=QuietHours(start=clinic.quiet_hours_start, end=clinic.quiet_hours_end),
+        ended_at=treatment.ended_at, zone=zone, quiet=quiet,
     )
+
+
+def _reminder_clock(treatment: Treatment) -> tuple[ZoneInfo, QuietHours]:
+    """The clock a treatment's reminders are timed on: the patient's zone and the clinic's quiet hours."""
+    clinic = treatment.clinic
+    return ZoneInfo(treatment.patient.zone_name), QuietHours(start=clinic.quiet_hours_start, end=clinic.quiet_hours_end)
+
+
+def reminder_due_for(
+    *, treatment: Treatment, step: StepTiming, occurs_at: dt.datetime, now: dt.datetime | None = None
+) -> dt.datetime:
+    """When the reminder of ``step`` happening at ``occurs_at`` goes out: as the timeline times it, or,
+    when that is already past (``now``), at once unless the quiet hours hold it back."""
+    zone, quiet = _reminder_clock(treatment)
+    due_at = reminder_due_at(occurs_at=occurs_at, remind_minutes_before=step.remind_minutes_before, zone=zone, quiet=quiet)
+    if now is not None and due_at < now:
+        return shift_out_of_quiet_hours(due_at=now, zone=zone, quiet=quiet)
+    return due_at
 
 
 def _late_before(now: dt.datetime) -> dt.datetime:
@@ -514,11 +540,15 @@ def recompute_open_reminders(*, treatment: Treatment, now: dt.datetime) -> Recom
     Call it inside the transaction that changed what the timeline depends on
     (the procedure's end, the patient's time zone).
     """
-    occurrences = planned_occurrences(treatment)  # computed once: for the moved rows and the missing ones
+    steps = {step.pk: step for step in treatment.protocol_version.steps.all()}
+    # Computed once: for the moved rows and the missing ones.
+    occurrences = planned_occurrences(treatment, steps=list(steps.values()))
     planned = {(item.step_id, item.occurrence): item for item in occurrences}
     scheduled = revived = past = 0
     for row in Reminder.objects.filter(_OPEN, treatment=treatment):
         occurrence = planned.get((row.step_id, row.occurrence))
+        if occurrence is not None and row.moved_at is not None:
+            occurrence = _kept_visit(row, treatment=treatment, step=steps[row.step_id])
         if occurrence is None or _unchanged(row, occurrence) or not _move_row(row, occurrence, now=now):
             continue
         if _too_late(occurrence, now):
@@ -531,6 +561,15 @@ def recompute_open_reminders(*, treatment: Treatment, now: dt.datetime) -> Recom
     return Recomputed(scheduled=scheduled, revived=revived, past=past)
 
 
+def _kept_visit(row: Reminder, *, treatment: Treatment, step: ProtocolStep) -> Occurrence:
+    """A visit staff moved by hand stays at the time agreed with the patient, not the protocol's;
+    only its reminder's due time follows the clock (the patient's zone, the quiet hours) it is timed on."""
+    due_at = reminder_due_for(treatment=treatment, step=step, occurs_at=row.occurs_at)
+    return Occurrence(
+        step_id=row.step_id, occurrence=row.occurrence, occurs_at=row.occurs_at, due_at=due_at, sends_reminder=True
+    )
+
+
 def _unchanged(row: Reminder, occurrence: Occurrence) -> bool:
     """A pending row already at its computed times: left as it is (its attempts and retry time too)."""
     return row.status in Reminder.PENDING and (row.occurs_at, row.due_at) == (occurrence.occurs_at, occurrence.due_at)
@@ -538,9 +577,9 @@ def _unchanged(row: Reminder, occurrence: Occurrence) -> bool:
 
 def _move_row(row: Reminder, occurrence: Occurrence, *, now: dt.datetime) -> bool:
     late = _too_late(occurrence, now)
-    # Conditional: a row that became "sending" meanwhile is not touched,
+    # Conditional: a row that became "sending" meanwhile is not touched, nor one staff moved meanwhile,
     # and a queued row's task will find it no longer queued and stop.
-    return bool(Reminder.objects.filter(_OPEN, pk=row.pk).update(
+    return bool(Reminder.objects.filter(_OPEN, pk=row.pk, moved_at=row.moved_at).update(
         occurs_at=occurrence.occurs_at, due_at=occurrence.due_at, attempts=0, lease_until=None,
         status=Status.SKIPPED if late else Status.SCHEDULED, last_error=TOO_LATE if late else "",
     ))
@@ -666,6 +705,21 @@ _REPLACED_BY_RESEND = {
 }
 
 
+def _new_delivery(locked: Reminder) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a new delivery of the locked row replaces, and the changes that start it (a resend, a moved visit).
+
+    A new delivery has its own attempts and a new ``Message-ID``; the one it
+    replaces is kept in the row's ``previous_*`` fields.
+    """
+    replaced = {field: getattr(locked, field) for field in _REPLACED_BY_RESEND}
+    changes = {
+        **{kept: replaced[field] for field, kept in _REPLACED_BY_RESEND.items()},
+        "status": Status.SCHEDULED, "attempts": 0, "last_error": "", "lease_until": None, "sent_at": None,
+        "resend_count": F("resend_count") + 1,
+    }
+    return replaced, changes
+
+
 def resend_refusal(reminder: Reminder) -> str:
     """Why sending ``reminder`` again would only be refused again, or "" when it may be resent.
 
@@ -722,12 +776,8 @@ def resend_reminder(
         locked.treatment = treatment
         if reason := resend_refusal(locked):
             raise ValidationError({"reminder": reason})
-        replaced = {field: getattr(locked, field) for field in _REPLACED_BY_RESEND}
-        Reminder.objects.filter(pk=locked.pk).update(
-            **{kept: replaced[field] for field, kept in _REPLACED_BY_RESEND.items()},
-            status=Status.SCHEDULED, due_at=Greatest(F("due_at"), Value(now)), attempts=0, last_error="",
-            lease_until=None, sent_at=None, resend_count=F("resend_count") + 1,
-        )
+        replaced, delivery = _new_delivery(locked)
+        Reminder.objects.filter(pk=locked.pk).update(**delivery, due_at=Greatest(F("due_at"), Value(now)))
         reminder.refresh_from_db()
         record_event(
             actor=by, action="reminder.resend", clinic=treatment.clinic, obj=reminder, request=request,
@@ -754,6 +804,84 @@ def cancel_reminder(*, reminder: Reminder, by: Any, request: HttpRequest | None 
     )
     reminder.refresh_from_db()
     return reminder
+
+
+#: "moved" says nothing to whoever reads the timeline later; "patient rebooked by phone" does
+MOVE_REASON_MIN_LENGTH = 10
+#: a visit whose reminder is still to go out, or went out (the patient is then told the new time)
+MOVABLE = (*Reminder.PENDING, Status.SENT)
+
+
+def move_visit(
+    *, reminder: Reminder, occurs_at: Any, reason: str, by: Any, request: HttpRequest | None = None,
+    now: dt.datetime | None = None,
+) -> Reminder:
+    """Move one follow-up visit to a new time (the patient rebooked) and time its reminder before it.
+
+    The reminder is due as long before the visit as the step says, out of the
+    quiet hours, as the timeline times it (at once if that is past). Only a
+    visit whose reminder is pending or sent, of a treatment not cancelled, to a
+    time still to come. A reminder already sent goes out again as a new delivery
+    (as a resend: the one it replaces stays in ``previous_*``), and its
+    invitation keeps its UID with a higher SEQUENCE (``move_count``), so the
+    patient's calendar moves the event instead of adding a second. The row is
+    marked moved (``moved_at``): recomputing the treatment's timeline keeps the
+    visit at this time. The old time and the reason are kept on the row (the
+    latest move) and in the access log (``reminder.visit_moved``, every move).
+    """
+    now = now or timezone.now()
+    treatment = reminder.treatment
+    _check_can(by, Capability.MANAGE_REMINDERS, treatment.clinic, "manage reminders")
+    reason = " ".join((reason or "").split())
+    errors = _Errors()
+    if reminder.step.kind != StepKind.FOLLOW_UP_VISIT:
+        errors.add("reminder", f"Only a follow-up visit can be moved; “{reminder.step.title}” is "
+                               f"{reminder.step.get_kind_display().lower()}.")
+    if treatment.status == Treatment.Status.CANCELLED:
+        errors.add("reminder", "The treatment was cancelled; its visits are not moved.")
+    if not isinstance(occurs_at, dt.datetime) or timezone.is_naive(occurs_at):
+        errors.add("occurs_at", "Give a date and time with its time zone.")
+    elif occurs_at <= now:
+        errors.add("occurs_at", "The new time is already past; give the time the patient is coming.")
+    if len(reason) < MOVE_REASON_MIN_LENGTH:
+        errors.add("reason", f"Say why the visit moves, in a few words (at least {MOVE_REASON_MIN_LENGTH} characters), "
+                             "e.g. “patient rebooked by phone”: the reason stays with the reminder.")
+    errors.raise_if_any()
+    with transaction.atomic():
+        # Locked, so the time kept as the old one, and a sent delivery kept as the previous one, are what this replaces.
+        locked = Reminder.objects.select_for_update().get(pk=reminder.pk)
+        if locked.status not in MOVABLE:
+            raise ValidationError({"reminder": _unmovable(locked)})
+        if locked.occurs_at == occurs_at:
+            raise ValidationError({"occurs_at": "The visit is already at that time."})
+        was_sent = locked.status == Status.SENT
+        replaced, delivery = _new_delivery(locked) if was_sent else ({}, {
+            "status": Status.SCHEDULED, "attempts": 0, "last_error": "", "lease_until": None,
+        })
+        due_at = reminder_due_for(treatment=treatment, step=reminder.step, occurs_at=occurs_at, now=now)
+        # A queued row's send task finds it no longer queued and stops; the dispatcher claims it again when due.
+        Reminder.objects.filter(pk=locked.pk).update(
+            **delivery, occurs_at=occurs_at, due_at=due_at, moved_at=now, moved_from=locked.occurs_at,
+            move_reason=reason, move_count=F("move_count") + 1,
+        )
+        reminder.refresh_from_db()
+        record_event(
+            actor=by, action="reminder.visit_moved", clinic=treatment.clinic, obj=reminder, request=request,
+            detail={
+                "treatment": treatment.pk, "previous_occurs_at": locked.occurs_at, "occurs_at": reminder.occurs_at,
+                "previous_due_at": locked.due_at, "due_at": reminder.due_at, "reason": reason,
+                "move_count": reminder.move_count, "sent_again": was_sent,
+                **{f"previous_{field}": value for field, value in replaced.items()},
+            },
+        )
+    return reminder
+
+
+def _unmovable(reminder: Reminder) -> str:
+    if reminder.status == Status.SENDING:
+        return "The reminder is being sent right now; try again in a minute."
+    return (f"Only a visit whose reminder is still to go out or was sent can be moved; this one is "
+            f"{reminder.get_status_display().lower()}.")
 
 
 def record_step_done(*, reminder: Reminder, now: dt.datetime | None = None) -> bool:

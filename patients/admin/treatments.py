@@ -29,6 +29,7 @@ from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere, scoped
 from patients import outcomes, treatments
 from patients.admin.flags import reviewed_words
+from patients.admin.visits import MoveVisitForm, StepDayFilter, StepKindFilter
 from patients.models import ExosomeApplication, OutcomeAssessment, Patient, Reminder, Screening, Treatment, TreatmentArm
 from patients.reminders import email_block_reason
 from patients.screenings import (
@@ -367,8 +368,13 @@ class TreatmentAdmin(ClinicScopedAdmin):
     # --- pages ------------------------------------------------------------------------------
     def get_urls(self) -> list[Any]:
         wrap = self.admin_site.admin_view
-        # The reminder action comes first: "<path:object_id>/cancel/" would swallow it.
+        # The reminder action comes first: "<path:object_id>/cancel/" would swallow it; moving a visit before
+        # it, whose "<str:what>" would swallow "move-visit".
         return [
+            path(
+                "<path:object_id>/reminders/<int:reminder_id>/move-visit/",
+                wrap(self.move_visit_view), name="patients_treatment_move_visit",
+            ),
             path(
                 "<path:object_id>/reminders/<int:reminder_id>/<str:what>/",
                 wrap(self.reminder_action_view), name="patients_treatment_reminder_action",
@@ -576,6 +582,61 @@ class TreatmentAdmin(ClinicScopedAdmin):
             self.message_user(request, f"The reminder “{reminder.step.title}” {_what_became(changed, what)}.")
         return HttpResponseRedirect(reverse("admin:patients_treatment_change", args=[treatment.pk]) + "#timeline")
 
+    def move_visit_view(self, request: HttpRequest, object_id: str, reminder_id: int) -> HttpResponse:
+        """"Move visit…": the new date and time of one follow-up visit, on the clinic's clock, and why."""
+        treatment = self._treatment_or_404(request, object_id)
+        reminder = Reminder.objects.filter(treatment=treatment, pk=reminder_id).select_related("step").first()
+        if reminder is None:
+            raise Http404("No such reminder.")
+        if not can(request.user, Capability.MANAGE_REMINDERS, treatment.clinic):
+            raise PermissionDenied
+        reminder.treatment = treatment
+        back = reverse("admin:patients_treatment_change", args=[treatment.pk]) + "#timeline"
+        # The visit happens at the clinic: its time is typed and shown on the clinic's clock.
+        clinic_zone, patient_zone = ZoneInfo(treatment.clinic.time_zone), ZoneInfo(treatment.patient.zone_name)
+        with timezone.override(clinic_zone):
+            form = MoveVisitForm(request.POST or None, initial={"occurs_at": timezone.localtime(reminder.occurs_at)})
+            form.fields["occurs_at"].help_text = f"On the clinic's clock ({clinic_zone.key})."
+            other_errors: list[str] = []
+            if request.method == "POST" and form.is_valid():
+                try:
+                    moved = treatments.move_visit(reminder=reminder, by=request.user, request=request, **form.cleaned_data)
+                except ValidationError as error:
+                    other_errors = apply_service_errors(error, form)
+                else:
+                    self.message_user(request, _visit_moved_message(moved, clinic_zone, patient_zone))
+                    return HttpResponseRedirect(back)
+            return self._page(
+                request, "admin/patients/treatment/action_form.html", f"Move the visit “{reminder.step.title}”",
+                treatment=treatment, form=form, other_errors=other_errors, submit_label="Move visit",
+                intro=_move_visit_intro(reminder, clinic_zone, patient_zone),
+                status=400 if request.method == "POST" else 200,
+            )
+
+
+def _on_clocks(moment: dt.datetime, clinic_zone: ZoneInfo, patient_zone: ZoneInfo) -> str:
+    """``moment`` on the clinic's clock, and on the patient's (which their email shows) when it reads differently."""
+    clinic_time = timezone.localtime(moment, clinic_zone)
+    text = f"{clinic_time:%a %Y-%m-%d %H:%M} (clinic's time)"
+    patient_time = timezone.localtime(moment, patient_zone)
+    if patient_time.replace(tzinfo=None) != clinic_time.replace(tzinfo=None):
+        text += f", {patient_time:%a %Y-%m-%d %H:%M} on the patient's clock ({patient_zone.key})"
+    return text
+
+
+def _move_visit_intro(reminder: Reminder, clinic_zone: ZoneInfo, patient_zone: ZoneInfo) -> str:
+    sent = (" Its reminder was sent: the patient is emailed again with the new time, and the invitation moves the "
+            "event in their calendar." if reminder.status == Reminder.Status.SENT else "")
+    return (f"The visit is now on {_on_clocks(reminder.occurs_at, clinic_zone, patient_zone)}. Its reminder goes "
+            f"out as long before the new time as the protocol says, outside the quiet hours.{sent} Moving the "
+            "procedure's time later leaves the visit at the time given here.")
+
+
+def _visit_moved_message(reminder: Reminder, clinic_zone: ZoneInfo, patient_zone: ZoneInfo) -> str:
+    due = timezone.localtime(reminder.due_at, patient_zone)
+    return (f"The visit “{reminder.step.title}” moved to {_on_clocks(reminder.occurs_at, clinic_zone, patient_zone)}; "
+            f"its reminder goes out {due:%a %Y-%m-%d %H:%M} (patient's time).")
+
 
 def _what_became(reminder: Reminder, what: str) -> str:
     if what == "cancel":
@@ -594,19 +655,25 @@ class ReminderAdmin(ClinicScopedAdmin):
     """The outbox, read-only: what was sent, what failed and why; resend or cancel in bulk."""
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
-        # The dashboard's counts link to one clinic's reminders (the rows are scoped to the user's clinics anyway).
-        return lookup == "treatment__clinic__id__exact" or super().lookup_allowed(lookup, value, request)
+        # The dashboard's counts link to one clinic's reminders (the rows are scoped to the user's clinics anyway),
+        # its visits of today to those of treatments not cancelled.
+        return lookup in ("treatment__clinic__id__exact", "treatment__status__exact") or super().lookup_allowed(
+            lookup, value, request
+        )
 
     log_views = True
-    list_display = ["due_at", "treatment_link", "step", "occurrence", "status", "attempts", "last_error", "sent_at"]
-    list_filter = ["status"]
+    list_display = [
+        "due_at", "occurs_at", "treatment_link", "step", "occurrence", "status", "attempts", "last_error", "sent_at",
+    ]
+    list_filter = ["status", StepKindFilter, StepDayFilter]
     search_fields = ["treatment__patient__family_name", "treatment__patient__given_name"]
     date_hierarchy = "due_at"
     actions = ["resend_selected", "cancel_selected"]
     fields = [
         "treatment", "step", "occurrence", "occurs_at", "due_at", "status", "attempts", "last_attempt_at",
         "last_error", "queued_at", "lease_until", "sent_at", "done_at", "resend_count", "previous_status",
-        "previous_attempts", "previous_attempt_at", "previous_sent_at", "previous_error", "created_at", "updated_at",
+        "previous_attempts", "previous_attempt_at", "previous_sent_at", "previous_error", "moved_at", "moved_from",
+        "move_reason", "move_count", "created_at", "updated_at",
     ]
     readonly_fields = fields
 

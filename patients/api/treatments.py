@@ -116,6 +116,16 @@ class CancelSerializer(StrictSerializer):
     reason = serializers.CharField(allow_blank=False, trim_whitespace=True)
 
 
+class MoveVisitSerializer(StrictSerializer):
+    occurs_at = serializers.DateTimeField(
+        help_text="The visit's new time, with its offset (e.g. 2026-05-07T10:00:00+01:00); still to come."
+    )
+    reason = serializers.CharField(
+        max_length=500, trim_whitespace=True,
+        help_text=f"Why the visit moves (at least {treatments.MOVE_REASON_MIN_LENGTH} characters).",
+    )
+
+
 class ReminderSerializer(serializers.ModelSerializer):
     patient = serializers.IntegerField(source="treatment.patient_id", read_only=True)
     step_title = serializers.CharField(source="step.title", read_only=True)
@@ -129,7 +139,7 @@ class ReminderSerializer(serializers.ModelSerializer):
             "id", "treatment", "patient", "step", "step_title", "step_kind", "occurrence", "occurs_at", "due_at",
             "status", "attempts", "last_attempt_at", "last_error", "queued_at", "sent_at", "done_at",
             "resend_count", "previous_status", "previous_attempts", "previous_attempt_at", "previous_sent_at",
-            "previous_error", "created_at", "updated_at",
+            "previous_error", "moved_at", "moved_from", "move_reason", "move_count", "created_at", "updated_at",
         ]
         read_only_fields = fields
 
@@ -245,12 +255,16 @@ class ReminderFilter(ApiFilterSet):
 
 
 class ReminderViewSet(ScopedReadOnlyViewSet):
-    """The reminder outbox of your clinics (read-only), with resend and cancel of one reminder."""
+    """The reminder outbox of your clinics (read-only), with resend and cancel of one reminder, and moving one
+    follow-up visit."""
 
     queryset = Reminder.objects.select_related("step", "treatment").order_by("due_at", "pk")
     serializer_class = ReminderSerializer
     filterset_class = ReminderFilter
-    action_capabilities = {"resend": Capability.MANAGE_REMINDERS, "cancel": Capability.MANAGE_REMINDERS}
+    action_capabilities = {
+        "resend": Capability.MANAGE_REMINDERS, "cancel": Capability.MANAGE_REMINDERS,
+        "move_visit": Capability.MANAGE_REMINDERS,
+    }
     log_views = True
     log_lists = True
 
@@ -268,6 +282,27 @@ class ReminderViewSet(ScopedReadOnlyViewSet):
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         try:
             reminder = treatments.cancel_reminder(reminder=self.get_object(), by=request.user, request=request)
+        except DjangoValidationError as error:
+            raise as_drf_error(error) from None
+        return Response(ReminderSerializer(reminder).data)
+
+
+    @extend_schema(
+        request=MoveVisitSerializer, responses=ReminderSerializer,
+        description="Move one follow-up visit (the patient rebooked): its reminder is timed before the new time; "
+        "one already sent goes out again, its invitation moving the event. A recomputed timeline keeps the visit "
+        "at this time. 400 for another step kind, a cancelled treatment, a reminder that failed, was skipped or "
+        "cancelled, or a past time.",
+    )
+    @action(detail=True, methods=["post"], url_path="move-visit")
+    def move_visit(self, request: Request, pk: str | None = None) -> Response:
+        reminder = self.get_object()
+        serializer = MoveVisitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            reminder = treatments.move_visit(
+                reminder=reminder, by=request.user, request=request, **serializer.validated_data
+            )
         except DjangoValidationError as error:
             raise as_drf_error(error) from None
         return Response(ReminderSerializer(reminder).data)

@@ -56,6 +56,18 @@ class Reminder(models.Model):
     previous_error = models.TextField(
         blank=True, help_text="Before the latest resend: the mail server's answer, or why it was skipped."
     )
+    # Staff moved a follow-up visit by hand (the patient rebooked): the time is the one agreed with the
+    # patient, so recomputing the treatment's timeline leaves it where it is. The latest move's here,
+    # every move's in its access-log entry.
+    moved_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When staff last moved the visit by hand; a recomputed timeline keeps it at its time.",
+    )
+    move_count = models.PositiveIntegerField(
+        default=0, help_text="Times staff moved the visit: the invitation's SEQUENCE, so calendars update the event."
+    )
+    moved_from = models.DateTimeField(null=True, blank=True, help_text="Before the latest move: when the visit was.")
+    move_reason = models.TextField(blank=True, help_text="Why the visit was last moved.")
     lease_until = models.DateTimeField(null=True, blank=True, help_text="A worker holds the row until then.")
     queued_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
