@@ -21,6 +21,7 @@ from clinic.admin_access_log import (
     record_link,
 )
 from clinic.admin_base import ClinicScopedAdmin, ScopedInline, ordered
+from clinic.admin_invitations import StaffInvitationAdminMixin
 from clinic.models import AuditEvent, Clinic, Membership
 from clinic.roles import Capability
 from clinic.scoping import can_anywhere, clinic_ids, sees_several_clinics
@@ -144,7 +145,7 @@ class ClinicAdmin(ClinicScopedAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(ColleagueChoiceMixin, ClinicScopedAdmin):
+class MembershipAdmin(StaffInvitationAdminMixin, ColleagueChoiceMixin, ClinicScopedAdmin):
     form = MembershipForm
     change_capability = Capability.MANAGE_CLINIC
     list_display = ["user", "clinic", "role", "is_active"]

@@ -196,6 +196,8 @@ LOGIN_URL = "admin:login"
 SESSION_COOKIE_AGE = _int("SESSION_IDLE_MINUTES", 30, minimum=1) * 60
 SESSION_SAVE_EVERY_REQUEST = True  # the age above is an idle timeout, not a fixed lifetime
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+# A staff invitation's "choose your password" link (clinic/invitations.py) expires after this, and works once.
+PASSWORD_RESET_TIMEOUT = _int("STAFF_INVITATION_LINK_DAYS", 3, minimum=1) * 24 * 3600
 AXES_FAILURE_LIMIT = _int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]

@@ -11,12 +11,14 @@ import protocols.api  # noqa: F401 - each api module registers its viewsets on t
 from clinic import two_factor
 from clinic.api.router import router
 from clinic.health import healthz
+from clinic.set_password import ChoosePasswordView
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("healthz", healthz, name="healthz"),
     path("admin/two-factor/setup/", two_factor.setup, name="two_factor_setup"),
     path("admin/two-factor/verify/", two_factor.verify, name="two_factor_verify"),
+    path("admin/set-password/<uidb64>/<token>/", ChoosePasswordView.as_view(), name="staff_set_password"),
     path("admin/", admin.site.urls),
     path("api/v1/me/", clinic.api.views.me, name="api-me"),
     path("api/v1/auth/token/", clinic.api.views.ObtainTokenView.as_view(), name="api-token"),

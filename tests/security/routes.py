@@ -100,6 +100,7 @@ EXCLUDED: dict[str, str] = {
     "api-schema": "the OpenAPI description, the same for everyone; no rows",
     "api-docs": "Swagger UI for the schema; no rows",
     "patients:link": "a patient's signed link: the token in it is the credential, not a staff-visible id",
+    "staff_set_password": "a staff invitation's link: the token in it is the credential, not a staff-visible id",
 }
 
 
