@@ -6,14 +6,18 @@ columns behind a sideways scroll, and the redness radios of the self-report shru
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.core.cache import cache
 from django.urls import reverse
+from django.utils import timezone
 
 from clinic.models import Role
+from patients.models import OutcomeAssessment
 from protocols.defaults import install_example_protocols
 from tests.e2e.conftest import admin_login, screenshot
-from tests.factories import PASSWORD, ClinicFactory, MembershipFactory, PatientFactory, staff
+from tests.factories import PASSWORD, ClinicFactory, MembershipFactory, PatientFactory, TreatmentFactory, staff
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -160,3 +164,21 @@ def test_the_redness_radios_of_the_self_report_are_all_the_same_size_on_a_phone(
     assert len(headings) >= 4
     assert len({tuple(h) for h in headings}) == 1, headings
     assert headings[0][2] is True
+
+
+def test_the_treatment_page_wraps_a_5000_character_review_note_within_1280_px(desk, live_server, clinic):
+    # A browser walk-through found the page 13,865 px wide: an unbroken note does not wrap by itself.
+    clinician = staff(Role.CLINICIAN, clinic, username="dr_note")
+    ended = timezone.now() - dt.timedelta(days=3)
+    treatment = TreatmentFactory(screening__patient__clinic=clinic, started_at=ended - dt.timedelta(hours=1),
+                                 ended_at=ended)
+    OutcomeAssessment.objects.create(
+        treatment=treatment, time_point_day=3, source="patient", erythema=1, problem_flagged=True, notes="y" * 5000,
+        flag_reviewed_at=timezone.now(), flag_reviewed_by=clinician, flag_review_note="x" * 5000,
+    )
+    admin_login(desk, live_server, "dr_note", PASSWORD)
+    desk.wait_for_selector(".aftercare-dashboard")
+    desk.goto(f"{live_server.url}{reverse('admin:patients_treatment_change', args=[treatment.pk])}")
+    desk.wait_for_selector("#patient-reports")
+    screenshot(desk, "layout-treatment-long-note")
+    assert desk.evaluate(PAGE_OVERFLOW) <= 0
