@@ -934,6 +934,7 @@ STATE_LABELS = {
     "due": "Due",
     "upcoming": "Upcoming",
     "past": "Past (no email)",
+    "applied": "Applied (recorded)",
 }
 _STATE_OF_STATUS = {
     Status.SENT: "sent", Status.FAILED: "failed", Status.CANCELLED: "cancelled", Status.SKIPPED: "skipped",
@@ -941,8 +942,12 @@ _STATE_OF_STATUS = {
 }
 
 
-def _state(*, reminder: Reminder | None, occurs_at: dt.datetime, cancelled: bool, now: dt.datetime) -> str:
+def _state(
+    *, reminder: Reminder | None, occurs_at: dt.datetime, cancelled: bool, now: dt.datetime, applied: bool = False
+) -> str:
     if reminder is None:
+        if applied:
+            return "applied"  # recorded as done, even where "+5 minutes" is a few minutes ahead of now
         if cancelled:
             return "cancelled"
         return "past" if occurs_at <= now else "upcoming"
@@ -986,7 +991,8 @@ def timeline_for(*, treatment: Treatment, now: dt.datetime | None = None) -> lis
             TimelineEntry(
                 step=step, occurrence=occurrence.occurrence, occurs_at=occurs_at,
                 due_at=row.due_at if row else None, reminder=row,
-                state=_state(reminder=row, occurs_at=occurs_at, cancelled=cancelled, now=now), arrives_after_step=late,
+                state=_state(reminder=row, occurs_at=occurs_at, cancelled=cancelled, now=now, applied=key in applied),
+                arrives_after_step=late,
                 planned_at=planned_at, time_source=RECORDED if key in applied else PLANNED,
                 avoid_until=avoidance_end(avoid_until_day=step.avoid_until_day, ended_at=treatment.ended_at, zone=zone),
                 resend_refusal=resend_refusal(row) if row else "",

@@ -224,7 +224,7 @@ def see_the_timeline(page) -> None:  # noqa: ANN001
     for step in ("No retinoids, acids or exfoliation", "At-home exosome serum (#7)", "Self-check: redness and pain",
                  "One-week check-in", "Next session"):
         assert step in steps
-    assert state_of(page, "In-clinic exosome application") == "Past (no email)"
+    assert state_of(page, "In-clinic exosome application") == "Applied (recorded)"
     assert state_of(page, "Self-check: redness and pain") == "Upcoming"
     assert page.locator("#timeline tr[data-state=upcoming]").count() == 13
     assert page.locator(".inline-group").filter(has_text=f"lot {LOT}").count() == 1

@@ -65,6 +65,16 @@ def test_it_shows_the_recorded_time_of_the_application_instead_of_the_planned_on
     assert times(treatment)["Cleanse tonight"] == (dt.datetime(2026, 5, 4, 18, 0, tzinfo=UTC), "planned")
 
 
+def test_a_recorded_application_reads_applied_even_when_its_minutes_are_still_ahead(clinic_a, clinician, lot):
+    # Recorded at 09:30 with "+45 minutes" after a procedure that ended at 09:00: it was done, not "upcoming".
+    treatment = treated(clinic_a, clinician, steps=[{**IN_CLINIC, "title": "Exosomes", "offset_value": 10}],
+                        applications=[applied(lot, 45)])
+    [entry] = timeline_for(treatment=treatment)
+    assert (entry.state, entry.state_label) == ("applied", "Applied (recorded)")
+    unrecorded = treated(clinic_a, clinician, steps=[{**IN_CLINIC, "title": "Exosomes", "offset_value": 10}])
+    assert timeline_for(treatment=unrecorded)[0].state == "past"
+
+
 def test_it_keeps_the_planned_time_when_no_application_was_recorded(clinic_a, clinician):
     treatment = treated(clinic_a, clinician, steps=[{**IN_CLINIC, "title": "Exosomes", "offset_value": 10}])
     assert times(treatment)["Exosomes"] == (ENDED + dt.timedelta(minutes=10), "planned")
