@@ -196,13 +196,31 @@ def classify_send_error(error: BaseException) -> DeliveryError:
     return DeliveryError(permanent=False, message=f"Unexpected error while sending: {error!r}")
 
 
-# How _record_failure writes a permanent refusal: the server's 5xx reply, with no "gave up" suffix.
-_PERMANENT_REPLY = re.compile(r"5\d\d\b")
+# How _record_failure writes a permanent refusal: the server's 5xx reply, with no "gave up" suffix,
+# and its enhanced status code (RFC 3463) when the server gives one.
+_PERMANENT_REPLY = re.compile(r"(?P<code>5\d\d)\b(?:[ -]+(?P<enhanced>5\.\d{1,3}\.\d{1,3})\b)?")
+#: basic replies that refuse a mailbox (RFC 5321: 550 unavailable, 551 not local, 553 name not allowed)
+_MAILBOX_CODES = frozenset({"550", "551", "553"})
 
 
 def refused_permanently(reminder: Reminder) -> bool:
-    """The mail server answered ``reminder`` with a permanent (5xx) refusal, which ``last_error`` holds."""
-    return reminder.status == Status.FAILED and bool(_PERMANENT_REPLY.match(reminder.last_error))
+    """The mail server refused ``reminder``'s address for good: a 5xx reply about the mailbox, in ``last_error``.
+
+    Only the address: with enhanced status 5.1.x (addressing: no such user,
+    bad domain) or 5.2.1 (mailbox disabled), or without one a 550/551/553.
+    A 5.7.x (relaying denied, spam or policy), a 554 or a full mailbox is the
+    server refusing the message or the clinic, not the address: resending may
+    work once that is fixed.
+    """
+    if reminder.status != Status.FAILED:
+        return False
+    reply = _PERMANENT_REPLY.match(reminder.last_error)
+    if reply is None:
+        return False
+    enhanced = reply["enhanced"]
+    if enhanced is None:
+        return reply["code"] in _MAILBOX_CODES
+    return enhanced.startswith("5.1.") or enhanced == "5.2.1"
 
 
 def _mark_sending(*, reminder_id: int, now: dt.datetime) -> bool:

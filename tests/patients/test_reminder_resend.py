@@ -180,3 +180,29 @@ def test_a_refused_sender_or_sign_in_is_not_the_patients_address_and_may_be_rese
     resent = resend_reminder(reminder=reminder, by=coordinator)  # once the mail settings are fixed
 
     assert resent.status == Status.SCHEDULED
+
+
+@pytest.mark.parametrize(("reply", "address_refused"), [
+    ("550 5.1.1 <maja@typo.example>: user unknown", True),
+    ("550 5.1.10 Recipient address rejected: domain not found", True),
+    ("550 5.2.1 Mailbox disabled", True),
+    ("550 No such user here", True),  # no enhanced status: 550 refuses the mailbox
+    ("553 mailbox name not allowed", True),
+    ("550 5.7.1 Relaying denied", False),  # the clinic's relay, not the address
+    ("554 5.7.1 Message rejected as spam", False),
+    ("554 Transaction failed", False),
+    ("552 5.2.2 Mailbox full", False),
+    ("Could not talk to the mail server: timed out (gave up after 2 attempts)", False),
+])
+def test_only_a_refused_mailbox_blocks_a_resend_to_the_same_address(reminder, reply, address_refused):
+    Reminder.objects.filter(pk=reminder.pk).update(status=Status.FAILED, last_error=reply)
+    reminder.refresh_from_db()
+
+    assert reminders.refused_permanently(reminder) is address_refused
+
+
+def test_a_relay_refusal_may_be_resent_once_the_relay_is_fixed(reminder, coordinator):
+    relay = smtplib.SMTPRecipientsRefused({"maja@typo.example": (550, b"5.7.1 Relaying denied")})
+    assert send(reminder, FailingConnection(relay)) == SendOutcome.FAILED
+
+    assert resend_reminder(reminder=reminder, by=coordinator).status == Status.SCHEDULED
