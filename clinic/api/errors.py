@@ -55,6 +55,10 @@ def permission_denied(request: HttpRequest, exception: Exception) -> HttpRespons
 
     Django's own handler renders ``403.html`` with the exception alone, so the
     admin's base template fell back to "Django administration" for the header.
+    Under ``/api/`` a view that is not DRF's (whose own 403 is JSON already)
+    gets JSON too, like the 400 and 404 there.
     """
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "You do not have permission to perform this action."}, status=403)
     context = {**admin.site.each_context(request), "exception": str(exception)}
     return HttpResponseForbidden(loader.render_to_string("403.html", context, request=request))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytestmark = pytest.mark.django_db
@@ -36,3 +38,16 @@ def test_the_page_carries_the_site_header_and_the_staff_menu(client, coordinator
     assert '<div id="site-name"><a href="/admin/">Aftercare</a></div>' in body
     assert "Django administration" not in body
     assert 'action="/admin/logout/"' in body  # the person can still sign out from here
+
+
+def test_a_403_under_the_api_from_a_view_not_of_drf_is_json(rf, coordinator):
+    from django.core.exceptions import PermissionDenied
+
+    from clinic.api.errors import permission_denied
+
+    request = rf.get("/api/v1/not-drf/")
+    request.user = coordinator
+    response = permission_denied(request, PermissionDenied("No."))
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/json"
+    assert json.loads(response.content) == {"detail": "You do not have permission to perform this action."}
