@@ -94,14 +94,31 @@ def test_the_person_filter_offers_the_clinics_staff_only_including_those_who_lef
     assert _actions(client, actor__id__exact=former.pk) == {"patient.view"}
 
 
-def test_the_record_type_filter_offers_the_types_in_the_readers_log(client, auditor, clinician, clinic_a, clinic_b,
-                                                                    clinician_b):
+def test_the_record_type_filter_offers_the_kinds_of_record_the_app_logs_and_filters(client, auditor, clinician,
+                                                                                    clinic_a, clinic_b, clinician_b):
     record_event(actor=clinician, action="patient.view", clinic=clinic_a, obj=PatientFactory(clinic=clinic_a))
     record_event(actor=clinician, action="intake.view", clinic=clinic_a, obj=IntakeFactory(patient__clinic=clinic_a))
     record_event(actor=clinician_b, action="protocol.publish", clinic=clinic_b, obj=VersionFactory())
     client.force_login(auditor)
-    assert _filter_choices(client.get(LOG), "record type") == ["All", "Intake", "Patient"]
+    offered = _filter_choices(client.get(LOG), "record type")
+    assert offered[0] == "All"
+    assert {"Intake", "Patient", "Treatment", "Reminder", "Protocol version", "Membership", "User"} <= set(offered)
+    assert "Audit event" not in offered and not any(name.lower().startswith("historical") for name in offered)
     assert _actions(client, object_type="patients.intake") == {"intake.view"}
+    assert _actions(client, object_type="protocols.protocolversion") == set()  # clinic B's entry
+
+
+def test_the_record_type_choices_cost_no_query_not_a_distinct_over_the_log(rf, auditor, django_assert_num_queries):
+    from django.contrib import admin as django_admin
+
+    from clinic.admin_access_log import RecordTypeFilter
+
+    request = rf.get(LOG)
+    request.user = auditor
+    model_admin = django_admin.site.get_model_admin(AuditEvent)
+    with django_assert_num_queries(0):
+        choices = RecordTypeFilter(request, {}, AuditEvent, model_admin).lookup_choices
+    assert ("patients.treatment", "Treatment") in choices
 
 
 @pytest.fixture
