@@ -33,6 +33,7 @@ from clinic.api.base import ScopedModelViewSet, ScopedPrimaryKeyRelatedField, Sc
 from clinic.api.filters import ApiFilterSet
 from clinic.api.router import router
 from clinic.api.strict import StrictModelSerializer, StrictSerializer
+from clinic.ids import row_id
 from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can
@@ -566,9 +567,10 @@ class ProtocolVersionViewSet(
         """What changed from version ``against`` to this one: steps added, removed and changed, rule edits."""
         version = self.get_object()
         against = request.query_params.get("against", "")
-        if not against.isdigit():
+        against_id = row_id(against)
+        if against_id is None:
             raise serializers.ValidationError({"against": "Give the id of the version to compare with."})
-        older = get_object_or_404(self.get_queryset(), pk=int(against))
+        older = get_object_or_404(self.get_queryset(), pk=against_id)
         diff = _run(versioning.step_diff, old=older, new=version)
         return Response(_diff_data(diff))
 

@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.http import urlencode
 
+from clinic.ids import row_id
 from clinic.roles import Capability
 from clinic.scoping import can, clinics_for, sees_several_clinics
 from patients.models import OutcomeAssessment
@@ -31,7 +32,8 @@ def awaiting_outcomes_view(request: HttpRequest, *, admin_site: AdminSite) -> Ht
     chosen = request.GET.get("clinic", "")
     if chosen:
         # Another clinic's id is a 404, like one that does not exist: its name is not shown.
-        clinic = clinics.filter(pk=int(chosen)).first() if chosen.isdigit() else None
+        clinic_id = row_id(chosen)
+        clinic = clinics.filter(pk=clinic_id).first() if clinic_id is not None else None
         if clinic is None:
             raise Http404("No such clinic.")
         clinics = clinics.filter(pk=clinic.pk)

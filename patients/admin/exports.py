@@ -19,6 +19,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from clinic.admin_base import ClinicScopedAdmin
+from clinic.ids import row_id
 from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere, clinic_of, scoped
 from patients import exports
@@ -214,9 +215,10 @@ class ExportAdmin(ClinicScopedAdmin):
 
     def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
         # Export jobs keep their own record (and the access log); there is no edit history.
-        if not object_id.isdigit():
+        export_id = row_id(object_id)
+        if export_id is None:
             raise Http404("No such export.")
-        export = self._export_or_404(request, int(object_id))  # another clinic's export: 404, not a redirect
+        export = self._export_or_404(request, export_id)  # another clinic's export: 404, not a redirect
         return HttpResponseRedirect(reverse("admin:patients_export_change", args=[export.pk]))
 
     def download_view(self, request: HttpRequest, export_id: int) -> HttpResponse:

@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from clinic.admin_base import ClinicScopedAdmin
+from clinic.ids import row_id
 from clinic.roles import Capability
 from clinic.scoping import clinics_for
 from patients import outcomes
@@ -69,9 +70,10 @@ class ClinicFilter(admin.SimpleListFilter):
         value = self.value()
         if value is None:
             return queryset
-        if not value.isdigit():
+        clinic_id = row_id(value)
+        if clinic_id is None:
             return queryset.none()
-        return queryset.filter(treatment__clinic_id=int(value))
+        return queryset.filter(treatment__clinic_id=clinic_id)
 
 
 @admin.register(ProblemFlag)

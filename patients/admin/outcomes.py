@@ -26,6 +26,7 @@ from django.utils.html import format_html, format_html_join
 
 from clinic.admin_base import ClinicScopedAdmin, ScopedInline
 from clinic.audit import record_event
+from clinic.ids import row_id
 from clinic.roles import Capability
 from clinic.scoping import can, scoped
 from patients import charts, outcomes
@@ -328,11 +329,11 @@ class OutcomeAssessmentAdmin(BackToTheTreatment, ClinicScopedAdmin):
         if hasattr(request, "_outcome_treatment"):
             return request._outcome_treatment
         treatment = None
-        treatment_id = request.GET.get("treatment", "")
-        if treatment_id.isdigit():
+        treatment_id = row_id(request.GET.get("treatment"))
+        if treatment_id is not None:
             treatments = scoped(Treatment.objects.select_related("patient__clinic", "protocol_version"), request.user,
                                 Capability.LOG_OUTCOMES)
-            treatment = treatments.filter(pk=int(treatment_id), status=Treatment.Status.RECORDED).first()
+            treatment = treatments.filter(pk=treatment_id, status=Treatment.Status.RECORDED).first()
         request._outcome_treatment = treatment
         return treatment
 
@@ -350,9 +351,9 @@ class OutcomeAssessmentAdmin(BackToTheTreatment, ClinicScopedAdmin):
             )
         if db_field.name == "arm":
             arms = scoped(TreatmentArm.objects.select_related("treatment"), request.user, Capability.LOG_OUTCOMES)
-            treatment_id = request.GET.get("treatment", "")
-            if treatment_id.isdigit():
-                arms = arms.filter(treatment_id=int(treatment_id))
+            treatment_id = row_id(request.GET.get("treatment"))
+            if treatment_id is not None:
+                arms = arms.filter(treatment_id=treatment_id)
             return ArmChoiceField(queryset=arms, required=False, help_text="Which side, for split-face treatments.")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
@@ -533,7 +534,7 @@ class ReviewPages:
 
     def _pair(self, request: HttpRequest) -> tuple[Protocol, Protocol] | None:
         first, second = request.GET.get("a", ""), request.GET.get("b", "")
-        if not (first.isdigit() and second.isdigit()):
+        if row_id(first) is None or row_id(second) is None:
             return None
         return self._protocol(request, first), self._protocol(request, second)
 
@@ -665,9 +666,9 @@ class AdverseEventAdmin(BackToTheTreatment, ClinicScopedAdmin):
             )
         if db_field.name == "arm":
             arms = scoped(TreatmentArm.objects.select_related("treatment"), request.user, Capability.LOG_OUTCOMES)
-            treatment_id = request.GET.get("treatment", "")
-            if treatment_id.isdigit():  # "Record adverse event…" on a treatment's page: its arms only
-                arms = arms.filter(treatment_id=int(treatment_id))
+            treatment_id = row_id(request.GET.get("treatment"))
+            if treatment_id is not None:  # "Record adverse event…" on a treatment's page: its arms only
+                arms = arms.filter(treatment_id=treatment_id)
             return ArmChoiceField(queryset=arms, required=False, help_text="The side affected, for split-face treatments.")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 

@@ -26,6 +26,7 @@ from django.utils.safestring import SafeString
 
 from clinic.admin_base import ClinicScopedAdmin
 from clinic.audit import record_event
+from clinic.ids import row_id
 from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere, scoped, sees_several_clinics
 from patients.admin.treatments import recomputed_summary
@@ -169,9 +170,9 @@ class BirthDecadeFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: models.QuerySet) -> models.QuerySet:
         if self.value() is None:
             return queryset
-        if not self.value().isdigit():
+        decade = row_id(self.value())
+        if decade is None or not 1000 <= decade <= 9990:
             raise IncorrectLookupParameters(f"No such decade: {self.value()}")
-        decade = int(self.value())
         return queryset.filter(date_of_birth__gte=dt.date(decade, 1, 1), date_of_birth__lt=dt.date(decade + 10, 1, 1))
 
 

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from clinic.admin_base import ClinicScopedAdmin, ScopedInline
+from clinic.ids import row_id
 from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere, scoped
@@ -95,8 +96,9 @@ class AllowingScreeningField(forms.ModelChoiceField):
     def _why_not_offered(self, value: Any) -> str:
         """Why the patient's screening ``value`` (chosen on a page opened earlier) can no longer clear a treatment."""
         screening = None
-        if self.patient is not None and str(value).isdigit():
-            screening = Screening.objects.filter(patient=self.patient, pk=value).select_related("protocol_version").first()
+        screening_id = row_id(str(value))
+        if self.patient is not None and screening_id is not None:
+            screening = Screening.objects.filter(patient=self.patient, pk=screening_id).select_related("protocol_version").first()
         if screening is None:
             return "Choose one of this patient's screenings listed."
         if not version_usable_by(self.patient.clinic, screening.protocol_version):

@@ -37,6 +37,7 @@ from clinic.api.router import router
 from clinic.api.schema import ErrorDetailSerializer
 from clinic.api.strict import StrictModelSerializer, StrictSerializer
 from clinic.audit import record_viewed
+from clinic.ids import row_id
 from clinic.roles import Capability
 from clinic.scoping import clinic_of, scoped
 from patients import outcomes
@@ -442,9 +443,10 @@ class ProtocolReportViewSet(viewsets.ViewSet):
         }
         other = params.get("compare_with", "")
         if other:
-            if not other.isdigit():
+            other_id = row_id(other)
+            if other_id is None:
                 raise serializers.ValidationError({"compare_with": "Give the id of another protocol."})
-            second = get_object_or_404(scoped(Protocol.objects.all(), request.user), pk=int(other))
+            second = get_object_or_404(scoped(Protocol.objects.all(), request.user), pk=other_id)
             body["comparison"] = [
                 _summary(s) for s in compare_protocols(user=request.user, protocols=(protocol, second), filters=filters, now=now)
             ]
