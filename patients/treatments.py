@@ -821,10 +821,11 @@ def move_visit(
     The reminder is due as long before the visit as the step says, out of the
     quiet hours, as the timeline times it (at once if that is past). Only a
     visit whose reminder is pending or sent, of a treatment not cancelled, to a
-    time still to come. A reminder already sent goes out again as a new delivery
-    (as a resend: the one it replaces stays in ``previous_*``), and its
-    invitation keeps its UID with a higher SEQUENCE (``move_count``), so the
-    patient's calendar moves the event instead of adding a second. The row is
+    time still to come. A reminder already sent, or already tried (awaiting a
+    retry), goes out as a new delivery (as a resend: the one it replaces stays
+    in ``previous_*`` and in the access log), and its invitation keeps its UID
+    with a higher SEQUENCE (``move_count``), so the patient's calendar moves
+    the event instead of adding a second. The row is
     marked moved (``moved_at``): recomputing the treatment's timeline keeps the
     visit at this time. The old time and the reason are kept on the row (the
     latest move) and in the access log (``reminder.visit_moved``, every move).
@@ -848,14 +849,16 @@ def move_visit(
                              "e.g. “patient rebooked by phone”: the reason stays with the reminder.")
     errors.raise_if_any()
     with transaction.atomic():
-        # Locked, so the time kept as the old one, and a sent delivery kept as the previous one, are what this replaces.
+        # Locked, so the time kept as the old one, and a delivery kept as the previous one, are what this replaces.
         locked = Reminder.objects.select_for_update().get(pk=reminder.pk)
         if locked.status not in MOVABLE:
             raise ValidationError({"reminder": _unmovable(locked)})
         if locked.occurs_at == occurs_at:
             raise ValidationError({"occurs_at": "The visit is already at that time."})
         was_sent = locked.status == Status.SENT
-        replaced, delivery = _new_delivery(locked) if was_sent else ({}, {
+        # A delivery already tried (sent, or awaiting a retry after "451 …") is replaced and kept, as a resend keeps
+        # it; it also gets a new Message-ID, since an attempt that seemed to fail may have arrived with the old time.
+        replaced, delivery = _new_delivery(locked) if was_sent or locked.attempts else ({}, {
             "status": Status.SCHEDULED, "attempts": 0, "last_error": "", "lease_until": None,
         })
         due_at = reminder_due_for(treatment=treatment, step=reminder.step, occurs_at=occurs_at, now=now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import smtplib
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -133,6 +134,35 @@ def test_a_sent_visit_is_sent_again_and_its_invitation_moves_the_calendar_event(
     assert new_event.decoded("DTSTART") == THURSDAY
     assert new_event.decoded("DTSTAMP") == moved.moved_at
     assert "on Thursday 7 May 2026 at 10:00" in second.body
+
+
+class BusyConnection:
+    def send_messages(self, messages: list) -> int:
+        raise smtplib.SMTPDataError(451, b"4.3.0 Try again later")
+
+
+def test_moving_a_visit_awaiting_retry_keeps_the_delivery_it_replaces(treatment, coordinator, frozen):
+    Reminder.objects.filter(treatment=treatment, step__title="Cleanse tonight").update(status=Status.CANCELLED)
+    visit = row(treatment)
+    frozen.move_to(visit.due_at)
+    assert reminders.claim_due(now=visit.due_at, limit=2) == [visit.pk]
+    assert reminders.send_reminder(reminder_id=visit.pk, connection=BusyConnection()) == reminders.SendOutcome.RETRY
+    visit.refresh_from_db()
+    tried_at, first_message_id = visit.last_attempt_at, visit.message_id
+    assert (visit.status, visit.attempts, visit.last_error) == (Status.AWAITING_RETRY, 1, "451 4.3.0 Try again later")
+
+    moved = move(visit, coordinator)
+
+    assert (moved.status, moved.attempts, moved.last_error, moved.occurs_at) == (Status.SCHEDULED, 0, "", THURSDAY)
+    assert (moved.previous_status, moved.previous_attempts, moved.previous_attempt_at, moved.previous_error) == (
+        Status.AWAITING_RETRY, 1, tried_at, "451 4.3.0 Try again later"
+    )
+    assert moved.message_id != first_message_id  # the attempt may have arrived with the old time
+    detail = AuditEvent.objects.get(action="reminder.visit_moved").detail
+    assert (detail["previous_status"], detail["previous_attempts"], detail["previous_last_error"]) == (
+        "awaiting_retry", 1, "451 4.3.0 Try again later"
+    )
+    assert detail["sent_again"] is False
 
 
 @pytest.mark.parametrize(
