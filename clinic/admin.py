@@ -162,10 +162,10 @@ class AuditEventAdmin(ClinicScopedAdmin):
     list_select_related = ["clinic"]
     list_filter = ["action", ("actor", ActorFilter), RecordTypeFilter, PatientFilter, "clinic"]
     # The name the entry was written with and the account's name now (it may have been renamed);
-    # a record's id exactly, or "12" would find 112 and 120 too.
-    search_fields = ["actor_label", "actor__username", "action", "object_type", "=object_id", "request_id"]
+    # a record's id and a request id exactly, or "12" would find 112 and 120 too, and any request id with "12" in it.
+    search_fields = ["actor_label", "actor__username", "action", "object_type", "=object_id", "=request_id"]
     search_help_text = (
-        "A person's username, an action (patient.view), a record type (treatment) or id, a request id. "
+        "A person's username, an action (patient.view), a record type (treatment) or id, a whole request id. "
         "Several words find entries matching all of them, e.g. treatment 12."
     )
     date_hierarchy = "created_at"

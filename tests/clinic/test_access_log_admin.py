@@ -3,6 +3,8 @@ record type and patient, records linked to their pages, and the detail in words.
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -75,6 +77,22 @@ def test_it_finds_entries_by_record_type_and_exact_id(client, auditor, clinician
     wanted = patients[0].pk
     found = _listed(client, q=f"patient {wanted}")
     assert [event.object_id for event in found] == [str(wanted)]  # not 10, 11, 12 … for "1"
+
+
+def test_an_id_finds_its_record_not_the_entries_whose_request_id_contains_it(rf, client, auditor, clinician,
+                                                                             clinic_a):
+    patients = [PatientFactory(clinic=clinic_a) for _ in range(3)]
+    wanted = patients[0]
+    request_ids = {}
+    for patient in patients:
+        request = rf.get("/")
+        # Request ids are uuid4 hex: each of these holds the wanted id, as "12" is in many real ones.
+        request.request_id = request_ids[patient.pk] = f"{uuid.uuid4().hex[:20]}{wanted.pk:04d}{patient.pk:08d}"
+        record_event(actor=clinician, action="patient.view", clinic=clinic_a, obj=patient, request=request)
+    client.force_login(auditor)
+    assert [event.object_id for event in _listed(client, q=f"patient {wanted.pk}")] == [str(wanted.pk)]
+    other = patients[1]
+    assert [event.object_id for event in _listed(client, q=request_ids[other.pk])] == [str(other.pk)]
 
 
 # --- filters ------------------------------------------------------------------------------------------
