@@ -671,27 +671,31 @@ CANCEL_REASON_MIN_LENGTH = 10
 def cancel_treatment(*, treatment: Treatment, by: Any, reason: str, request: HttpRequest | None = None) -> int:
     """Cancel a treatment and every reminder of it that has not gone out; return how many were cancelled."""
     _check_can(by, Capability.RECORD_TREATMENT, treatment.clinic, "cancel treatments")
-    reason = " ".join((reason or "").split())
-    if len(reason) < CANCEL_REASON_MIN_LENGTH:
+    reason = (reason or "").strip()  # kept as written, line breaks too; judged without its blanks
+    if len(" ".join(reason.split())) < CANCEL_REASON_MIN_LENGTH:
         raise ValidationError({"reason": (
             f"Say why the treatment is cancelled, in a few words (at least {CANCEL_REASON_MIN_LENGTH} characters), "
             "e.g. “recorded on the wrong patient”: the reason stays with the record."
         )})
-    if treatment.status == Treatment.Status.CANCELLED:
-        raise ValidationError({"status": "This treatment is already cancelled."})
     with transaction.atomic():
-        treatment.status = Treatment.Status.CANCELLED
-        treatment.cancelled_at = timezone.now()
-        treatment.cancelled_by = by
-        treatment.cancel_reason = reason
-        treatment.save(update_fields=["status", "cancelled_at", "cancelled_by", "cancel_reason"])
-        cancelled = Reminder.objects.filter(treatment=treatment, status__in=Reminder.PENDING).update(
+        # Judged on the locked row: of two tabs cancelling at once, the second is refused and the first's reason stays.
+        locked = Treatment.objects.select_for_update().get(pk=treatment.pk)
+        if locked.status == Treatment.Status.CANCELLED:
+            raise ValidationError({"status": "This treatment is already cancelled."})
+        locked.status = Treatment.Status.CANCELLED
+        locked.cancelled_at = timezone.now()
+        locked.cancelled_by = by
+        locked.cancel_reason = reason
+        locked.save(update_fields=["status", "cancelled_at", "cancelled_by", "cancel_reason"])
+        cancelled = Reminder.objects.filter(treatment=locked, status__in=Reminder.PENDING).update(
             status=Status.CANCELLED, lease_until=None, last_error="The treatment was cancelled."
         )
         record_event(
-            actor=by, action="treatment.cancel", clinic=treatment.clinic, obj=treatment, request=request,
+            actor=by, action="treatment.cancel", clinic=locked.clinic, obj=locked, request=request,
             detail={"reason": reason, "reminders_cancelled": cancelled},
         )
+    for name in ("status", "cancelled_at", "cancelled_by", "cancel_reason"):
+        setattr(treatment, name, getattr(locked, name))
     return cancelled
 
 

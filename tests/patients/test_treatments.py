@@ -510,6 +510,21 @@ def test_it_resends_a_sent_reminder_as_a_new_message(plan, clinician, coordinato
     assert AuditEvent.objects.filter(action="reminder.resend", object_id=str(reminder.pk)).exists()
 
 
+def test_of_two_tabs_cancelling_one_treatment_the_second_is_refused_and_the_first_reason_stays(plan, clinician):
+    treatment = record(plan, clinician)
+    stale = Treatment.objects.get(pk=treatment.pk)  # the second tab loaded the treatment before the first cancelled
+    first_reason = "Recorded on the wrong patient:\nthe right one is Anna M., born 1990."
+    treatments.cancel_treatment(treatment=treatment, by=clinician, reason=first_reason)
+
+    with pytest.raises(ValidationError) as refused:
+        treatments.cancel_treatment(treatment=stale, by=clinician, reason="Entered twice by mistake")
+
+    assert refused.value.message_dict == {"status": ["This treatment is already cancelled."]}
+    stored = Treatment.objects.get(pk=treatment.pk)
+    assert stored.cancel_reason == first_reason  # kept as written, line break included
+    assert AuditEvent.objects.filter(action="treatment.cancel").count() == 1
+
+
 def test_a_reminder_cancelled_before_it_was_due_goes_back_to_its_own_time(plan, clinician, coordinator):
     treatment = record(plan, clinician)
     evening = Reminder.objects.filter(treatment=treatment).order_by("due_at").first()
