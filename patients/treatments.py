@@ -724,31 +724,45 @@ def _new_delivery(locked: Reminder) -> tuple[dict[str, Any], dict[str, Any]]:
     return replaced, changes
 
 
-def resend_refusal(reminder: Reminder) -> str:
+#: The patient's email as each save of the patient left it, oldest first: (when saved, the email then).
+EmailHistory = list[tuple[dt.datetime, str]]
+
+
+def resend_refusal(reminder: Reminder, *, emails: EmailHistory | None = None) -> str:
     """Why sending ``reminder`` again would only be refused again, or "" when it may be resent.
 
     A 5xx reply is permanent: the client should not repeat the request (RFC 5321),
     and a copy to the same address gets the same answer, while repeated mail to
     refused addresses costs the clinic's sender reputation. So until the patient's
     email differs from the one refused, the resend is refused with the way out.
+    ``emails`` is the patient's ``email_history`` when the caller has read it
+    already (the timeline, for all its rows); otherwise it is read here.
     """
     if not refused_permanently(reminder):
         return ""
-    patient = reminder.treatment.patient
+    treatment = reminder.treatment
+    patient = treatment.patient
     failed_at = reminder.last_attempt_at or reminder.updated_at
-    if _email_at(patient, failed_at).strip().lower() != patient.email.strip().lower():
+    history = email_history(patient) if emails is None else emails
+    if _email_at(history, failed_at, current=patient.email).strip().lower() != patient.email.strip().lower():
         return ""
+    zone = ZoneInfo(treatment.clinic.time_zone)
     return (
-        f"The mail server refused the address {patient.email} on {failed_at:%Y-%m-%d %H:%M} UTC "
-        f"(“{reminder.last_error}”): correct the patient's email first, then resend."
+        f"The mail server refused the address {patient.email} on {timezone.localtime(failed_at, zone):%Y-%m-%d %H:%M} "
+        f"(clinic's time, {zone.key}), answering “{reminder.last_error}”: correct the patient's email first, then resend."
     )
 
 
-def _email_at(patient: Patient, moment: dt.datetime) -> str:
-    """The patient's email as it was at ``moment``, from their history (the current one if it has none before)."""
-    history = _history_manager(Patient).filter(id=patient.pk, history_date__lte=moment)
-    email = history.order_by("-history_date", "-history_id").values_list("email", flat=True).first()
-    return patient.email if email is None else email
+def email_history(patient: Patient) -> EmailHistory:
+    """The patient's email after each save, oldest first: one query, however many reminders ask."""
+    history = _history_manager(Patient).filter(id=patient.pk).order_by("history_date", "history_id")
+    return list(history.values_list("history_date", "email"))
+
+
+def _email_at(history: EmailHistory, moment: dt.datetime, *, current: str) -> str:
+    """The email as it was at ``moment`` (the current one if the history has none before)."""
+    before = [email for saved_at, email in history if saved_at <= moment]
+    return before[-1] if before else current
 
 
 def resend_reminder(
@@ -981,6 +995,10 @@ def timeline_for(*, treatment: Treatment, now: dt.datetime | None = None) -> lis
     steps = {step.pk: step for step in treatment.protocol_version.steps.all()}
     # Through the treatment, so each row's ``treatment`` is this one (resend_refusal reads the patient).
     rows = {(row.step_id, row.occurrence): row for row in treatment.reminders.all()}
+    # A bounced address fails every reminder of the patient: their email history is read once, not once a row.
+    refused = [row for row in rows.values() if refused_permanently(row)]
+    emails = email_history(treatment.patient) if refused else []
+    refusals = {row.pk: resend_refusal(row, emails=emails) for row in refused}
     cancelled = treatment.status == Treatment.Status.CANCELLED
     zone = ZoneInfo(treatment.patient.zone_name)
     occurrences = planned_occurrences(treatment, steps=list(steps.values()))
@@ -1002,7 +1020,7 @@ def timeline_for(*, treatment: Treatment, now: dt.datetime | None = None) -> lis
                 arrives_after_step=late,
                 planned_at=planned_at, time_source=RECORDED if key in applied else PLANNED,
                 avoid_until=avoidance_end(avoid_until_day=step.avoid_until_day, ended_at=treatment.ended_at, zone=zone),
-                resend_refusal=resend_refusal(row) if row else "",
+                resend_refusal=refusals.get(row.pk, "") if row else "",
             )
         )
     return sorted(entries, key=lambda entry: (entry.occurs_at, entry.step.order, entry.occurrence))
