@@ -48,20 +48,18 @@ def _add_service_errors(form: forms.Form, error: ValidationError) -> None:
 
 
 def invited_message(invitation: Invitation) -> tuple[int, str]:
-    """What the admin is told after an invitation: (message level, text)."""
+    """What the admin is told after an invitation: (message level, text).
+
+    The same whether the address had an account, and in what state: that is
+    another clinic's or the operator's business (see ``clinic.invitations``).
+    """
     membership = invitation.membership
-    user = membership.user
-    done = f"{user.email} is now {membership.get_role_display().lower()} at {membership.clinic}."
-    if invitation.new_account:
-        done += f" A new account was made (username {user.get_username()})."
-    else:
-        done += " The address already had an Aftercare account; it keeps its name and password."
-    if not invitation.emailed:
-        return messages.WARNING, (done + " The email could not be sent; try again later with \"Send the invitation "
-                                         "again\" on the staff list.")
-    if awaits_password(membership):
-        return messages.SUCCESS, done + " They were emailed a link to choose a password."
-    return messages.SUCCESS, done + " They were emailed that they can now sign in to it."
+    done = f"Invitation sent to {invitation.address} as {membership.get_role_display().lower()} at {membership.clinic}."
+    if invitation.email_failed:
+        return messages.WARNING, (f"{invitation.address} is now {membership.get_role_display().lower()} at "
+                                  f"{membership.clinic}. The email could not be sent; try again later with "
+                                  "\"Send the invitation again\" on the staff list.")
+    return messages.SUCCESS, done
 
 
 class StaffInvitationAdminMixin:

@@ -5,9 +5,18 @@ account is made (the address is its username, so the person knows what to
 sign in with) with no usable password, and the email carries a link to choose
 one. Someone already has it: their account keeps its name and password and
 only gains the membership; the email says so, and carries the link only if
-they never chose a password. The admin learns no more about that account than
-its name, which they see on their membership list anyway — not its other
-clinics, roles or sign-ins.
+they never chose a password.
+
+The inviting admin is told the same whatever exists — whether the address
+has an account, whether it is switched off or not staff — except that
+someone already on their own clinic's staff is refused (they see that list).
+An account switched off, or one the operator took staff status from, still
+gets the membership but keeps its state, and is not emailed: the membership
+works once the operator switches it back on. An address several accounts
+share cannot be given to one of them safely; it is refused with the message
+a clash with another invitation gets. The operator reads why in the access
+log's entries of no clinic (``staff.invited_existing_account``,
+``staff.invitation_refused``), which the clinic's admins do not see.
 
 The link is a Django password-reset token of our own salt: it expires after
 ``PASSWORD_RESET_TIMEOUT`` and stops working once a password is set (the
@@ -66,10 +75,24 @@ invitation_tokens = InvitationTokenGenerator()
 @dataclass(frozen=True)
 class Invitation:
     membership: Membership
+    #: the address as the admin gave it (normalised), which is what they are told about
+    address: str
     #: a new account was made for the address (else an existing one was added to the clinic)
     new_account: bool
-    #: the email went out; False when the mail server could not be reached or refused it
+    #: the email went out; False too when none was due (the account is switched off or not staff)
     emailed: bool
+    #: an email was due, but the mail server could not be reached or refused it
+    email_failed: bool
+
+
+class _AddressShared(Exception):
+    """Several accounts have the address: none of them can be told apart as the person invited."""
+
+
+def cannot_invite_message(email: str) -> str:
+    """The refusal for a clash with another invitation and for an address several accounts share, alike."""
+    return (f"{email} could not be invited just now. Reload the staff list and try again; "
+            "if it is refused again, ask the operator of Aftercare.")
 
 
 def invite_staff(
@@ -93,24 +116,57 @@ def invite_staff(
         raise PermissionDenied("Only a clinic admin of this clinic may invite its staff.")
     if role not in Role.values:
         raise ValidationError({"role": f"{role!r} is not a role."})
+    given_name, family_name = given_name.strip(), family_name.strip()
+    if not given_name or not family_name:
+        # Asked of every invitation, so that asking does not tell whether the address has an account.
+        raise ValidationError({"given_name" if not given_name else "family_name": "Give the person's name."})
     email = BaseUserManager.normalize_email(email.strip())
     try:
         with transaction.atomic():
-            user, new_account = _account_for(email=email, given_name=given_name.strip(), family_name=family_name.strip())
+            user, new_account = _account_for(email=email, given_name=given_name, family_name=family_name)
             membership, rejoined = _join(user=user, clinic=clinic, role=role)
             if not new_account and not user.has_usable_password():
                 _invalidate_earlier_links(user)  # only the link of this email works
+            # What the clinic's log says is the same for a new account and an existing one.
             record_event(
                 actor=invited_by, action="staff.invited", clinic=clinic, obj=membership, request=request,
                 detail={"person": user.get_username(), "user": user.pk, "role": role,
-                        "account": "new" if new_account else "existing", "membership": "reactivated" if rejoined else "new"},
+                        "membership": "reactivated" if rejoined else "new"},
             )
+            if not new_account:
+                _record_existing_account(user=user, membership=membership, invited_by=invited_by, request=request)
+    except _AddressShared:
+        logger.warning("Invitation to clinic %s refused: several accounts use the address", clinic.pk)
+        record_event(actor=invited_by, action="staff.invitation_refused", request=request,
+                     detail={"clinic": clinic.pk, "address": email, "reason": "several accounts use this address"})
+        raise ValidationError({"email": cannot_invite_message(email)}) from None
     except IntegrityError:
         # Another admin invited the same address at the same moment: theirs won, and the unique
         # username or membership refused ours. Nothing of this attempt was saved.
-        raise ValidationError({"email": f"{email} was invited by someone else just now. Reload the staff list."}) from None
+        raise ValidationError({"email": cannot_invite_message(email)}) from None
+    if not can_sign_in(user):
+        return Invitation(membership=membership, address=email, new_account=new_account, emailed=False,
+                          email_failed=False)
     emailed = send_invitation(membership=membership, invited_by=invited_by)
-    return Invitation(membership=membership, new_account=new_account, emailed=emailed)
+    return Invitation(membership=membership, address=email, new_account=new_account, emailed=emailed,
+                      email_failed=not emailed)
+
+
+def can_sign_in(user: Any) -> bool:
+    """Whether the account may sign in to the staff pages (Django's admin lets in active staff only)."""
+    return user.is_active and user.is_staff
+
+
+def _record_existing_account(*, user: Any, membership: Membership, invited_by: Any, request: HttpRequest | None) -> None:
+    # An entry of no clinic: the operator reads it, the inviting clinic's admins do not.
+    if not user.is_active:
+        state = "switched off: the membership works once the operator switches the account on; not emailed"
+    elif not user.is_staff:
+        state = "not staff: the membership works once the operator gives the account staff status; not emailed"
+    else:
+        state = "usable"
+    record_event(actor=invited_by, action="staff.invited_existing_account", obj=membership, request=request,
+                 detail={"clinic": membership.clinic_id, "user": user.pk, "account": state})
 
 
 def resend_invitation(*, membership: Membership, sent_by: Any, request: HttpRequest | None = None) -> bool:
@@ -192,20 +248,10 @@ def _account_for(*, email: str, given_name: str, family_name: str) -> tuple[Any,
     User = get_user_model()  # noqa: N806
     found = list(User.objects.select_for_update().filter(email__iexact=email)[:2])
     if len(found) > 1:
-        raise ValidationError({"email": "Several accounts use this address, so it cannot be invited. "
-                                        "Ask the operator of Aftercare to sort it out."})
+        raise _AddressShared()
     if found:
-        user = found[0]
-        if not user.is_active:
-            raise ValidationError({"email": "The account with this address is switched off. "
-                                            "Ask the operator of Aftercare to switch it on before inviting it."})
-        if not user.is_staff:
-            # A role in a clinic means signing in to the staff pages, which Django's admin allows only to staff.
-            user.is_staff = True
-            user.save(update_fields=["is_staff"])
-        return user, False
-    if not given_name or not family_name:
-        raise ValidationError({"given_name" if not given_name else "family_name": "Give the person's name."})
+        # Kept as it is, switched off or not staff included: those are the operator's to change, not a clinic's.
+        return found[0], False
     user = User(username=_free_username(email), email=email, first_name=given_name, last_name=family_name,
                 is_staff=True, is_superuser=False, is_active=True)
     user.set_unusable_password()

@@ -15,7 +15,7 @@ from django.core import mail
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from clinic.invitations import invite_staff
+from clinic.invitations import cannot_invite_message, invite_staff
 from clinic.models import AuditEvent, Clinic, Membership, Role
 from tests.factories import PASSWORD, ClinicFactory, MembershipFactory, staff
 from tests.security.matrix import signed_in
@@ -80,7 +80,7 @@ def test_it_invites_a_new_person_who_chooses_a_password_and_signs_in(admin_clien
     assert (membership.clinic, membership.role, membership.is_active) == (clinic_a, Role.CLINICIAN, True)
     assert membership.history.get().history_user == clinic_admin
     shown = admin_client.get(response["Location"]).content.decode()
-    assert "A new account was made" in shown and "emailed a link to choose a password" in shown
+    assert "Invitation sent to Nora.Quinn@example.org as clinician at Harbour Skin Clinic." in shown
 
     [message] = mail.outbox
     assert message.to == ["Nora.Quinn@example.org"]
@@ -174,8 +174,9 @@ def test_an_existing_account_is_added_and_keeps_its_name_and_password(admin_clie
     membership = Membership.objects.get(user=person, clinic=clinic_a)
     assert (membership.role, membership.is_active) == (Role.CLINICIAN, True)
     shown = admin_client.get(response["Location"]).content.decode()
-    assert "already had an Aftercare account" in shown
-    assert clinic_b.name not in shown  # nothing of their other clinic
+    # Word for word what a new address gets: nothing of the account, nor of its other clinic.
+    assert "Invitation sent to PAT@elsewhere.example as clinician at Harbour Skin Clinic." in shown
+    assert "already had" not in shown and clinic_b.name not in shown
     [message] = mail.outbox
     assert "/admin/set-password/" not in message.body  # they have a password: no link to replace it
     assert "/admin/login/" in message.body and "(pat)" in message.body
@@ -266,7 +267,7 @@ def test_it_writes_the_access_log_without_the_link(admin_client, clinic_admin, c
     assert (event.actor, event.clinic, event.object_type, event.object_id) == (
         clinic_admin, clinic_a, "clinic.membership", str(membership.pk))
     assert event.detail == {"person": "nora.quinn@example.org", "user": user.pk, "role": "clinic_admin",
-                            "account": "new", "membership": "new"}
+                            "membership": "new"}
     token = link_in(mail.outbox[0]).rstrip("/").rsplit("/", 1)[-1]
     assert token not in str(AuditEvent.objects.values_list("detail", flat=True).get(pk=event.pk))
 
@@ -349,3 +350,82 @@ def test_an_account_that_never_chose_a_password_gets_a_new_link_and_the_old_one_
     from_a = link_in(mail.outbox[1])
     assert "This link has expired" in newcomer.get(from_b).content.decode()
     assert newcomer.get(from_a).status_code == 302
+
+
+# --- what the inviting admin learns of an address that has an account elsewhere -----------------------
+
+
+def _told(admin_client, clinic, email: str) -> tuple[int, str]:
+    response = invite(admin_client, clinic, email=email)
+    if response.status_code == 302:
+        shown = admin_client.get(response["Location"])
+        return 302, " ".join(str(message) for message in shown.context["messages"])
+    return response.status_code, response.context["form"].errors.as_text()
+
+
+def test_the_admin_is_told_the_same_whatever_the_address_has(admin_client, clinic_a, clinic_b):
+    staff(Role.AUDITOR, clinic_b, username="pat", email="pat@elsewhere.example")
+    switched_off = staff(Role.AUDITOR, clinic_b, username="sam", email="sam@elsewhere.example")
+    switched_off.is_active = False
+    switched_off.save()
+    not_staff = staff(Role.AUDITOR, clinic_b, username="kim", email="kim@elsewhere.example")
+    not_staff.is_staff = False
+    not_staff.save()
+
+    told = {email: _told(admin_client, clinic_a, email) for email in
+            ("new@elsewhere.example", "pat@elsewhere.example", "sam@elsewhere.example", "kim@elsewhere.example")}
+
+    said = {(status, text.replace(email, "<address>")) for email, (status, text) in told.items()}
+    assert said == {(302, "Invitation sent to <address> as clinician at Harbour Skin Clinic.")}
+    assert Membership.objects.filter(clinic=clinic_a, is_active=True, role=Role.CLINICIAN).count() == 4
+
+
+def test_an_account_switched_off_or_not_staff_keeps_its_state_is_not_emailed_and_the_operator_is_told(
+    admin_client, clinic_admin, clinic_a, clinic_b
+):
+    switched_off = staff(Role.AUDITOR, clinic_b, username="sam", email="sam@elsewhere.example")
+    not_staff = staff(Role.AUDITOR, clinic_b, username="kim", email="kim@elsewhere.example")
+    User.objects.filter(pk=switched_off.pk).update(is_active=False)
+    User.objects.filter(pk=not_staff.pk).update(is_staff=False)
+
+    invite(admin_client, clinic_a, email="sam@elsewhere.example")
+    invite(admin_client, clinic_a, email="kim@elsewhere.example")
+
+    switched_off.refresh_from_db()
+    not_staff.refresh_from_db()
+    assert not switched_off.is_active and switched_off.is_staff
+    assert not_staff.is_active and not not_staff.is_staff  # the operator took it away: an invitation does not undo that
+    assert not mail.outbox
+    notes = {e.detail["user"]: e for e in AuditEvent.objects.filter(action="staff.invited_existing_account")}
+    assert notes[switched_off.pk].clinic is None  # the operator's: not in clinic A's log
+    assert "switched off" in notes[switched_off.pk].detail["account"]
+    assert "once the operator gives the account staff status" in notes[not_staff.pk].detail["account"]
+    assert all("account" not in e.detail for e in AuditEvent.objects.filter(action="staff.invited"))
+
+
+def test_an_address_several_accounts_share_is_refused_as_a_clash_is_and_the_operator_is_told(
+    admin_client, clinic_a, clinic_b
+):
+    staff(Role.AUDITOR, clinic_b, username="twin1", email="twin@elsewhere.example")
+    staff(Role.AUDITOR, clinic_b, username="twin2", email="TWIN@elsewhere.example")
+
+    status, text = _told(admin_client, clinic_a, "twin@elsewhere.example")
+
+    assert status == 400
+    assert text == f"* email\n  * {cannot_invite_message('twin@elsewhere.example')}"
+    assert "Several accounts" not in text
+    assert not Membership.objects.filter(clinic=clinic_a, user__email__iexact="twin@elsewhere.example").exists()
+    refused = AuditEvent.objects.get(action="staff.invitation_refused")
+    assert refused.clinic is None
+    assert refused.detail == {"clinic": clinic_a.pk, "address": "twin@elsewhere.example",
+                              "reason": "several accounts use this address"}
+    assert not mail.outbox
+
+
+def test_a_clash_with_another_invitation_gets_the_same_refusal(admin_client, clinic_a):
+    from django.db import IntegrityError
+
+    with mock.patch("clinic.invitations._join", side_effect=IntegrityError("unique")):
+        status, text = _told(admin_client, clinic_a, "nora@example.org")
+
+    assert (status, text) == (400, f"* email\n  * {cannot_invite_message('nora@example.org')}")
