@@ -559,8 +559,16 @@ class ProductLotForm(forms.ModelForm):
                    f"{lots.LIFT_REASON_MIN_LENGTH} characters). Only a clinic admin may lift a recall; the reason "
                    "is kept in the lot's history and the access log."),
     )
+    recall_as_opened = forms.CharField(widget=forms.HiddenInput, required=False)
     #: who is saving the form, set by ProductLotAdmin.get_form
     user: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None and "recall_as_opened" in self.fields:
+            # The recall state the page showed: saved over a recall since lifted (or entered), the stale
+            # "Recalled" box would recall the lot again (or lift it) with nobody having decided it.
+            self.fields["recall_as_opened"].initial = "1" if self.instance.recalled else "0"
     #: whether the valid form lifts the recall, decided in clean()
     lifts_recall = False
 
@@ -572,6 +580,15 @@ class ProductLotForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         # The instance still holds the stored values here: the form's are copied onto it after clean().
+        opened = cleaned.get("recall_as_opened")
+        if self.instance.pk is not None and opened in ("0", "1") and (opened == "1") != self.instance.recalled:
+            history = self.instance.history.select_related("history_user").first()
+            by = f" by {history.history_user}" if history and history.history_user else ""
+            now = "recalled" if self.instance.recalled else "no longer recalled"
+            raise ValidationError(
+                f"Lot {self.instance.lot_number} was {now} since this page was opened{by}: nothing was saved. "
+                "Reload the lot and make your change again."
+            )
         self.lifts_recall = lots.is_lifting(self.instance, cleaned.get("recalled"))
         if self.lifts_recall:
             try:
@@ -615,12 +632,13 @@ class ProductLotAdmin(ClinicScopedAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         fieldsets = super().get_fieldsets(request, obj)
-        if obj is None or not obj.recalled or not self.has_change_permission(request, obj):
+        if obj is None or not self.has_change_permission(request, obj):
             return fieldsets
-        # Asked of a recalled lot only, of who may edit it: the reason is used when "Recalled" is unticked.
+        # The recall state the page showed, for whoever may edit it; and, of a recalled lot only, the reason
+        # used when "Recalled" is unticked.
+        added = ["recall_as_opened", "recall_lift_reason"] if obj.recalled else ["recall_as_opened"]
         return [
-            (name, {**options, "fields": [*options["fields"], "recall_lift_reason"]}) if name == "Recall"
-            else (name, options)
+            (name, {**options, "fields": [*options["fields"], *added]}) if name == "Recall" else (name, options)
             for name, options in fieldsets
         ]
 

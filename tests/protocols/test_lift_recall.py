@@ -16,6 +16,7 @@ from patients.models import ExosomeApplication
 from protocols.admin import ProductLotForm
 from protocols.lots import LIFT_ACTION, lift_recall
 from protocols.models import ProductLot
+from tests.admin_forms import change_form_data
 from tests.factories import LotFactory, ProductFactory, TreatmentFactory, UserFactory, staff
 
 pytestmark = pytest.mark.django_db
@@ -153,6 +154,41 @@ def test_an_admin_whose_page_was_opened_before_another_lifted_the_recall_is_told
         str(message) for message in get_messages(response.wsgi_request)
     ]
     assert AuditEvent.objects.filter(action=LIFT_ACTION).count() == 1
+
+
+def _opened(client, lot: ProductLot) -> dict[str, object]:
+    """What the lot's page would post back unchanged (no certificate file chosen)."""
+    data = change_form_data(client.get(_url(lot)))
+    data.pop("certificate", None)
+    return data
+
+
+def test_a_page_opened_before_the_recall_was_lifted_does_not_recall_the_lot_again(client, clinic_admin, lot):
+    client.force_login(clinic_admin)
+    opened = _opened(client, lot)  # "Recalled" ticked, as the lot was
+    other_admin = staff(Role.CLINIC_ADMIN, lot.clinic, username="admin_a2")
+    lift_recall(lot=lot, by=other_admin, reason=LIFT_REASON)
+
+    response = client.post(_url(lot), {**opened, "storage_checks": "Fridge at 4 °C, checked 3 June"})
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.non_field_errors() == [
+        f"Lot {lot.lot_number} was no longer recalled since this page was opened by {other_admin}: nothing was "
+        "saved. Reload the lot and make your change again."
+    ]
+    stored = ProductLot.objects.get(pk=lot.pk)
+    assert (stored.recalled, stored.storage_checks) == (False, "")
+
+
+def test_a_page_opened_after_the_lift_saves_as_usual(client, clinic_admin, lot):
+    lift_recall(lot=lot, by=staff(Role.CLINIC_ADMIN, lot.clinic, username="admin_a2"), reason=LIFT_REASON)
+    client.force_login(clinic_admin)
+    opened = _opened(client, lot)
+
+    response = client.post(_url(lot), {**opened, "storage_checks": "Fridge at 4 °C, checked 3 June"})
+
+    assert response.status_code == 302
+    assert ProductLot.objects.get(pk=lot.pk).storage_checks == "Fridge at 4 °C, checked 3 June"
 
 
 def test_the_lots_page_shows_a_recall_lifted_without_a_reason(client, clinic_admin, lot):
