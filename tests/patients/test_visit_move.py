@@ -323,6 +323,22 @@ def test_the_api_moves_a_visit_through_the_same_service(treatment, coordinator, 
     )
 
 
+@pytest.mark.parametrize("occurs_at", ["2026-05-07T10:00:00", "2026-05-07T10:00", "2026-05-07"])
+def test_the_api_refuses_a_time_without_its_offset(treatment, coordinator, occurs_at):
+    visit = row(treatment)
+
+    response = api_for(coordinator).post(
+        f"/api/v1/reminders/{visit.pk}/move-visit/", {"occurs_at": occurs_at, "reason": REASON}, format="json"
+    )
+
+    # Read in the server's zone (UTC), 10:00 would be 11:00 on the clinic's (London) clock.
+    assert response.status_code == 400
+    assert "Give the time with its offset from UTC" in response.json()["occurs_at"][0]
+    visit.refresh_from_db()
+    assert (visit.occurs_at, visit.moved_at) == (WEDNESDAY, None)
+    assert not AuditEvent.objects.filter(action="reminder.visit_moved").exists()
+
+
 def test_the_schema_documents_the_move_and_its_refusals():
     schema = SchemaGenerator().get_schema(request=None, public=True)
     operation = schema["paths"]["/api/v1/reminders/{id}/move-visit/"]["post"]
@@ -331,4 +347,6 @@ def test_the_schema_documents_the_move_and_its_refusals():
     assert {"200", "400", "403", "404"} <= set(operation["responses"]) == set(resend["responses"])
     request_schema = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     assert set(schema["components"]["schemas"][request_schema]["required"]) == {"occurs_at", "reason"}
+    occurs_at = schema["components"]["schemas"][request_schema]["properties"]["occurs_at"]
+    assert (occurs_at["type"], occurs_at["format"]) == ("string", "date-time")  # RFC 3339: the offset is required
     assert re.search(r"\bmove_count\b", str(schema["components"]["schemas"]["Reminder"]))
