@@ -1,6 +1,6 @@
 """How a record's history page names values and people: "—" for nothing, and who changed a row when no
-one was signed in (the patient, through their link), instead of simple_history's "None" and
-"Deleted user (pk=None)"."""
+one was signed in (the patient, through their link, known by the change reason), instead of
+simple_history's "None" and "Deleted user (pk=None)"."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from simple_history.template_utils import HistoricalRecordContextHelper
 
 EMPTY = "—"
 BY_PATIENT = "the patient, through their link"
-# Rows the patient writes through a link carry their source; every change to them without a signed-in
-# person is the patient's (a correction), never a colleague's.
-PATIENT_SOURCES = frozenset({"patient", "patient_link"})
-# The change reasons patient-link services give rows of other kinds.
+# The change reasons the patient-link services give what they save. Only these name the patient: a row
+# the patient once wrote (source "patient") may later be changed by a task, a command or staff whose
+# request had no user, and that is not the patient.
+SENT_BY_PATIENT = "Sent by the patient through their link"
+CORRECTED_BY_PATIENT = "Corrected by the patient through their link"
+INTAKE_BY_PATIENT = "Answered by the patient through their intake link"
 UNSUBSCRIBED_BY_PATIENT = "Unsubscribed by the patient through the link in an email"
-PATIENT_REASONS = frozenset({UNSUBSCRIBED_BY_PATIENT})
+PATIENT_REASONS = frozenset({SENT_BY_PATIENT, CORRECTED_BY_PATIENT, INTAKE_BY_PATIENT, UNSUBSCRIBED_BY_PATIENT})
 
 
 def _is_empty(value: Any) -> bool:
@@ -36,8 +38,6 @@ class HistoryChanges(HistoricalRecordContextHelper):
 
 def changed_by_nobody_signed_in(record: Any) -> str:
     """Who made a historical change that has no ``history_user``: the patient when that is known, else "—"."""
-    if getattr(record, "source", None) in PATIENT_SOURCES:
-        return BY_PATIENT
     if record.history_change_reason in PATIENT_REASONS:
         return BY_PATIENT
     return EMPTY

@@ -19,6 +19,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from clinic.audit import record_event
+from clinic.history import INTAKE_BY_PATIENT
 from patients.links import create_link, url_for
 from patients.models import Intake, Patient, PatientLink
 from protocols.facts import FACTS, FACTS_BY_CODE, Fact, FactType
@@ -95,9 +96,12 @@ def record_intake(
     local_day = timezone.localtime(answered_at, patient_zone(patient)).date()
     cleaned = validate_answers(answers, on=local_day)
     with transaction.atomic():
-        intake = Intake.objects.create(
+        intake = Intake(
             patient=patient, answers=cleaned, source=source, recorded_by=recorded_by, answered_at=answered_at
         )
+        if source == Intake.Source.PATIENT_LINK:
+            intake._change_reason = INTAKE_BY_PATIENT  # the history page names the patient
+        intake.save()
         record_event(
             actor=recorded_by or "patient (signed link)", action="intake.record", clinic=patient.clinic,
             obj=intake, detail={"source": source, "patient": patient.pk}, request=request,

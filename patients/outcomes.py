@@ -38,6 +38,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clinic.audit import record_event
+from clinic.history import CORRECTED_BY_PATIENT, SENT_BY_PATIENT
 from clinic.models import Membership, Role
 from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere
@@ -450,7 +451,7 @@ def correct_assessment(
 
 SELF_REPORT_FIELDS = ("erythema", "pain", "pruritus", "applied_as_instructed", "problem_flagged", "notes")
 # The history's reason for the patient sending a day's answers again (patient_submissions finds them by it).
-PATIENT_CORRECTION = "Corrected by the patient through their link"
+PATIENT_CORRECTION = CORRECTED_BY_PATIENT
 
 
 def patient_submissions(reports: Iterable[OutcomeAssessment]) -> dict[int, tuple[dt.datetime, bool]]:
@@ -529,6 +530,7 @@ def _save_self_report(
             treatment=treatment, time_point_day=link.time_point_day, source=OutcomeAssessment.Source.PATIENT,
             recorded_at=now, via_link=link, **cleaned,
         )
+        assessment._change_reason = SENT_BY_PATIENT  # the history page names the patient
         newly_flagged = bool(cleaned.get("problem_flagged"))
     else:
         assessment = existing
