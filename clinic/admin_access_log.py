@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.apps import apps
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
@@ -31,6 +31,10 @@ from clinic.models import AuditEvent
 from clinic.roles import Capability
 from clinic.scoping import clinic_ids, scoped
 
+LIST_READS_LEFT_OUT = (
+    "API list pages that showed this patient are not included (this database cannot search the rows a list "
+    "entry names): search the log for the action \"list\" and open the entries of the time you are looking at."
+)
 #: how much of a long value (a note, a list of rows) the list page shows; the entry's own page shows it all
 LIST_TEXT_CHARS = 80
 LIST_ITEMS = 5
@@ -225,6 +229,10 @@ class AccessLogChangeList(ChangeList):
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         attach_record_urls(self.result_list, request, self.model_admin.admin_site)
+        from patients.patient_records import list_reads_included
+
+        if PatientFilter.parameter_name in self.params and not list_reads_included():
+            messages.info(request, LIST_READS_LEFT_OUT)
 
 
 def attach_record_urls(events: Sequence[AuditEvent], request: HttpRequest, site: admin.AdminSite) -> None:

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models.functions import Cast
 from django.http import HttpRequest
 
@@ -101,8 +101,8 @@ def record_patient_viewed(*, patient: Patient, viewer: Any, request: HttpRequest
 
 
 #: The records of a patient that access-log entries name, each with its path to the patient. An entry
-#: names one record by type and id; an entry about a list names its rows in its detail, which is not
-#: searched here (see ``access_log_about``).
+#: names one record by type and id; an entry about a list names its rows in its detail (see
+#: ``access_log_about``).
 PATIENT_RECORDS: dict[type[models.Model], str] = {
     Intake: "patient",
     PatientLink: "patient",
@@ -121,11 +121,31 @@ def access_log_about(*, patient_id: int) -> models.Q:
 
     One condition with a subquery per kind of record, so the log is read in one
     query. Entries about a list of rows (an API page of patients or screenings)
-    name the rows only inside their JSON detail, which SQLite cannot search by
-    containment; they are not included.
+    name the rows only inside their JSON detail: on PostgreSQL those that
+    showed one of the patient's records are included (JSON containment, after
+    one query for the records' ids); SQLite cannot search JSON by containment,
+    and they are not (``list_reads_included``).
     """
     about = models.Q(object_type=Patient._meta.label_lower, object_id=str(patient_id))
     for model, path in PATIENT_RECORDS.items():
         ids = model._base_manager.filter(**{path: patient_id}).order_by().values_list(Cast("pk", models.CharField()))
         about |= models.Q(object_type=model._meta.label_lower, object_id__in=ids)
+    if list_reads_included():
+        for label, key in _records_of(patient_id):
+            about |= models.Q(action="list", detail__objects__contains=[{"type": label, "id": key}])
     return about
+
+
+def list_reads_included() -> bool:
+    """Whether ``access_log_about`` finds the API list pages that showed the patient (not on SQLite)."""
+    return connection.features.supports_json_field_contains
+
+
+def _records_of(patient_id: int) -> list[tuple[str, str]]:
+    """(type, id as text) of the patient and each of their records, as access-log entries name them; one query."""
+    def named(model: type[models.Model], **where: Any) -> models.QuerySet:
+        label = models.Value(model._meta.label_lower, output_field=models.CharField())
+        return model._base_manager.filter(**where).order_by().values_list(label, Cast("pk", models.CharField()))
+
+    records = [named(Patient, pk=patient_id)] + [named(m, **{path: patient_id}) for m, path in PATIENT_RECORDS.items()]
+    return list(records[0].union(*records[1:], all=True))

@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from clinic.admin_access_log import LIST_READS_LEFT_OUT
 from clinic.audit import record_event
 from clinic.models import AuditEvent, Role
 from patients.models import OutcomeAssessment
@@ -168,6 +169,48 @@ def test_the_patient_filter_shows_the_entries_about_the_patient_and_their_record
     assert _actions(client, patient=patient.pk) == about
     response = client.get(LOG, {"patient": patient.pk})
     assert patient.full_name in _filter_choices(response, "patient")
+
+
+def _list_entries(clinician, clinic_a, patient) -> None:
+    """API list pages: one that showed the patient, one that showed their treatment, one of others only."""
+    others = [PatientFactory(clinic=clinic_a) for _ in range(2)]
+    record_event(actor=clinician, action="list", clinic=clinic_a, object_type="patients.patient",
+                 objects=[others[0], patient, others[1]], detail={"page": 1, "filters": {}})
+    record_event(actor=clinician, action="list", clinic=clinic_a, object_type="patients.treatment",
+                 objects=[patient.treatments.get()], detail={"page": 1, "filters": {}})
+    record_event(actor=clinician, action="list", clinic=clinic_a, object_type="patients.patient", objects=others,
+                 detail={"page": 2, "filters": {}})
+
+
+@pytest.mark.skipif(not connection.features.supports_json_field_contains, reason="no JSON containment (SQLite)")
+def test_the_patient_filter_includes_the_api_list_pages_that_showed_the_patient_or_their_records(
+    client, auditor, clinician, clinic_a, patient_story
+):
+    patient, about, _elsewhere = patient_story
+    _list_entries(clinician, clinic_a, patient)
+    client.force_login(auditor)
+
+    listed = _listed(client, patient=patient.pk)
+
+    assert {event.action for event in listed} == about | {"list"}
+    assert sorted(event.object_type for event in listed if event.action == "list") == [
+        "patients.patient", "patients.treatment"]
+    assert LIST_READS_LEFT_OUT not in client.get(LOG, {"patient": patient.pk}).content.decode()
+
+
+@pytest.mark.skipif(connection.features.supports_json_field_contains, reason="lists are included on this database")
+def test_the_patient_filter_says_the_api_list_pages_are_not_included_where_they_cannot_be(
+    client, auditor, clinician, clinic_a, patient_story
+):
+    patient, about, _elsewhere = patient_story
+    _list_entries(clinician, clinic_a, patient)
+    client.force_login(auditor)
+
+    assert _actions(client, patient=patient.pk) == about
+    said = [str(m) for m in client.get(LOG, {"patient": patient.pk}).context["messages"]]
+    assert said == [LIST_READS_LEFT_OUT]
+    assert 'search the log for the action "list"' in LIST_READS_LEFT_OUT
+    assert not list(client.get(LOG).context["messages"])  # the whole log leaves nothing out
 
 
 def test_the_patient_filter_shows_nothing_of_another_clinics_patient(client, auditor, patient_story):
