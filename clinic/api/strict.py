@@ -11,7 +11,10 @@ first:
   may be a number or a string, as the schema says);
 * in a query string or a form/multipart body, where every value is text, a
   boolean is ``true`` or ``false``, a whole number is digits, and a field is
-  given once.
+  given once;
+* a date and time says its offset from UTC (``Z``, ``+01:00``), as RFC 3339
+  and the schema's ``date-time`` require: DRF would read a time without one
+  as UTC, which is the clinic's clock only by chance.
 
 ``null`` is left to the field, which knows whether it may be empty.
 """
@@ -23,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.http import QueryDict
+from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+")
@@ -31,6 +35,21 @@ _TEXT_FIELDS = (
     serializers.DurationField, serializers.UUIDField, serializers.IPAddressField,
 )
 _LIST_FIELDS = (serializers.ListField, serializers.ManyRelatedField, serializers.ListSerializer, serializers.MultipleChoiceField)
+
+
+NO_OFFSET = ("Give the date and time with its offset from UTC, e.g. 2026-05-07T10:00:00+01:00 or "
+             "2026-05-07T09:00:00Z: without one it would be read as UTC.")
+
+
+def _datetime_error(field: serializers.Field, value: str) -> str | None:
+    """A date and time without its offset; DRF's field judges the rest (a bad date, a bare date)."""
+    if not isinstance(field, serializers.DateTimeField):
+        return None
+    try:
+        parsed = parse_datetime(value.strip())
+    except ValueError:
+        return None
+    return NO_OFFSET if parsed is not None and parsed.tzinfo is None else None
 
 
 def _is_int(value: Any) -> bool:
@@ -58,7 +77,7 @@ def _json_type_error(field: serializers.Field, value: Any) -> str | None:
             return None if _is_int(value) else "Must be a whole number."
         return None if isinstance(value, str) else "Must be text."
     if isinstance(field, _TEXT_FIELDS):
-        return None if isinstance(value, str) else "Must be text."
+        return _datetime_error(field, value) if isinstance(value, str) else "Must be text."
     if isinstance(field, serializers.DictField | serializers.Serializer):
         return None if isinstance(value, Mapping) else "Must be an object."
     return None  # JSON fields, files: any shape
@@ -80,7 +99,7 @@ def _text_error(field: serializers.Field, values: list[Any]) -> str | None:
     )
     if whole and not _WHOLE_NUMBER.fullmatch(value):
         return "Must be a whole number."
-    return None
+    return _datetime_error(field, value)
 
 
 def type_errors(serializer: serializers.Serializer, data: Any) -> dict[str, list[str]]:

@@ -90,6 +90,19 @@ def test_it_answers_bad_input_with_field_errors_and_records_nothing(plan, clinic
 
 
 
+@pytest.mark.parametrize("started", ["2026-05-04T10:15:00", "2026-05-04T10:15", "2026-05-04 10:15:00"])
+def test_it_refuses_a_procedure_time_without_its_offset_and_records_nothing(plan, clinician, started):
+    # "10:15" meant on the Berlin clinic's clock would be stored as 10:15 UTC, two hours late, with every reminder.
+    response = api_for(clinician).post("/api/v1/treatments/", payload(plan, started_at=started), format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"started_at": [
+        "Give the date and time with its offset from UTC, e.g. 2026-05-07T10:00:00+01:00 or 2026-05-07T09:00:00Z: "
+        "without one it would be read as UTC."
+    ]}
+    assert not Treatment.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("device_settings", "field"),
     [({"needle_depth_mm": "-1.00"}, "needle_depth_mm"), ({"needle_depth_mm": "0"}, "needle_depth_mm"),
