@@ -65,6 +65,21 @@ def test_the_record_treatment_form_fits_a_1280_px_screen(desk, live_server, clin
         assert table_width <= desk.evaluate(f"document.querySelector('{formset}').clientWidth")
 
 
+def test_the_dashboard_keeps_its_counts_inside_their_box_while_the_urgent_phone_is_missing(desk, live_server, clinic):
+    # The note that the number is missing ran out of the box and squeezed each count's name to a letter a line.
+    assert not clinic.urgent_phone
+    staff(Role.CLINICIAN, clinic, username="dr_board")
+    admin_login(desk, live_server, "dr_board", PASSWORD)
+    desk.wait_for_selector(".aftercare-dashboard")
+
+    box = desk.locator(".aftercare-clinic").bounding_box()
+    table = desk.locator(".aftercare-clinic table").bounding_box()
+    names = desk.locator(".aftercare-clinic th[scope=row]")
+    assert table["x"] + table["width"] <= box["x"] + box["width"] + 1
+    # Each name keeps most of the row (squeezed, it was 20 px wide).
+    assert min(names.nth(n).bounding_box()["width"] for n in range(names.count())) > box["width"] / 2
+
+
 def test_the_patient_list_shows_every_column_at_1280_px(desk, live_server, clinic):
     staff(Role.CLINICIAN, clinic, username="dr_list")
     admin_login(desk, live_server, "dr_list", PASSWORD)

@@ -227,13 +227,13 @@ def see_the_timeline(page) -> None:  # noqa: ANN001
     assert state_of(page, "In-clinic exosome application") == "Applied (recorded)"
     assert state_of(page, "Self-check: redness and pain") == "Upcoming"
     assert page.locator("#timeline tr[data-state=upcoming]").count() == 13
-    assert page.locator(".inline-group").filter(has_text=f"lot {LOT}").count() == 1
+    assert page.locator(".readonly-inline").filter(has_text=LOT).count() == 1
 
 
 def screenshot_of_the_timeline(page, name: str) -> None:  # noqa: ANN001
     """The lot applied and the whole timeline in one picture: a taller window, scrolled to the applications."""
     page.set_viewport_size({"width": 1280, "height": 1150})
-    page.locator(".inline-group").last.evaluate("element => element.scrollIntoView()")
+    page.locator(".readonly-inline").last.evaluate("element => element.scrollIntoView()")
     screenshot(page, name, publish=True, full_page=False)
     page.set_viewport_size({"width": 1280, "height": 860})
 
