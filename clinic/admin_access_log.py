@@ -27,6 +27,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator, capfirst
 
+from clinic.ids import row_id
 from clinic.models import AuditEvent
 from clinic.roles import Capability
 from clinic.scoping import clinic_ids, scoped
@@ -119,10 +120,10 @@ class PatientFilter(admin.SimpleListFilter):
         return queryset.filter(access_log_about(patient_id=self._patient_id()))
 
     def _patient_id(self) -> int:
-        value = self.value() or ""
-        if not value.isdigit():
-            raise IncorrectLookupParameters(f"No such patient: {value}")
-        return int(value)
+        patient_id = row_id(self.value())
+        if patient_id is None:
+            raise IncorrectLookupParameters(f"No such patient: {self.value()}")
+        return patient_id
 
 
 # --- the records an entry names ----------------------------------------------------------------

@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from clinic.ids import row_id
 from clinic.invitations import Invitation, awaits_password, invite_staff, resend_invitation
 from clinic.models import Role
 from clinic.roles import Capability
@@ -103,9 +104,9 @@ class StaffInvitationAdminMixin:
     def _initial(self, request: HttpRequest) -> dict[str, Any]:
         # ?clinic=<id> from the clinic's page preselects it, if it is one of the clinics offered.
         managed = clinics_for(request.user, Capability.MANAGE_CLINIC)
-        wanted = request.GET.get("clinic", "")
-        if wanted.isdigit() and managed.filter(pk=wanted).exists():
-            return {"clinic": int(wanted)}
+        wanted = row_id(request.GET.get("clinic"))
+        if wanted is not None and managed.filter(pk=wanted).exists():
+            return {"clinic": wanted}
         only = list(managed.values_list("pk", flat=True)[:2])
         return {"clinic": only[0]} if len(only) == 1 else {}
 

@@ -25,6 +25,8 @@ CRAFTED = ["²", "١٢", "1²"]
     "/admin/patients/patient/?born={}",
     "/admin/patients/outcomeassessment/review/compare/?a={}&b={}",
     "/admin/patients/export/{}/history/",
+    "/admin/clinic/auditevent/?patient={}",
+    "/admin/clinic/membership/invite/?clinic={}",
 ])
 def test_the_admin_refuses_it(client, clinic_admin, clinician, path, value):
     client.force_login(clinician if "add/" in path else clinic_admin)
