@@ -257,10 +257,14 @@ class ProtocolVersionAdmin(ClinicScopedAdmin):
             raise PermissionDenied("You may not edit this clinic's protocols.")
         return version
 
-    def _confirm(self, request: HttpRequest, version: ProtocolVersion, *, title: str, explanation: str, button: str) -> Any:
+    def _confirm(
+        self, request: HttpRequest, version: ProtocolVersion, *, title: str, explanation: str, button: str,
+        warnings: list[str] | None = None,
+    ) -> Any:
         return _page(
             self, request, "admin/protocols/confirm_action.html", title=title, explanation=explanation, button=button,
             original=version, cancel_url=reverse("admin:protocols_protocolversion_change", args=[version.pk]),
+            warnings=warnings or [],
         )
 
     def publish_view(self, request: HttpRequest, pk: int) -> HttpResponse:
@@ -272,6 +276,7 @@ class ProtocolVersionAdmin(ClinicScopedAdmin):
                 explanation="Once published, this version never changes again: new treatments use it and the "
                             "previously published version is retired. Later edits need a new draft version."
                             + "".join(_stranded_screenings(retired) for retired in retiring),
+                warnings=version_warnings(version),  # said before publishing, while the steps can still change
             )
         try:
             versioning.publish(version=version, by=request.user)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 
 import pytest
 
@@ -66,6 +67,17 @@ def test_it_warns_again_when_the_version_is_published(client, clinician, draft):
     draft.refresh_from_db()
     assert draft.status == ProtocolVersion.Status.PUBLISHED
     assert EARLY_MORNING in _messages(response)
+
+
+def test_the_publish_confirmation_warns_before_publishing(client, clinician, draft):
+    draft.steps.update(local_time=dt.time(7, 0))
+    client.force_login(clinician)
+
+    page = client.get(f"/admin/protocols/protocolversion/{draft.pk}/publish/").content.decode()
+
+    assert f'<li class="warning">{html.escape(EARLY_MORNING)}</li>' in page
+    draft.refresh_from_db()
+    assert draft.status == ProtocolVersion.Status.DRAFT  # asked, not done
 
 
 def test_a_shared_protocol_is_checked_against_the_default_quiet_hours_and_says_so():
