@@ -226,9 +226,17 @@ class StaffUserAdmin(admin.ModelAdmin):
 
     search_fields = ["username", "email", "first_name", "last_name"]
     list_display = ["username", "email", "first_name", "last_name", "is_active"]
+    #: what a clinic admin sees of a colleague: who they are, not their password hash, permissions or sign-ins
+    COLLEAGUE_FIELDS = ["username", "first_name", "last_name", "email"]
 
     def get_queryset(self, request: HttpRequest) -> Any:
         return ordered(colleagues(request.user))
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if not request.user.is_superuser:
+            return list(self.COLLEAGUE_FIELDS)
+        # The hash is never shown, nor edited as text: a password is set by its owner (their invitation link).
+        return [name for name in super().get_fields(request, obj) if name != "password"]
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser
