@@ -219,6 +219,11 @@ class ProtocolVersionAdmin(ClinicScopedAdmin):
                 already_applying = rules.default_rule_ids(obj) - set(obj.added_rules.values_list("pk", flat=True))
                 field = form.base_fields["added_rules"]
                 field.queryset = field.queryset.exclude(pk__in=already_applying)
+            if "removed_rules" in form.base_fields:
+                # Removing a rule that does not apply by default changes nothing; one removed before stays listed.
+                removable = rules.default_rule_ids(obj) | set(obj.removed_rules.values_list("pk", flat=True))
+                field = form.base_fields["removed_rules"]
+                field.queryset = field.queryset.filter(pk__in=removable)
         return form
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:

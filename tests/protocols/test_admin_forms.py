@@ -60,7 +60,9 @@ def test_added_rules_offers_only_rules_that_do_not_apply_by_default(client, clin
     offered = {rule.code for rule in form.fields["added_rules"].queryset}
     assert "library-laser" in offered and "harbour-laser" in offered
     assert "library-all" not in offered and "harbour-all" not in offered
-    assert {"library-all", "harbour-all"} <= {rule.code for rule in form.fields["removed_rules"].queryset}
+    removable = {rule.code for rule in form.fields["removed_rules"].queryset}
+    assert {"library-all", "harbour-all"} <= removable
+    assert "library-laser" not in removable and "harbour-laser" not in removable  # they do not apply to remove
 
 
 def test_a_step_time_of_day_is_a_plain_time_input_without_now(client, clinician, draft):
