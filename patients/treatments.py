@@ -709,6 +709,10 @@ _REPLACED_BY_RESEND = {
 }
 
 
+#: A delivery starting afresh: scheduled, untried.
+_FRESH_DELIVERY = {"status": Status.SCHEDULED, "attempts": 0, "last_error": "", "lease_until": None}
+
+
 def _new_delivery(locked: Reminder) -> tuple[dict[str, Any], dict[str, Any]]:
     """What a new delivery of the locked row replaces, and the changes that start it (a resend, a moved visit).
 
@@ -718,8 +722,7 @@ def _new_delivery(locked: Reminder) -> tuple[dict[str, Any], dict[str, Any]]:
     replaced = {field: getattr(locked, field) for field in _REPLACED_BY_RESEND}
     changes = {
         **{kept: replaced[field] for field, kept in _REPLACED_BY_RESEND.items()},
-        "status": Status.SCHEDULED, "attempts": 0, "last_error": "", "lease_until": None, "sent_at": None,
-        "resend_count": F("resend_count") + 1,
+        **_FRESH_DELIVERY, "sent_at": None, "resend_count": F("resend_count") + 1,
     }
     return replaced, changes
 
@@ -876,9 +879,7 @@ def move_visit(
         was_sent = locked.status == Status.SENT
         # A delivery already tried (sent, or awaiting a retry after "451 …") is replaced and kept, as a resend keeps
         # it; it also gets a new Message-ID, since an attempt that seemed to fail may have arrived with the old time.
-        replaced, delivery = _new_delivery(locked) if was_sent or locked.attempts else ({}, {
-            "status": Status.SCHEDULED, "attempts": 0, "last_error": "", "lease_until": None,
-        })
+        replaced, delivery = _new_delivery(locked) if was_sent or locked.attempts else ({}, dict(_FRESH_DELIVERY))
         due_at = reminder_due_for(treatment=treatment, step=reminder.step, occurs_at=occurs_at, now=now)
         # A queued row's send task finds it no longer queued and stops; the dispatcher claims it again when due.
         Reminder.objects.filter(pk=locked.pk).update(
