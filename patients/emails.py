@@ -3,8 +3,9 @@
 What goes into a reminder and why:
 
 * the sender is the clinic (its sender name, our address) and replies go to the clinic;
-* the subject says only that it is a reminder from the clinic and for which day:
-  a subject is shown on lock screens, so no procedure or health detail goes there;
+* the subject says only that it is a reminder from the clinic and for which day (for a
+  follow-up visit staff moved, that the visit moved and to when): a subject is shown on
+  lock screens, so no procedure or health detail goes there;
 * a ``Message-ID`` derived from the reminder row, the same on every attempt, so
   the one possible duplicate (a crash after the server accepted the message) is
   recognisable as a copy;
@@ -13,7 +14,9 @@ What goes into a reminder and why:
 * signed links: "I did this" ("Got it" for something to avoid), "Report how my skin looks" (outcome checks)
   and "Unsubscribe";
 * for an avoidance, until when: the date of its "avoid until" day on the patient's clock, and the day;
-* an ``.ics`` invitation for follow-up visits.
+* an ``.ics`` invitation for follow-up visits;
+* for a follow-up visit staff moved, first of all that it moved, from when to when on the patient's clock:
+  the patient may have the old time in their calendar (a resend of it says so again).
 """
 
 from __future__ import annotations
@@ -169,6 +172,8 @@ def time_point_day(reminder: Reminder) -> int:
 
 def _context(*, reminder: Reminder, links: ReminderLinks, zone: ZoneInfo) -> dict:
     treatment = reminder.treatment
+    is_follow_up_visit = reminder.step.kind == StepKind.FOLLOW_UP_VISIT
+    moved_from = reminder.moved_from
     return {
         "reminder": reminder,
         "clinic": treatment.clinic,
@@ -177,13 +182,15 @@ def _context(*, reminder: Reminder, links: ReminderLinks, zone: ZoneInfo) -> dic
         "kind": reminder.step.kind,
         "occurs_at": reminder.occurs_at.astimezone(zone),
         "day": protocol_day(occurs_at=reminder.occurs_at, ended_at=treatment.ended_at, zone=zone),
-        "is_follow_up_visit": reminder.step.kind == StepKind.FOLLOW_UP_VISIT,
+        "is_follow_up_visit": is_follow_up_visit,
         "is_outcome_check": reminder.step.kind == StepKind.OUTCOME_CHECK,
         # Nothing to do for an avoidance: its link confirms the patient read it ("Got it"), not "I did this".
         "is_avoidance": reminder.step.kind == StepKind.AVOIDANCE,
         "avoid_until": avoidance_end(
             avoid_until_day=reminder.step.avoid_until_day, ended_at=treatment.ended_at, zone=zone
         ),
+        # The latest move's old time: the email says the visit moved, from when, before anything else.
+        "moved_from": moved_from.astimezone(zone) if is_follow_up_visit and moved_from else None,
         "links": links,
     }
 

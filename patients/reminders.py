@@ -275,6 +275,7 @@ def _record_failure(*, reminder: Reminder, error: BaseException, now: dt.datetim
 _SEND_FIELDS = (
     "id", "treatment_id", "step_id", "occurrence", "occurs_at", "attempts", "resend_count", "created_at",
     "move_count", "moved_at",  # a follow-up visit's invitation (patients.emails.calendar_invite)
+    "moved_from",  # a moved visit's email says from when it moved
     "step__kind", "step__title", "step__patient_text", "step__sends_reminder", "step__avoid_until_day",
     # An outcome check's day (patients.emails.time_point_day).
     "step__timing", "step__day", "step__offset_value", "step__offset_unit", "step__repeat_count",
