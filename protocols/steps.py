@@ -160,6 +160,13 @@ def _check_avoidance(step: StepInput, *, length_days: int, add: _Add) -> None:
             "avoid_until_day",
             f"The avoidance cannot end on day {step.avoid_until_day}, before it starts on day {day_number(first)}.",
         )
+    elif first is not None and step.avoid_until_day == day_number(first):
+        # "Avoid until day 0" from day 0 asks nothing of the patient: a typing mistake, not an avoidance.
+        add(
+            "avoid_until_day",
+            f"The avoidance starts on day {step.avoid_until_day}, so it cannot also end then: "
+            f"avoid until day {step.avoid_until_day + 1} or later.",
+        )
     if step.avoid_until_day > length_days:
         add(
             "avoid_until_day",

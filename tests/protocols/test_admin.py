@@ -139,6 +139,7 @@ def test_it_saves_a_draft_step_edited_inline(signed_in, draft):
         ({"local_time": "24:30"}, "Enter a valid time."),
         ({"avoid_until_day": 5}, "Only avoidance steps"),
         ({"kind": "avoidance"}, "An avoidance needs an end"),
+        ({"kind": "avoidance", "avoid_until_day": 3}, "so it cannot also end then"),
         ({"timing": "offset"}, "needs an offset"),
     ],
 )

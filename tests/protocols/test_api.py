@@ -188,6 +188,7 @@ def test_it_filters_protocols_by_procedure_and_status(api, clinic_a):
         ({"avoid_until_day": 5}, "avoid_until_day", "Only avoidance steps"),
         ({"kind": "avoidance"}, "avoid_until_day", "An avoidance needs an end"),
         ({"kind": "avoidance", "day": 3, "avoid_until_day": 2}, "avoid_until_day", "before it starts on day 3"),
+        ({"kind": "avoidance", "day": 3, "avoid_until_day": 3}, "avoid_until_day", "cannot also end then"),
         ({"kind": "avoidance", "avoid_until_day": 50}, "avoid_until_day", "after the protocol ends on day 42"),
         ({"remind_minutes_before": 20000}, "remind_minutes_before", "at most 10080 minutes"),
         ({"remind_minutes_before": -5}, "remind_minutes_before", "greater than or equal to 0"),
