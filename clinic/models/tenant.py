@@ -8,6 +8,7 @@ from zoneinfo import available_timezones
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from simple_history.models import HistoricalRecords
 
@@ -46,6 +47,16 @@ def tel_href(number: str) -> str:
     return f"tel:+{digits}" if international else f"tel:{digits}"
 
 
+# How old intake answers may be before a screening asks to re-confirm them. Plausibility limits against typing
+# mistakes (0 days, 100000 days), not clinical advice: within them each clinic sets its own age.
+INTAKE_MAX_AGE_DAYS_MIN = 1
+INTAKE_MAX_AGE_DAYS_MAX = 365
+INTAKE_MAX_AGE_MESSAGE = (
+    f"Give a number of days from {INTAKE_MAX_AGE_DAYS_MIN} to {INTAKE_MAX_AGE_DAYS_MAX} "
+    "(a year at most; the default is 30)."
+)
+
+
 class Clinic(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=60, unique=True)
@@ -62,7 +73,12 @@ class Clinic(models.Model):
     )
     quiet_hours_end = models.TimeField(default=dt.time(8, 0), help_text="…until this patient-local time.")
     intake_max_age_days = models.PositiveSmallIntegerField(
-        default=30, help_text="Intake answers older than this must be re-confirmed before a screening counts."
+        default=30,
+        validators=[
+            MinValueValidator(INTAKE_MAX_AGE_DAYS_MIN, message=INTAKE_MAX_AGE_MESSAGE),
+            MaxValueValidator(INTAKE_MAX_AGE_DAYS_MAX, message=INTAKE_MAX_AGE_MESSAGE),
+        ],
+        help_text="Intake answers older than this must be re-confirmed before a screening counts.",
     )
     require_two_factor = models.BooleanField(
         default=True, help_text="Staff of this clinic must use a one-time-password device to sign in."
