@@ -831,11 +831,16 @@ def cancel_reminder(*, reminder: Reminder, by: Any, request: HttpRequest | None 
 MOVE_REASON_MIN_LENGTH = 10
 #: a visit whose reminder is still to go out, or went out (the patient is then told the new time)
 MOVABLE = (*Reminder.PENDING, Status.SENT)
+#: a follow-up visit is booked within this many days of its procedure: a later time is a mistyped year
+MOVE_MAX_DAYS_AFTER_PROCEDURE = 365
+#: on the clinic's clock, a visit before this time or after ``NIGHT_AFTER`` is most likely 03:00 typed for 15:00
+NIGHT_BEFORE, NIGHT_AFTER = dt.time(6, 0), dt.time(22, 0)
+CONFIRM_TIME = "Confirm to move the visit to this time all the same."
 
 
 def move_visit(
     *, reminder: Reminder, occurs_at: Any, reason: str, by: Any, request: HttpRequest | None = None,
-    now: dt.datetime | None = None,
+    now: dt.datetime | None = None, confirm_time: bool = False,
 ) -> Reminder:
     """Move one follow-up visit to a new time (the patient rebooked) and time its reminder before it.
 
@@ -850,6 +855,11 @@ def move_visit(
     marked moved (``moved_at``): recomputing the treatment's timeline keeps the
     visit at this time. The old time and the reason are kept on the row (the
     latest move) and in the access log (``reminder.visit_moved``, every move).
+
+    A time more than ``MOVE_MAX_DAYS_AFTER_PROCEDURE`` after the procedure is
+    refused. One whose reminder the quiet hours would hold back until after the
+    visit, or at night on the clinic's clock (``move_doubts``), is moved only
+    with ``confirm_time``: the visit may really be then, but staff must know.
     """
     now = now or timezone.now()
     treatment = reminder.treatment
@@ -865,6 +875,8 @@ def move_visit(
         errors.add("occurs_at", "Give a date and time with its time zone.")
     elif occurs_at <= now:
         errors.add("occurs_at", "The new time is already past; give the time the patient is coming.")
+    elif _days_after_procedure(treatment, occurs_at) > MOVE_MAX_DAYS_AFTER_PROCEDURE:
+        errors.add("occurs_at", _too_long_after(treatment, occurs_at))
     if len(reason) < MOVE_REASON_MIN_LENGTH:
         errors.add("reason", f"Say why the visit moves, in a few words (at least {MOVE_REASON_MIN_LENGTH} characters), "
                              "e.g. “patient rebooked by phone”: the reason stays with the reminder.")
@@ -881,6 +893,9 @@ def move_visit(
         # it; it also gets a new Message-ID, since an attempt that seemed to fail may have arrived with the old time.
         replaced, delivery = _new_delivery(locked) if was_sent or locked.attempts else ({}, dict(_FRESH_DELIVERY))
         due_at = reminder_due_for(treatment=treatment, step=reminder.step, occurs_at=occurs_at, now=now)
+        doubts = move_doubts(treatment=treatment, occurs_at=occurs_at, due_at=due_at)
+        if doubts and not confirm_time:
+            raise ValidationError({"occurs_at": doubts, "confirm_time": CONFIRM_TIME})
         # A queued row's send task finds it no longer queued and stops; the dispatcher claims it again when due.
         Reminder.objects.filter(pk=locked.pk).update(
             **delivery, occurs_at=occurs_at, due_at=due_at, moved_at=now, moved_from=locked.occurs_at,
@@ -892,11 +907,56 @@ def move_visit(
             detail={
                 "treatment": treatment.pk, "previous_occurs_at": locked.occurs_at, "occurs_at": reminder.occurs_at,
                 "previous_due_at": locked.due_at, "due_at": reminder.due_at, "reason": reason,
-                "move_count": reminder.move_count, "sent_again": was_sent,
+                "move_count": reminder.move_count, "sent_again": was_sent, "confirmed_doubts": doubts,
                 **{f"previous_{field}": value for field, value in replaced.items()},
             },
         )
     return reminder
+
+
+def move_doubts(*, treatment: Treatment, occurs_at: dt.datetime, due_at: dt.datetime) -> list[str]:
+    """Why a visit at ``occurs_at``, reminded at ``due_at``, may be a mistake: staff confirm it or choose again.
+
+    The reminder of a visit is pointless once the visit has begun, and quiet
+    hours are about emails, not opening hours: a visit at night is allowed, but
+    is more likely a slip of the hour than a booking.
+    """
+    doubts = []
+    if due_at > occurs_at:
+        zone, quiet = _reminder_clock(treatment)
+        doubts.append(
+            f"Its reminder would go out {timezone.localtime(due_at, zone):%a %Y-%m-%d %H:%M} (patient's time, "
+            f"{zone.key}), after the visit itself ({timezone.localtime(occurs_at, zone):%H:%M} on their clock): the "
+            f"quiet hours, {quiet.start:%H:%M} to {quiet.end:%H:%M}, hold reminders back. Choose a later time, or "
+            "confirm this one and tell the patient yourself."
+        )
+    if at_night(treatment, occurs_at):
+        clinic_zone = ZoneInfo(treatment.clinic.time_zone)
+        doubts.append(
+            f"{timezone.localtime(occurs_at, clinic_zone):%a %Y-%m-%d %H:%M} is at night on the clinic's clock "
+            f"({clinic_zone.key}): check the hour (a.m. or p.m.?), or confirm that the patient comes then."
+        )
+    return doubts
+
+
+def at_night(treatment: Treatment, moment: dt.datetime) -> bool:
+    """Whether ``moment`` is before ``NIGHT_BEFORE`` or after ``NIGHT_AFTER`` on the clinic's clock."""
+    local = timezone.localtime(moment, ZoneInfo(treatment.clinic.time_zone)).time()
+    return local < NIGHT_BEFORE or local > NIGHT_AFTER
+
+
+def _days_after_procedure(treatment: Treatment, moment: dt.datetime) -> int:
+    """Calendar days from the procedure's day to ``moment``'s, on the clinic's clock."""
+    zone = ZoneInfo(treatment.clinic.time_zone)
+    return (timezone.localtime(moment, zone).date() - timezone.localtime(treatment.ended_at, zone).date()).days
+
+
+def _too_long_after(treatment: Treatment, occurs_at: dt.datetime) -> str:
+    zone = ZoneInfo(treatment.clinic.time_zone)
+    days = _days_after_procedure(treatment, occurs_at)
+    return (f"{timezone.localtime(occurs_at, zone):%a %Y-%m-%d} is {days} days after the procedure (on "
+            f"{timezone.localtime(treatment.ended_at, zone):%a %Y-%m-%d}, clinic's time); a follow-up visit is at "
+            f"most {MOVE_MAX_DAYS_AFTER_PROCEDURE} days after it. Check the year.")
 
 
 def _unmovable(reminder: Reminder) -> str:

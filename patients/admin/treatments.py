@@ -606,8 +606,12 @@ class TreatmentAdmin(ClinicScopedAdmin):
                 except ValidationError as error:
                     other_errors = apply_service_errors(error, form)
                 else:
-                    self.message_user(request, _visit_moved_message(moved, clinic_zone, patient_zone))
+                    doubts = _confirmed_doubts(moved)
+                    self.message_user(request, _visit_moved_message(moved, clinic_zone, patient_zone) + doubts,
+                                      messages.WARNING if doubts else messages.INFO)
                     return HttpResponseRedirect(back)
+            if "confirm_time" not in form.errors:
+                del form.fields["confirm_time"]
             return self._page(
                 request, "admin/patients/treatment/action_form.html", f"Move the visit “{reminder.step.title}”",
                 treatment=treatment, form=form, other_errors=other_errors, submit_label="Move visit",
@@ -638,6 +642,16 @@ def _visit_moved_message(reminder: Reminder, clinic_zone: ZoneInfo, patient_zone
     due = timezone.localtime(reminder.due_at, patient_zone)
     return (f"The visit “{reminder.step.title}” moved to {_on_clocks(reminder.occurs_at, clinic_zone, patient_zone)}; "
             f"its reminder goes out {due:%a %Y-%m-%d %H:%M} (patient's time).")
+
+
+def _confirmed_doubts(reminder: Reminder) -> str:
+    """What staff confirmed about the new time (``treatments.move_doubts``), said again once it is moved."""
+    text = ""
+    if reminder.due_at > reminder.occurs_at:
+        text += " That is after the visit itself (the quiet hours hold it back): tell the patient yourself."
+    if treatments.at_night(reminder.treatment, reminder.occurs_at):
+        text += " The visit is at night on the clinic's clock."
+    return text
 
 
 def _what_became(reminder: Reminder, what: str) -> str:

@@ -82,3 +82,8 @@ class MoveVisitForm(forms.Form):
         help_text=(f"Why, in a few words (at least {treatments.MOVE_REASON_MIN_LENGTH} characters), e.g. “patient "
                    "rebooked by phone”. Kept with the reminder; the old time is kept too."),
     )
+    # Offered only once the page asks for it (the view drops it otherwise): a box ticked in advance confirms nothing.
+    confirm_time = forms.BooleanField(
+        required=False, label="Move it to this time all the same",
+        help_text="Tick only after reading why the time above is doubtful.",
+    )

@@ -125,6 +125,11 @@ class MoveVisitSerializer(StrictSerializer):
         max_length=500, trim_whitespace=True,
         help_text=f"Why the visit moves (at least {treatments.MOVE_REASON_MIN_LENGTH} characters).",
     )
+    confirm_time = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Move the visit even though its reminder would go out after it (quiet hours) or it is at night "
+        "on the clinic's clock; without it such a move is refused with a 400 saying why.",
+    )
 
 
 class ReminderSerializer(serializers.ModelSerializer):
@@ -293,7 +298,10 @@ class ReminderViewSet(ScopedReadOnlyViewSet):
         description="Move one follow-up visit (the patient rebooked): its reminder is timed before the new time; "
         "one already sent goes out again, its invitation moving the event. A recomputed timeline keeps the visit "
         "at this time. 400 for another step kind, a cancelled treatment, a reminder that failed, was skipped or "
-        "cancelled, a past time, or a time without its offset from UTC.",
+        "cancelled, a past time, a time without its offset from UTC, or more than "
+        f"{treatments.MOVE_MAX_DAYS_AFTER_PROCEDURE} days after the procedure; also, unless confirm_time is true, a "
+        "time whose reminder the quiet hours would hold back until after the visit, or at night on the clinic's "
+        f"clock (before {treatments.NIGHT_BEFORE:%H:%M} or after {treatments.NIGHT_AFTER:%H:%M}).",
     )
     @action(detail=True, methods=["post"], url_path="move-visit")
     def move_visit(self, request: Request, pk: str | None = None) -> Response:
