@@ -272,8 +272,20 @@ class ProtocolVersionAdmin(ClinicScopedAdmin):
             warnings=warnings or [],
         )
 
+    def _not_possible(self, request: HttpRequest, version: ProtocolVersion, *, title: str, explanation: str) -> Any:
+        """A confirmation page with no button: the action would only be refused."""
+        return self._confirm(request, version, title=title, explanation=explanation, button="")
+
     def publish_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         version = self._editable_version(request, pk)
+        if request.method != "POST" and version.status != ProtocolVersion.Status.DRAFT:
+            published = version.status == ProtocolVersion.Status.PUBLISHED
+            return self._not_possible(
+                request, version, title=f"{version} is {'published already' if published else 'retired'}",
+                explanation=f"v{version.number} is published already: new treatments use it, and it never changes "
+                            "again." if published else f"v{version.number} is retired; only a draft can be "
+                            "published. Create a new draft from it to offer its steps again.",
+            )
         if request.method != "POST":
             retiring = version.protocol.versions.filter(status=ProtocolVersion.Status.PUBLISHED).exclude(pk=version.pk)
             return self._confirm(
@@ -294,18 +306,27 @@ class ProtocolVersionAdmin(ClinicScopedAdmin):
 
     def retire_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         version = self._editable_version(request, pk)
+        if request.method != "POST" and version.status != ProtocolVersion.Status.PUBLISHED:
+            return self._not_possible(
+                request, version, title=f"{version} cannot be retired",
+                explanation=f"v{version.number} is {version.status}; only a published version can be retired.",
+            )
         if request.method != "POST":
             return self._confirm(
                 request, version, title=f"Retire {version}?", button="Retire",
                 explanation="A retired version is no longer offered for new treatments. Treatments that used it "
                             "keep it, unchanged." + _stranded_screenings(version),
+                warnings=[_out_of_service(version.protocol)] if versioning.leaves_none_published(version) else [],
             )
+        none_left = versioning.leaves_none_published(version)
         try:
             versioning.retire(version=version, by=request.user)
         except ValidationError as error:
             _refusal(request, error)
         else:
             messages.success(request, f"{version} is retired; treatments that used it keep it.")
+            if none_left:
+                messages.warning(request, _out_of_service(version.protocol))
         return redirect("admin:protocols_protocolversion_change", version.pk)
 
     def new_draft_view(self, request: HttpRequest, pk: int) -> HttpResponse:
@@ -546,6 +567,13 @@ class LotStateFilter(admin.SimpleListFilter):
         if self.value() == "recalled":
             return queryset.filter(recalled=True)
         return queryset
+
+
+def _out_of_service(protocol: Protocol) -> str:
+    draft = protocol.draft
+    waiting = f" Its draft v{draft.number} is not published yet." if draft is not None else ""
+    return (f"{protocol.name} will have no published version: no patient can be screened or treated for it until "
+            f"you publish one.{waiting}")
 
 
 def _stranded_screenings(retiring: ProtocolVersion) -> str:

@@ -147,6 +147,13 @@ def retire(*, version: ProtocolVersion, by: Any = None) -> ProtocolVersion:
     return version
 
 
+def leaves_none_published(version: ProtocolVersion) -> bool:
+    """Whether retiring ``version`` leaves its protocol with no published version: until one is published, no
+    patient can be screened or treated for the protocol."""
+    others = version.protocol.versions.filter(status=Status.PUBLISHED).exclude(pk=version.pk)
+    return version.status == Status.PUBLISHED and not others.exists()
+
+
 # --- diff -----------------------------------------------------------------------------
 
 
