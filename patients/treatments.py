@@ -62,6 +62,10 @@ from protocols.models import ExosomeProduct, ProductLot, ProtocolStep, ProtocolV
 Status = Reminder.Status
 # A procedure recorded as ending later than this from now is a typing mistake.
 FUTURE_TOLERANCE = dt.timedelta(minutes=15)
+# Plausibility limits of an in-clinic application, against typing mistakes (500 ml for 5.00 ml, a delay typed in
+# seconds); not clinical advice. Applied in clinic means during the visit: within a day of the procedure.
+MAX_APPLICATION_VOLUME_ML = Decimal("20")
+MAX_APPLICATION_MINUTES_AFTER = 24 * 60
 
 
 @dataclass(frozen=True)
@@ -149,10 +153,9 @@ def _check_applications(
         reason = lot.unusable_reason(on, applied_at=applied_at) if on else None
         if reason:
             errors.add("applications", prefix + reason)
-        if application.volume_ml is None or Decimal(application.volume_ml) <= 0:
-            errors.add("applications", prefix + "give the volume applied in ml (more than 0).")
-        if application.minutes_after_procedure is None or application.minutes_after_procedure < 0:
-            errors.add("applications", prefix + "minutes after the procedure cannot be negative.")
+        for problem in (volume_problem(application.volume_ml), minutes_after_problem(minutes)):
+            if problem:
+                errors.add("applications", prefix + problem)
         label = application.arm_label.strip().lower()
         if arms and not label:
             errors.add("applications", prefix + "say which arm received it.")
@@ -164,6 +167,26 @@ def _check_applications(
                 errors.add("applications", prefix + f"arm {arm.label!r} is the control and receives no exosomes.")
             elif arm.product is not None and lot.product_id != arm.product.pk:
                 errors.add("applications", prefix + f"the lot is not of the product of arm {arm.label!r}.")
+
+
+def volume_problem(volume_ml: Any) -> str | None:
+    """Why an in-clinic application's volume (ml) cannot be recorded, or None."""
+    if volume_ml is None or Decimal(volume_ml) <= 0:
+        return "give the volume applied in ml (more than 0)."
+    if Decimal(volume_ml) > MAX_APPLICATION_VOLUME_ML:
+        return (f"{volume_ml} ml is more than an application in clinic takes (at most {MAX_APPLICATION_VOLUME_ML} ml); "
+                "check the volume for a typing mistake.")
+    return None
+
+
+def minutes_after_problem(minutes: Any) -> str | None:
+    """Why an in-clinic application's minutes after the procedure cannot be recorded, or None."""
+    if minutes is None or minutes < 0:
+        return "minutes after the procedure cannot be negative."
+    if minutes > MAX_APPLICATION_MINUTES_AFTER:
+        return (f"an application in clinic is given during the visit, at most {MAX_APPLICATION_MINUTES_AFTER} minutes "
+                f"(24 hours) after the procedure; check {minutes} for a typing mistake.")
+    return None
 
 
 #: The code of the error that refuses a screening already used for a treatment; the admin adds a link for it.

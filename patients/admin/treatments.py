@@ -179,9 +179,15 @@ class ApplicationForm(forms.Form):
         help_text="The lot must be in date on the day of the procedure; a recalled lot only if it was applied "
         "before the recall was entered.",
     )
-    volume_ml = forms.DecimalField(max_digits=5, decimal_places=2, min_value=0, label="Volume (ml)")
+    volume_ml = forms.DecimalField(
+        max_digits=5, decimal_places=2, label="Volume (ml)",
+        help_text=f"More than 0, at most {treatments.MAX_APPLICATION_VOLUME_ML} ml.",
+    )
     # No initial value: an untouched extra row must stay "unchanged" so the formset skips it.
-    minutes_after_procedure = forms.IntegerField(min_value=0, required=False, help_text="Empty means right after.")
+    minutes_after_procedure = forms.IntegerField(
+        required=False,
+        help_text=f"Empty means right after; at most {treatments.MAX_APPLICATION_MINUTES_AFTER} (24 hours).",
+    )
     arm = forms.CharField(max_length=40, required=False, help_text="Split-face only: the arm's label.")
 
     def __init__(self, *args: Any, patient: Patient, **kwargs: Any) -> None:
@@ -195,6 +201,21 @@ class ApplicationForm(forms.Form):
         self.fields["lot"].queryset = ProductLot.objects.filter(
             not_recalled_then, clinic=patient.clinic, expiry_date__gte=earliest_procedure_day(patient.clinic)
         ).select_related("product", "clinic")
+
+    # The service's own checks, so the message stands next to the field it is about.
+    def clean_volume_ml(self) -> Any:
+        return _service_checked(self.cleaned_data["volume_ml"], treatments.volume_problem)
+
+    def clean_minutes_after_procedure(self) -> Any:
+        minutes = self.cleaned_data["minutes_after_procedure"]
+        return minutes if minutes is None else _service_checked(minutes, treatments.minutes_after_problem)
+
+
+def _service_checked(value: Any, problem_of: Any) -> Any:
+    problem = problem_of(value)
+    if problem:
+        raise ValidationError(problem[0].upper() + problem[1:])
+    return value
 
 
 class ArmForm(forms.Form):

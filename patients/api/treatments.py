@@ -83,8 +83,14 @@ class ArmInputSerializer(StrictSerializer):
 
 class ApplicationInputSerializer(StrictSerializer):
     lot = ScopedPrimaryKeyRelatedField(queryset=ProductLot.objects.select_related("product"))
-    volume_ml = serializers.DecimalField(max_digits=5, decimal_places=2)
-    minutes_after_procedure = serializers.IntegerField(min_value=0, default=0)
+    volume_ml = serializers.DecimalField(
+        max_digits=5, decimal_places=2,
+        help_text=f"More than 0, at most {treatments.MAX_APPLICATION_VOLUME_ML} ml (else a 400 naming the application).",
+    )
+    minutes_after_procedure = serializers.IntegerField(
+        min_value=0, default=0,
+        help_text=f"In clinic, during the visit: at most {treatments.MAX_APPLICATION_MINUTES_AFTER} (24 hours).",
+    )
     arm = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
 
 
