@@ -26,6 +26,7 @@ class ClinicDashboard:
     outcomes_awaiting: int
     consent_unrecorded: int
     problems_unreviewed: int
+    alerts_undelivered: int
     links: dict[str, str]  # the rows behind a count, by metric
 
 
@@ -49,6 +50,9 @@ def _links(clinic: Clinic, start: dt.datetime, end: dt.datetime) -> dict[str, st
             "status__in": ",".join(VISIT_STATUSES),
         }),
         "outcomes_awaiting": reverse("admin:outcomes_awaiting") + "?" + urlencode({"clinic": clinic.pk}),
+        "alerts_undelivered": reverse("admin:patients_staffalert_changelist") + "?" + urlencode(
+            {"clinic__id__exact": clinic.pk, "status__exact": "failed"}
+        ),
     }
 
 
@@ -71,6 +75,7 @@ def dashboard_for(user: Any, *, now: dt.datetime) -> list[ClinicDashboard]:
     boards = []
     clinics = list(clinics_for(user).order_by("name"))
     problems = _problems_unreviewed(clinics)
+    undelivered = _alerts_undelivered(clinics)
     for clinic in clinics:
         start, end = _today_bounds(clinic, now)
         treatments_today = Treatment.objects.filter(
@@ -97,6 +102,7 @@ def dashboard_for(user: Any, *, now: dt.datetime) -> list[ClinicDashboard]:
                 outcomes_awaiting=outcomes_awaiting_count(clinic=clinic, now=now),
                 consent_unrecorded=Patient.objects.filter(CONSENT_UNRECORDED, clinic=clinic).count(),
                 problems_unreviewed=problems.get(clinic.pk, 0),
+                alerts_undelivered=undelivered.get(clinic.pk, 0),
                 links=_links(clinic, start, end),
             )
         )
@@ -115,3 +121,16 @@ def _problems_unreviewed(clinics: list[Clinic]) -> dict[int, int]:
         .order_by().values("treatment__clinic").annotate(n=Count("pk"))
     )
     return {row["treatment__clinic"]: row["n"] for row in rows}
+
+
+def _alerts_undelivered(clinics: list[Clinic]) -> dict[int, int]:
+    """Alerts to clinicians that failed, per clinic: one query for all the person's clinics."""
+    from patients.models import StaffAlert
+
+    if not clinics:
+        return {}
+    rows = (
+        StaffAlert.objects.filter(clinic__in=clinics, status=StaffAlert.Status.FAILED)
+        .order_by().values("clinic").annotate(n=Count("pk"))
+    )
+    return {row["clinic"]: row["n"] for row in rows}

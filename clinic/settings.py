@@ -402,4 +402,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 180.0,
         "options": {"expires": 170},
     },
+    # Alerts to clinicians whose task was lost or whose retry is due (patients.staff_alerts).
+    "dispatch-staff-alerts": {
+        "task": "patients.dispatch_staff_alerts",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }

@@ -21,34 +21,26 @@ everywhere:
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Iterable, Mapping
-from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Model, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import timezone
 
 from clinic.audit import record_event
 from clinic.history import CORRECTED_BY_PATIENT, SENT_BY_PATIENT
-from clinic.models import Membership, Role
 from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere
+from patients import staff_alerts
 from patients.links import consume_link
 from patients.models import AdverseEvent, OutcomeAssessment, PatientLink, Treatment, TreatmentArm
 from patients.photos import PreparedPhoto, store_photo
 from patients.timeline import protocol_day
 from protocols.models import ProtocolStep, ProtocolVersion, StepKind
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_TIME_POINTS: tuple[int, ...] = (0, 1, 3, 7, 14, 28)
 LAST_TIME_POINT_DAY = 730
@@ -551,7 +543,7 @@ def _save_self_report(
         store_photo(assessment=assessment, photo=photo, uploaded_by=None)
     consume_link(link)
     if newly_flagged:
-        transaction.on_commit(partial(notify_problem_flag, assessment_id=assessment.pk))
+        staff_alerts.alert_problem_flag(assessment, now=now)
     return assessment, existing is None
 
 
@@ -732,9 +724,9 @@ def record_adverse_event(
         event = AdverseEvent(treatment=treatment, recorded_by=by, recorded_at=now, **values)
         event._history_user = by
         event.save()
-    if severity in NOTIFY_SEVERITIES:
-        # After commit: no email about an event that was rolled back.
-        transaction.on_commit(partial(notify_adverse_event, event_id=event.pk))
+        if severity in NOTIFY_SEVERITIES:
+            # In the same transaction: no event without its alert, no email about an event rolled back.
+            staff_alerts.alert_adverse_event(event, now=now)
     return event
 
 
@@ -791,86 +783,7 @@ def correct_adverse_event(
         event._history_user = by
         event._change_reason = reason.strip()
         event.save()
-    if event.severity in NOTIFY_SEVERITIES and event.notified_at is None:
-        transaction.on_commit(partial(notify_adverse_event, event_id=event.pk))
+        if (event.severity in NOTIFY_SEVERITIES and event.notified_at is None
+                and not staff_alerts.adverse_event_alert_open(event)):
+            staff_alerts.alert_adverse_event(event, now=now)
     return event
-
-
-# --- notifications -----------------------------------------------------------------------
-
-
-def clinician_emails(clinic_id: int) -> list[str]:
-    """Addresses of the clinic's active clinicians."""
-    return sorted(
-        set(
-            Membership.objects.filter(
-                clinic_id=clinic_id, role=Role.CLINICIAN, is_active=True, user__is_active=True
-            )
-            .exclude(user__email="")
-            .values_list("user__email", flat=True)
-        )
-    )
-
-
-def _send_to_clinicians(*, clinic_id: int, template: str, context: dict[str, Any]) -> int:
-    recipients = clinician_emails(clinic_id)
-    subject = " ".join(render_to_string(f"emails/{template}_subject.txt", context).split())
-    text = render_to_string(f"emails/{template}.txt", context)
-    html = render_to_string(f"emails/{template}.html", context)
-    messages = []
-    for address in recipients:
-        # One message per clinician, so colleagues' addresses are not shared in To:.
-        message = EmailMultiAlternatives(subject=subject, body=text, to=[address])
-        message.attach_alternative(html, "text/html")
-        messages.append(message)
-    if messages:
-        get_connection().send_messages(messages)
-    return len(messages)
-
-
-def notify_adverse_event(*, event_id: int, now: dt.datetime | None = None) -> int:
-    """Email the clinic's clinicians about one adverse event, once. Returns how many were emailed.
-
-    The row is claimed with a conditional update before sending, so two calls
-    for the same event send one set of emails; a failed send releases the claim
-    so the event shows as not notified in the admin and can be sent again.
-    """
-    now = now or timezone.now()
-    claimed = AdverseEvent.objects.filter(pk=event_id, notified_at__isnull=True).update(notified_at=now)
-    if claimed != 1:
-        return 0
-    try:
-        event = AdverseEvent.objects.select_related("treatment__clinic", "treatment__patient", "arm").get(pk=event_id)
-        context = {
-            "event": event,
-            "clinic": event.treatment.clinic,
-            "treatment": event.treatment,
-            "admin_url": settings.SITE_URL + reverse("admin:patients_adverseevent_change", args=[event.pk]),
-        }
-        return _send_to_clinicians(clinic_id=event.treatment.clinic_id, template="adverse_event", context=context)
-    except Exception:
-        AdverseEvent.objects.filter(pk=event_id).update(notified_at=None)
-        logger.exception("Could not email clinicians about adverse event %s", event_id)
-        return 0
-
-
-def notify_problem_flag(*, assessment_id: int) -> int:
-    """Email the clinic's clinicians that a patient flagged a problem in a self-report."""
-    try:
-        assessment = OutcomeAssessment.objects.select_related("treatment__clinic", "treatment__patient").get(
-            pk=assessment_id
-        )
-        context = {
-            "assessment": assessment,
-            "clinic": assessment.treatment.clinic,
-            "treatment": assessment.treatment,
-            # The treatment's page shows the patient's reports in context, with "Mark reviewed".
-            "admin_url": settings.SITE_URL
-            + reverse("admin:patients_treatment_change", args=[assessment.treatment_id]) + "#patient-reports",
-        }
-        return _send_to_clinicians(
-            clinic_id=assessment.treatment.clinic_id, template="adverse_event_flagged_by_patient", context=context
-        )
-    except Exception:
-        logger.exception("Could not email clinicians about the problem flagged in assessment %s", assessment_id)
-        return 0

@@ -35,7 +35,6 @@ import smtplib
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -101,6 +100,20 @@ def claim_due(*, now: dt.datetime, limit: int) -> list[int]:
     return ids
 
 
+def queue_after_commit(enqueue: Enqueue, ids: list[int]) -> None:
+    """Hand ``ids`` to ``enqueue`` once the transaction commits.
+
+    A broker that is down then does not undo what committed, nor fail the request
+    or the task that committed it: the error is logged, and the rows, leased to
+    the lost messages, are handed out again by the dispatcher when the lease ends.
+    """
+
+    def queue_tasks() -> None:  # named: Django's robust on_commit logs a failure with the callback's __qualname__
+        enqueue(ids)
+
+    transaction.on_commit(queue_tasks, robust=True)
+
+
 def enqueue_send_tasks(ids: list[int]) -> None:
     """Queue one Celery send task per id (called after the claiming transaction committed)."""
     from patients.tasks import send_reminder_task
@@ -119,7 +132,7 @@ def dispatch_due_batch(*, now: dt.datetime | None = None, enqueue: Enqueue | Non
     with transaction.atomic():
         ids = claim_due(now=now, limit=settings.AFTERCARE_REMINDER_BATCH_SIZE)
         if ids:
-            transaction.on_commit(partial(enqueue or enqueue_send_tasks, ids), robust=True)
+            queue_after_commit(enqueue or enqueue_send_tasks, ids)
     return len(ids)
 
 

@@ -1,6 +1,6 @@
-"""Celery tasks: thin wrappers that take ids and call ``patients.reminders``.
+"""Celery tasks: thin wrappers that take ids and call ``patients.reminders`` and ``patients.staff_alerts``.
 
-No reminder is ever scheduled with an ETA or countdown: the outbox row holds
+No reminder or alert is ever scheduled with an ETA or countdown: the outbox row holds
 the due time and the dispatcher, run every minute by beat, queues the send
 only when it is due (DESIGN.md).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from patients import reminders
+from patients import reminders, staff_alerts
 
 
 @shared_task(name="patients.send_reminder", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -28,3 +28,14 @@ def dispatch_due_reminders_task() -> int:
 @shared_task(name="patients.sweep_reminder_leases", ignore_result=True)
 def sweep_reminder_leases_task() -> int:
     return reminders.sweep_expired_leases()
+
+
+@shared_task(name="patients.send_staff_alert", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def send_staff_alert_task(alert_id: int) -> str:
+    # As a reminder's: acknowledged after it ran; the row's conditional update makes a redelivered copy harmless.
+    return staff_alerts.send_alert(alert_id=alert_id).value
+
+
+@shared_task(name="patients.dispatch_staff_alerts", ignore_result=True)
+def dispatch_staff_alerts_task() -> int:
+    return staff_alerts.dispatch_due()

@@ -73,3 +73,11 @@ def clinic_admin(clinic_a):
 @pytest.fixture
 def clinician_b(clinic_b):
     return staff(Role.CLINICIAN, clinic_b, username="clinician_b")
+
+
+@pytest.fixture
+def alerts_sent_at_once(monkeypatch):
+    """Alerts to clinicians sent when their transaction commits, here, as the worker would (no broker)."""
+    from patients import staff_alerts
+
+    monkeypatch.setattr(staff_alerts, "enqueue", lambda ids: [staff_alerts.send_alert(alert_id=pk) for pk in ids])

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from patients.admin import exports, flags, outcomes, patients, treatments  # noqa: F401
+from patients.admin import alerts, exports, flags, outcomes, patients, treatments  # noqa: F401

@@ -29,7 +29,7 @@ from clinic.audit import record_event
 from clinic.ids import row_id
 from clinic.roles import Capability
 from clinic.scoping import can, scoped
-from patients import charts, outcomes
+from patients import charts, outcomes, staff_alerts
 from patients.admin.awaiting import awaiting_outcomes_view
 from patients.measures import by_treatment, measures_for
 from patients.models import AdverseEvent, OutcomeAssessment, OutcomePhoto, Patient, Treatment, TreatmentArm
@@ -703,8 +703,10 @@ class AdverseEventAdmin(BackToTheTreatment, ClinicScopedAdmin):
         allowed = scoped(queryset, request.user, Capability.LOG_OUTCOMES).filter(
             severity__in=outcomes.NOTIFY_SEVERITIES, notified_at__isnull=True
         )
-        sent = sum(1 for pk in allowed.values_list("pk", flat=True) if outcomes.notify_adverse_event(event_id=pk))
-        messages.info(request, f"Clinicians emailed about {sent} event(s).")
+        queued = sum(1 for event in allowed.select_related("treatment")
+                     if staff_alerts.alert_again_about(event=event, by=request.user, request=request))
+        messages.info(request, f"The clinicians will be emailed about {queued} event(s); "
+                               "“Alerts to clinicians” shows when they were.")
 
 
 # --- photos --------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from patients.models.alert import StaffAlert
 from patients.models.export import Export
 from patients.models.intake import Intake
 from patients.models.link import PatientLink
@@ -22,6 +23,7 @@ __all__ = [
     "Reminder",
     "Screening",
     "ScreeningOverride",
+    "StaffAlert",
     "Treatment",
     "TreatmentArm",
 ]

@@ -11,15 +11,16 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from clinic.models import Role
-from patients.models import AdverseEvent, TreatmentArm
+from patients.models import AdverseEvent, StaffAlert, TreatmentArm
 from patients.outcomes import (
     AdverseEventAlreadyRecorded,
     ChangedSinceOpened,
     correct_adverse_event,
     current_revision,
-    notify_adverse_event,
     record_adverse_event,
 )
+from patients.reminders import SendOutcome
+from patients.staff_alerts import alert_again_about, send_alert
 from tests.factories import TreatmentFactory, staff
 
 pytestmark = pytest.mark.django_db
@@ -31,6 +32,11 @@ TODAY = NOW.date()
 def fast_passwords(settings):
     # Staff factories set a password; the production hasher makes each one take seconds.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def alerts_go_out_on_commit(alerts_sent_at_once):
+    pass
 
 
 @pytest.fixture(autouse=True)
@@ -99,16 +105,26 @@ def test_it_notifies_once_however_often_it_is_asked(treatment, clinician, django
     with django_capture_on_commit_callbacks(execute=True):
         event = _record(treatment, clinician, severity="severe")
     assert len(mail.outbox) == 1
-    assert notify_adverse_event(event_id=event.pk) == 0
+    alert = StaffAlert.objects.get(adverse_event=event)
+    assert send_alert(alert_id=alert.pk) == SendOutcome.NOT_CLAIMED  # a duplicated task message
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alert_again_about(event=event, by=clinician) is None  # the admin's "email them" on a notified event
     assert len(mail.outbox) == 1
+    assert StaffAlert.objects.count() == 1
 
 
-def test_a_failed_send_leaves_the_event_not_notified(treatment, clinician, settings, django_capture_on_commit_callbacks):
+def test_a_failed_send_leaves_the_event_not_notified_and_the_alert_waiting(
+    treatment, clinician, settings, django_capture_on_commit_callbacks
+):
     settings.EMAIL_BACKEND = "tests.patients.test_adverse_events.BrokenBackend"
     with django_capture_on_commit_callbacks(execute=True):
         event = _record(treatment, clinician, severity="severe")
     event.refresh_from_db()
     assert event.notified_at is None
+    alert = StaffAlert.objects.get(adverse_event=event)
+    assert (alert.status, alert.attempts, alert.sent_to) == (StaffAlert.Status.PENDING, 1, [])
+    assert alert.last_error == "Could not talk to the mail server: connection refused"
+    assert alert.due_at > NOW  # tried again later, with back-off
 
 
 class BrokenBackend:
@@ -117,6 +133,9 @@ class BrokenBackend:
 
     def send_messages(self, messages):
         raise OSError("connection refused")
+
+    def close(self):
+        pass
 
 
 def test_raising_the_severity_later_notifies(treatment, clinician, django_capture_on_commit_callbacks):

@@ -312,7 +312,7 @@ def _event_form(treatment, **overrides):
 
 
 def test_a_clinician_records_an_adverse_event_and_colleagues_are_emailed(
-    client, clinician, treatment, mailoutbox, django_capture_on_commit_callbacks
+    client, clinician, treatment, mailoutbox, django_capture_on_commit_callbacks, alerts_sent_at_once
 ):
     client.force_login(clinician)
     with django_capture_on_commit_callbacks(execute=True):
@@ -341,7 +341,7 @@ def test_the_treatment_page_leads_to_an_adverse_event_form_for_that_treatment(cl
 
 
 def test_a_double_submitted_adverse_event_is_stored_and_emailed_once(
-    client, clinician, treatment, mailoutbox, django_capture_on_commit_callbacks
+    client, clinician, treatment, mailoutbox, django_capture_on_commit_callbacks, alerts_sent_at_once
 ):
     client.force_login(clinician)
     add = reverse("admin:patients_adverseevent_add")
@@ -473,7 +473,10 @@ def test_the_adverse_event_and_photo_lists_keep_a_flat_query_count(
             assert client.get(reverse(name)).context["cl"].result_count == 12
 
 
-def test_the_resend_action_emails_about_events_not_yet_notified(client, clinician, treatment, mailoutbox):
+def test_the_resend_action_emails_about_events_not_yet_notified(
+    client, clinician, treatment, mailoutbox, alerts_sent_at_once, django_capture_on_commit_callbacks
+):
+    # Saved before alerts were kept (or whose alert was sent and then lost with a restored backup): none on its way.
     event = AdverseEvent.objects.create(
         treatment=treatment, kind="infection", severity="severe", onset_date=NOW.date(), recorded_by=clinician
     )
@@ -481,13 +484,16 @@ def test_the_resend_action_emails_about_events_not_yet_notified(client, clinicia
         treatment=treatment, kind="milia", severity="mild", onset_date=NOW.date(), recorded_by=clinician
     )
     client.force_login(clinician)
-    client.post(
-        reverse("admin:patients_adverseevent_changelist"),
-        {"action": "send_notification", "_selected_action": [event.pk, mild.pk]},
-    )
+    for _ in range(2):  # the second time, the event is notified: nobody is emailed again
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post(
+                reverse("admin:patients_adverseevent_changelist"),
+                {"action": "send_notification", "_selected_action": [event.pk, mild.pk]},
+            )
     assert len(mailoutbox) == 1
     event.refresh_from_db()
     assert event.notified_at == NOW
+    assert list(event.alerts.values_list("status", flat=True)) == ["sent"]
 
 
 def test_correcting_an_entry_offers_only_the_arms_of_its_own_treatment(client, clinician, clinic_a, treatment):

@@ -185,7 +185,9 @@ def test_the_outcome_list_query_count_does_not_grow_with_rows(clinician, clinic_
         assert api.get("/api/v1/outcomes/").json()["count"] == 34
 
 
-def test_adverse_events_are_recorded_through_the_service(clinician, treatment, mailoutbox, django_capture_on_commit_callbacks):
+def test_adverse_events_are_recorded_through_the_service(
+    clinician, treatment, mailoutbox, django_capture_on_commit_callbacks, alerts_sent_at_once
+):
     api = _api(clinician)
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(
@@ -206,7 +208,7 @@ def test_adverse_events_are_recorded_through_the_service(clinician, treatment, m
 
 
 def test_a_retried_adverse_event_post_is_refused_with_409_and_emails_no_one_again(
-    clinician, treatment, mailoutbox, django_capture_on_commit_callbacks
+    clinician, treatment, mailoutbox, django_capture_on_commit_callbacks, alerts_sent_at_once
 ):
     api = _api(clinician)
     event = {"treatment": treatment.pk, "kind": "infection", "severity": "severe", "onset_date": "2026-03-15"}

@@ -210,7 +210,7 @@ def test_a_report_without_a_flag_cannot_be_reviewed(clinician, treatment):
 
 
 def test_a_patient_correction_that_keeps_the_flag_reopens_it_and_emails_again(
-    clinician, flagged, django_capture_on_commit_callbacks
+    clinician, flagged, django_capture_on_commit_callbacks, alerts_sent_at_once
 ):
     review_problem_flag(assessment=flagged, by=clinician, note="Antibiotics started")
     with django_capture_on_commit_callbacks(execute=True):

@@ -170,7 +170,9 @@ def test_a_50_mb_upload_is_refused_and_nothing_is_stored(client, link, settings)
     assert not (settings.MEDIA_ROOT / "photos").exists()
 
 
-def test_flagging_a_problem_emails_the_clinicians(client, link, clinician, django_capture_on_commit_callbacks):
+def test_flagging_a_problem_emails_the_clinicians(
+    client, link, clinician, django_capture_on_commit_callbacks, alerts_sent_at_once
+):
     with django_capture_on_commit_callbacks(execute=True):
         client.post(_url(link), {**GOOD, "problem_flagged": "on", "notes": "Yellow crusts since this morning"})
     assert [m.to for m in mail.outbox] == [[clinician.email]]

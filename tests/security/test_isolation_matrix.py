@@ -25,6 +25,7 @@ from patients.models import (
     Patient,
     Reminder,
     ScreeningOverride,
+    StaffAlert,
     TreatmentArm,
 )
 from protocols.models import ContraindicationRule, ProductLot, ProtocolStep, ProtocolVersion
@@ -60,6 +61,7 @@ KINDS = {
     "clinician assessments": lambda c: OutcomeAssessment.objects.filter(treatment__clinic=c, source="clinician"),
     "patient self-reports": lambda c: OutcomeAssessment.objects.filter(treatment__clinic=c, source="patient"),
     "adverse events": lambda c: AdverseEvent.objects.filter(treatment__clinic=c),
+    "alerts to clinicians": lambda c: StaffAlert.objects.filter(clinic=c),
     "outcome photos": lambda c: OutcomePhoto.objects.filter(assessment__treatment__clinic=c),
     "exports with a file": lambda c: Export.objects.filter(clinic=c).exclude(file=""),
     "access-log entries": lambda c: AuditEvent.objects.filter(clinic=c),

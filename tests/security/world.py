@@ -26,7 +26,7 @@ from rest_framework.authtoken.models import Token
 from clinic.demo import DemoClinicSpec, install_demo_clinic, install_demo_content
 from clinic.models import Clinic, Role
 from patients import exports
-from patients.models import AdverseEvent, Export, OutcomeAssessment, Screening, Treatment
+from patients.models import AdverseEvent, Export, OutcomeAssessment, Screening, StaffAlert, Treatment
 from patients.outcomes import record_adverse_event
 from patients.photos import prepare_photo, store_photo
 from patients.screenings import override_screening
@@ -137,10 +137,13 @@ def _recorded_treatments(clinic: Clinic) -> models.QuerySet:
 
 def _adverse_event(clinic: Clinic, tag: str, clinician: Any) -> None:
     treatment = _recorded_treatments(clinic).first()
-    record_adverse_event(
+    event = record_adverse_event(
         treatment=treatment, by=clinician, kind=AdverseEvent.Kind.MILIA, severity=AdverseEvent.Severity.MILD,
         onset_date=treatment.ended_at.date() + dt.timedelta(days=5), description=f"Two milia on the chin ({tag} review)",
     )
+    # An alert to clinicians that was not delivered (a mild event raises none itself), its error naming the clinic.
+    StaffAlert.objects.create(clinic=clinic, kind=StaffAlert.Kind.ADVERSE_EVENT, adverse_event=event,
+                              status=StaffAlert.Status.FAILED, last_error=f"The mail server refused nurse@{tag}.example")
 
 
 def _photo(clinic: Clinic, clinician: Any) -> None:
