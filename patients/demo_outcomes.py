@@ -141,6 +141,16 @@ def _as_if_sent(*, treatment: Treatment, now: dt.datetime) -> None:
         status=Reminder.Status.SENT, attempts=1, last_attempt_at=F("due_at"),
         sent_at=F("due_at") + dt.timedelta(minutes=1), last_error="",
     )
+    # An avoidance still running when it was recorded is due at once instead (``patients.treatments``): it too
+    # would have gone out at its step's time.
+    running = Reminder.objects.filter(
+        treatment=treatment, status=Reminder.Status.SCHEDULED, step__kind=StepKind.AVOIDANCE,
+        occurs_at__lt=F("due_at"), due_at__lte=now,
+    )
+    running.update(
+        status=Reminder.Status.SENT, attempts=1, due_at=F("occurs_at"), last_attempt_at=F("occurs_at"),
+        sent_at=F("occurs_at") + dt.timedelta(minutes=1), last_error="",
+    )
 
 
 def _self_report(*, treatment: Treatment, rng: random.Random, now: dt.datetime) -> int:

@@ -14,6 +14,9 @@ Rules (DESIGN.md, "Time"):
 * The reminder goes out ``remind_minutes_before`` the step, then is moved out
   of the clinic's quiet hours (in the patient's zone) to the end of the quiet
   period.
+* An avoidance ("no retinoids until day 5") lasts until the end of its last
+  day on the patient's clock; until then its reminder still has something to
+  say, however late it goes out.
 
 Every instant returned is an aware ``datetime`` in UTC.
 """
@@ -45,6 +48,7 @@ class StepTiming(Protocol):
     repeat_every_days: int | None
     remind_minutes_before: int
     sends_reminder: bool
+    avoid_until_day: int | None
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,9 @@ class Occurrence:
     occurs_at: dt.datetime
     due_at: dt.datetime
     sends_reminder: bool
+    # When an avoidance is over: its reminder has something to say until then. None for a step of one moment,
+    # whose reminder is worth sending only around its time.
+    avoidance_over_at: dt.datetime | None = None
 
 
 def _wall_time_exists(aware: dt.datetime, zone: ZoneInfo) -> bool:
@@ -156,6 +163,7 @@ def build_timeline(
         raise ValueError("ended_at must be an aware datetime")
     occurrences = []
     for step in steps:
+        over_at = avoidance_over_at(avoid_until_day=step.avoid_until_day, ended_at=ended_at, zone=zone)
         for index, occurs_at in enumerate(occurrence_instants(step, ended_at=ended_at, zone=zone)):
             due_at = reminder_due_at(
                 occurs_at=occurs_at, remind_minutes_before=step.remind_minutes_before, zone=zone, quiet=quiet
@@ -163,7 +171,7 @@ def build_timeline(
             occurrences.append(
                 Occurrence(
                     step_id=step.pk or 0, occurrence=index, occurs_at=occurs_at, due_at=due_at,
-                    sends_reminder=bool(step.sends_reminder),
+                    sends_reminder=bool(step.sends_reminder), avoidance_over_at=over_at,
                 )
             )
     return sorted(occurrences, key=lambda item: (item.occurs_at, item.step_id, item.occurrence))
@@ -182,3 +190,15 @@ def protocol_day(*, occurs_at: dt.datetime, ended_at: dt.datetime, zone: ZoneInf
 def avoidance_end(*, avoid_until_day: int | None, ended_at: dt.datetime, zone: ZoneInfo) -> dt.date | None:
     """The patient-local date an avoidance lasts until ("no retinoids until day 5"), None for a step without one."""
     return None if avoid_until_day is None else protocol_date(day=avoid_until_day, ended_at=ended_at, zone=zone)
+
+
+def avoidance_over_at(*, avoid_until_day: int | None, ended_at: dt.datetime, zone: ZoneInfo) -> dt.datetime | None:
+    """The instant an avoidance is over (UTC): midnight after its "avoid until" day, on the patient's clock.
+
+    "Until Sunday 10 May (day 5)" includes that Sunday: a patient told so on
+    the Sunday still has something to keep to. None for a step without one.
+    """
+    last_day = avoidance_end(avoid_until_day=avoid_until_day, ended_at=ended_at, zone=zone)
+    if last_day is None:
+        return None
+    return local_instant(day=last_day + dt.timedelta(days=1), at=dt.time(0, 0), zone=zone)

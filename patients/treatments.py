@@ -321,24 +321,38 @@ def _late_before(now: dt.datetime) -> dt.datetime:
     return now - dt.timedelta(minutes=settings.AFTERCARE_REMINDER_LATE_GRACE_MINUTES)
 
 
-def _too_late(occurrence: Occurrence, now: dt.datetime) -> bool:
-    return occurrence.occurs_at < _late_before(now)
+def _too_late_or_due(occurrence: Occurrence, *, treatment: Treatment, now: dt.datetime) -> tuple[bool, dt.datetime]:
+    """Whether the reminder of ``occurrence`` is too late to send (``now``), and when it is due if not.
+
+    A step of one moment ("cleanse tonight") is too late once it is past by
+    more than the late grace. An avoidance is not while it lasts: "no retinoids
+    until day 5" still matters to a patient whose procedure ended after the
+    step's time, so its reminder goes out at once, or when the quiet hours end,
+    unless the avoidance is over by then.
+    """
+    over_at = occurrence.avoidance_over_at
+    if over_at is None:
+        return occurrence.occurs_at < _late_before(now), occurrence.due_at
+    if occurrence.due_at >= now:
+        return False, occurrence.due_at
+    zone, quiet = _reminder_clock(treatment)
+    due_at = shift_out_of_quiet_hours(due_at=now, zone=zone, quiet=quiet)
+    return (True, occurrence.due_at) if due_at >= over_at else (False, due_at)
 
 
 TOO_LATE = "The step was already past when the treatment was recorded or rescheduled."
 
 
 def _reminder_rows(*, treatment: Treatment, occurrences: list[Occurrence], now: dt.datetime) -> list[Reminder]:
-    """Steps that send no reminder get no row; occurrences already well past are stored as skipped."""
-    late_before = _late_before(now)
+    """Steps that send no reminder get no row; occurrences too late to remind of are stored as skipped."""
     rows = []
     for occurrence in occurrences:
         if not occurrence.sends_reminder:
             continue
-        late = occurrence.occurs_at < late_before
+        late, due_at = _too_late_or_due(occurrence, treatment=treatment, now=now)
         rows.append(Reminder(
             treatment=treatment, step_id=occurrence.step_id, occurrence=occurrence.occurrence,
-            occurs_at=occurrence.occurs_at, due_at=occurrence.due_at,
+            occurs_at=occurrence.occurs_at, due_at=due_at,
             status=Status.SKIPPED if late else Status.SCHEDULED, last_error=TOO_LATE if late else "",
         ))
     return rows
@@ -572,9 +586,12 @@ def recompute_open_reminders(*, treatment: Treatment, now: dt.datetime) -> Recom
         occurrence = planned.get((row.step_id, row.occurrence))
         if occurrence is not None and row.moved_at is not None:
             occurrence = _kept_visit(row, treatment=treatment, step=steps[row.step_id])
-        if occurrence is None or _unchanged(row, occurrence) or not _move_row(row, occurrence, now=now):
+        if occurrence is None:
             continue
-        if _too_late(occurrence, now):
+        late, due_at = _too_late_or_due(occurrence, treatment=treatment, now=now)
+        if _unchanged(row, occurrence, due_at=due_at) or not _move_row(row, occurrence, late=late, due_at=due_at):
+            continue
+        if late:
             past += 1
         else:
             scheduled += 1
@@ -593,17 +610,16 @@ def _kept_visit(row: Reminder, *, treatment: Treatment, step: ProtocolStep) -> O
     )
 
 
-def _unchanged(row: Reminder, occurrence: Occurrence) -> bool:
+def _unchanged(row: Reminder, occurrence: Occurrence, *, due_at: dt.datetime) -> bool:
     """A pending row already at its computed times: left as it is (its attempts and retry time too)."""
-    return row.status in Reminder.PENDING and (row.occurs_at, row.due_at) == (occurrence.occurs_at, occurrence.due_at)
+    return row.status in Reminder.PENDING and (row.occurs_at, row.due_at) == (occurrence.occurs_at, due_at)
 
 
-def _move_row(row: Reminder, occurrence: Occurrence, *, now: dt.datetime) -> bool:
-    late = _too_late(occurrence, now)
+def _move_row(row: Reminder, occurrence: Occurrence, *, late: bool, due_at: dt.datetime) -> bool:
     # Conditional: a row that became "sending" meanwhile is not touched, nor one staff moved meanwhile,
     # and a queued row's task will find it no longer queued and stop.
     return bool(Reminder.objects.filter(_OPEN, pk=row.pk, moved_at=row.moved_at).update(
-        occurs_at=occurrence.occurs_at, due_at=occurrence.due_at, attempts=0, lease_until=None,
+        occurs_at=occurrence.occurs_at, due_at=due_at, attempts=0, lease_until=None,
         status=Status.SKIPPED if late else Status.SCHEDULED, last_error=TOO_LATE if late else "",
     ))
 

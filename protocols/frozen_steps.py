@@ -22,7 +22,7 @@ from protocols.models import ProtocolStep
 
 _TIMING_FIELDS = (
     "pk", "timing", "offset_value", "offset_unit", "day", "local_time", "repeat_count", "repeat_every_days",
-    "remind_minutes_before", "sends_reminder",
+    "remind_minutes_before", "sends_reminder", "avoid_until_day",
 )
 
 
@@ -40,6 +40,7 @@ class FrozenStep:
     repeat_every_days: int | None
     remind_minutes_before: int
     sends_reminder: bool
+    avoid_until_day: int | None
 
 
 _steps_of_version: dict[int, tuple[FrozenStep, ...]] = {}

@@ -158,3 +158,17 @@ def test_past_reminders_read_as_sent_and_home_steps_as_mostly_done(clinic_a, cli
     assert sent.count() == 5
     assert all(r.sent_at > r.due_at and r.last_error == "" for r in sent)
     assert sent.filter(done_at__isnull=False).exists()
+
+
+def test_a_running_avoidance_recorded_late_reads_as_sent_at_its_time(clinic_a, clinician):
+    treatment = _treatment(clinic_a, 6)
+    StepFactory(version=treatment.protocol_version, kind="avoidance", day=0, local_time=dt.time(18, 0), avoid_until_day=28)
+    from patients.treatments import schedule_reminders
+
+    schedule_reminders(treatment=treatment)  # six days late, but the avoidance runs until day 28: due at once
+    [reminder] = treatment.reminders.all()
+    assert (reminder.status, reminder.due_at) == ("scheduled", NOW)
+    install_demo_outcomes(treatment=treatment, clinician=clinician)
+    reminder.refresh_from_db()
+    assert reminder.status == "sent"
+    assert reminder.due_at == reminder.occurs_at < reminder.sent_at < NOW

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from patients.timeline import (
     QuietHours,
+    avoidance_over_at,
     build_timeline,
     local_instant,
     protocol_day,
@@ -37,6 +38,7 @@ class Step:
     repeat_every_days: int | None = None
     remind_minutes_before: int = 0
     sends_reminder: bool = True
+    avoid_until_day: int | None = None
 
 
 def at(zone: ZoneInfo, *args: int, fold: int = 0) -> dt.datetime:
@@ -183,6 +185,26 @@ def test_it_orders_the_timeline_by_time_and_marks_steps_without_reminders():
 def test_it_refuses_a_naive_procedure_end():
     with pytest.raises(ValueError, match="aware"):
         only([Step(day=1, local_time=dt.time(9, 0))], ended_at=dt.datetime(2026, 5, 12, 11, 0), zone=BERLIN)
+
+
+# --- avoidances ------------------------------------------------------------------------------
+
+
+def test_an_avoidance_lasts_until_midnight_after_its_last_day_on_the_patients_clock():
+    # 00:30 on Tuesday 5 May in Berlin, still Monday in UTC: day 5 is Sunday 10 May in Berlin.
+    ended = at(BERLIN, 2026, 5, 5, 0, 30)
+    steps = [Step(pk=1, day=0, local_time=dt.time(18, 0), avoid_until_day=5), Step(pk=2, day=0, local_time=dt.time(19, 0))]
+    avoidance, cleanse = only(steps, ended_at=ended, zone=BERLIN)
+    assert avoidance.avoidance_over_at == at(BERLIN, 2026, 5, 11, 0, 0)
+    assert cleanse.avoidance_over_at is None
+
+
+def test_an_avoidance_ends_at_the_first_minute_of_the_next_day_where_the_clocks_skip_midnight():
+    # Santiago springs forward at midnight: 6 September 2026 starts at 01:00.
+    santiago = ZoneInfo("America/Santiago")
+    over_at = avoidance_over_at(avoid_until_day=4, ended_at=at(santiago, 2026, 9, 1, 12, 0), zone=santiago)
+    assert over_at is not None
+    assert over_at.astimezone(santiago).replace(tzinfo=None) == dt.datetime(2026, 9, 6, 1, 0)
 
 
 # --- properties -------------------------------------------------------------------------------
