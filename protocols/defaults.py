@@ -320,6 +320,10 @@ IN_CLINIC_STEP: dict[str, Any] = {
     "staff_notes": "Record the lot, the volume and the minutes after the procedure.",
 }
 
+# The reminder of a visit goes out the day before, at the visit's time: time to arrange the day, or to call the
+# clinic to move it (at the moment it starts it would tell the patient nothing they could act on).
+VISIT_REMINDER: dict[str, Any] = {"remind_minutes_before": 24 * 60}
+
 # Reminder times avoid the default quiet hours (21:00–08:00 patient-local).
 EXAMPLE_PROTOCOLS: tuple[ExampleProtocol, ...] = (
     ExampleProtocol(
@@ -342,9 +346,9 @@ EXAMPLE_PROTOCOLS: tuple[ExampleProtocol, ...] = (
              "patient_text": "Apply the at-home exosome serum tonight as the label says (nightly on days 1–7)."},
             {"kind": StepKind.OUTCOME_CHECK, "title": "Self-check: redness and pain", **_at(3, 10),
              "patient_text": "How does your skin look and feel? Tell us about redness and pain."},
-            {"kind": StepKind.FOLLOW_UP_VISIT, "title": "One-week check-in", **_at(7, 10),
+            {"kind": StepKind.FOLLOW_UP_VISIT, "title": "One-week check-in", **_at(7, 10), **VISIT_REMINDER,
              "patient_text": "Your one-week check-in with the clinic."},
-            {"kind": StepKind.FOLLOW_UP_VISIT, "title": "Next session", **_at(28, 10),
+            {"kind": StepKind.FOLLOW_UP_VISIT, "title": "Next session", **_at(28, 10), **VISIT_REMINDER,
              "patient_text": "Time to book your next session (between day 28 and day 42).",
              "staff_notes": "Next session window: day 28–42."},
         ),
@@ -362,11 +366,11 @@ EXAMPLE_PROTOCOLS: tuple[ExampleProtocol, ...] = (
              "patient_text": "Avoid direct sun for at least 4 and ideally 8 weeks; wear SPF 50 and a hat."},
             {"kind": StepKind.OUTCOME_CHECK, "title": "Self-check", **_at(2, 10),
              "patient_text": "How does your skin look? Tell us about redness, swelling and pain."},
-            {"kind": StepKind.FOLLOW_UP_VISIT, "title": "One-week check-in", **_at(7, 10),
+            {"kind": StepKind.FOLLOW_UP_VISIT, "title": "One-week check-in", **_at(7, 10), **VISIT_REMINDER,
              "patient_text": "Bronzing and flaking are expected this week. Your one-week check-in with the clinic."},
             {"kind": StepKind.OUTCOME_CHECK, "title": "PIH check", **_at(14, 10),
              "patient_text": "Please check for darker patches (post-inflammatory hyperpigmentation) and tell us."},
-            {"kind": StepKind.FOLLOW_UP_VISIT, "title": "Next session", **_at(28, 10),
+            {"kind": StepKind.FOLLOW_UP_VISIT, "title": "Next session", **_at(28, 10), **VISIT_REMINDER,
              "patient_text": "Time for your next session."},
         ),
     ),
@@ -389,10 +393,13 @@ EXAMPLE_PROTOCOLS: tuple[ExampleProtocol, ...] = (
              "repeat_count": 2, "repeat_every_days": 2,
              "patient_text": "Check for increasing pain, pus, crusts or blisters; tell us how your skin looks."},
             {"kind": StepKind.FOLLOW_UP_VISIT, "title": "Clinic visit: re-epithelialisation", **_at(7, 10),
-             "patient_text": "Your clinic visit to check that the skin has healed over."},
+             **VISIT_REMINDER, "patient_text": "Your clinic visit to check that the skin has healed over."},
             {"kind": StepKind.FOLLOW_UP_VISIT, "title": "End of antiviral course; PIH and infection check",
-             **_at(14, 10), "patient_text": "Your antiviral course ends today. Clinic check for pigment and infection."},
-            {"kind": StepKind.FOLLOW_UP_VISIT, "title": "Follow-up", **_at(28, 10),
+             **_at(14, 10), **VISIT_REMINDER,
+             # The email arrives the day before: "ends today" would be wrong.
+             "patient_text": "Your antiviral course ends on the day of this visit. Clinic check for pigment and "
+                             "infection."},
+            {"kind": StepKind.FOLLOW_UP_VISIT, "title": "Follow-up", **_at(28, 10), **VISIT_REMINDER,
              "patient_text": "Your four-week follow-up."},
         ),
     ),

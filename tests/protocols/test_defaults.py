@@ -129,3 +129,10 @@ def test_it_keeps_each_clinics_examples_apart(clinic_a, clinic_b):
     b = install_example_protocols(clinic=clinic_b)
     assert a["microneedling"].pk != b["microneedling"].pk
     assert b["microneedling"].steps.filter(product__clinic=clinic_a).count() == 0
+
+
+def test_it_reminds_of_each_visit_the_day_before(clinic_a):
+    install_example_protocols(clinic=clinic_a)
+    visits = ProtocolStep.objects.filter(version__protocol__clinic=clinic_a, kind="follow_up_visit")
+    assert visits.count() == 7
+    assert {step.remind_minutes_before for step in visits} == {24 * 60}
