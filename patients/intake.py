@@ -7,6 +7,7 @@ intake, so the screening that read an old one can still be explained.
 from __future__ import annotations
 
 import datetime as dt
+import smtplib
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -22,6 +23,7 @@ from clinic.audit import record_event
 from clinic.history import INTAKE_BY_PATIENT
 from patients.links import create_link, url_for
 from patients.models import Intake, Patient, PatientLink
+from patients.reminders import classify_send_error
 from protocols.facts import FACTS, FACTS_BY_CODE, Fact, FactType
 
 if TYPE_CHECKING:
@@ -139,20 +141,30 @@ def send_intake_link(
     """Email ``patient`` a single-use signed link to fill in the intake on their phone."""
     if not patient.email:
         raise ValidationError({"email": "The patient has no email address."})
-    link = create_link(patient=patient, purpose=PatientLink.Purpose.INTAKE)
     clinic = patient.clinic
-    context = {"patient": patient, "clinic": clinic, "url": url_for(link), "expires_at": link.expires_at}
-    message = EmailMultiAlternatives(
-        subject=f"{clinic.name}: a few health questions before your visit",
-        body=render_to_string("emails/intake_link.txt", context),
-        to=[patient.email],
-        reply_to=[clinic.contact_email],
-    )
-    message.attach_alternative(render_to_string("emails/intake_link.html", context), "text/html")
-    message.send()
-    record_event(
-        actor=sent_by, action="intake.link_sent", clinic=clinic, obj=patient, detail={"link": link.pk}, request=request
-    )
+    # One transaction around the send: a link the patient never received is not kept, nor logged as sent.
+    with transaction.atomic():
+        link = create_link(patient=patient, purpose=PatientLink.Purpose.INTAKE)
+        context = {"patient": patient, "clinic": clinic, "url": url_for(link), "expires_at": link.expires_at}
+        message = EmailMultiAlternatives(
+            subject=f"{clinic.name}: a few health questions before your visit",
+            body=render_to_string("emails/intake_link.txt", context),
+            to=[patient.email],
+            reply_to=[clinic.contact_email],
+        )
+        message.attach_alternative(render_to_string("emails/intake_link.html", context), "text/html")
+        try:
+            message.send(fail_silently=False)
+        except (smtplib.SMTPException, OSError) as error:
+            problem = classify_send_error(error)
+            raise ValidationError(
+                f"The intake link could not be emailed to {patient.email}: {problem.message}. Nothing was sent; "
+                + ("check the address, then try again." if problem.permanent else "try again in a few minutes.")
+            ) from error
+        record_event(
+            actor=sent_by, action="intake.link_sent", clinic=clinic, obj=patient, detail={"link": link.pk},
+            request=request,
+        )
     return link
 
 

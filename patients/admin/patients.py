@@ -312,8 +312,8 @@ class PatientAdmin(ClinicScopedAdmin):
             try:
                 send_intake_link(patient=patient, sent_by=request.user, request=request)
                 sent += 1
-            except ValidationError:
-                self.message_user(request, f"{patient} has no email address; no link sent.", messages.WARNING)
+            except ValidationError as error:
+                self.message_user(request, f"{patient}: {' '.join(error.messages)}", messages.WARNING)
         if sent:
             self.message_user(request, f"Intake link sent to {sent} patient(s).", messages.SUCCESS)
 

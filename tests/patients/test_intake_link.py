@@ -156,3 +156,35 @@ def test_a_future_date_is_refused_in_the_patients_words(client, patient, coordin
     assert "The date can&#x27;t be in the future." in page
     assert "the answer cannot be in the future" not in page  # the staff wording, naming the staff question
     assert not Intake.objects.exists()
+
+
+class RefusingServer:
+    """A mail backend whose server answers as ``error`` says."""
+
+    error: Exception = OSError("[Errno 111] Connection refused")
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def send_messages(self, messages):
+        raise type(self).error
+
+
+@pytest.mark.parametrize(("error", "advice"), [
+    (OSError("[Errno 111] Connection refused"), "try again in a few minutes."),
+    (__import__("smtplib").SMTPRecipientsRefused({"maya@mail.example": (550, b"5.1.1 No such user")}),
+     "check the address, then try again."),
+])
+def test_a_link_the_mail_server_did_not_take_is_not_kept_and_staff_are_told_why(
+    client, patient, coordinator, settings, error, advice
+):
+    settings.EMAIL_BACKEND = "tests.patients.test_intake_link.RefusingServer"
+    RefusingServer.error = error
+    client.force_login(coordinator)
+    response = client.post(reverse("admin:patients_patient_send_intake_link", args=[patient.pk]), follow=True)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "The intake link could not be emailed to maya@mail.example: " in page
+    assert advice in page
+    assert not PatientLink.objects.exists()
+    assert not AuditEvent.objects.filter(action="intake.link_sent").exists()
