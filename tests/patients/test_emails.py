@@ -103,6 +103,21 @@ def test_it_adds_a_self_report_link_to_outcome_checks(clinic_a):
     assert "Report how your skin looks" in message.body
 
 
+@pytest.mark.parametrize(("language", "report", "done"), [
+    ("en", "Report how my skin looks", ("I did this", "Done it?")),
+    ("de", "Wie sieht meine Haut aus?", ("Erledigt",)),
+])
+def test_an_outcome_check_asks_for_the_report_only_not_for_a_tap_that_it_was_done(clinic_a, language, report, done):
+    # A tap on "I did this" reported nothing; the check's one action is the report.
+    check = build(reminder_for(clinic_a, kind="outcome_check", title="How does your skin look?", day=0,
+                               language=language))
+    assert report in html_of(check)
+    for words in done:
+        assert words not in check.body + html_of(check)
+    home_step = build(reminder_for(clinic_a, language=language))
+    assert done[0] in home_step.body + html_of(home_step)
+
+
 def test_it_writes_in_the_patients_language_when_a_translation_exists(clinic_a):
     message = build(reminder_for(clinic_a, language="de"))
     assert message.subject == "Harbour Skin Clinic: Ihre Nachsorge-Erinnerung für den 4. Mai"
