@@ -461,16 +461,20 @@ def patient_submissions(reports: Iterable[OutcomeAssessment]) -> dict[int, tuple
     if not last:
         return {}
     first = _first_answers(list(last))
-    return {pk: (at, _answers(by_pk[pk]) != first.get(pk, _answers(by_pk[pk]))) for pk, at in last.items()}
+    return {
+        pk: (at, self_report_answers(by_pk[pk]) != first.get(pk, self_report_answers(by_pk[pk])))
+        for pk, at in last.items()
+    }
 
 
-def _answers(report: Any) -> tuple[Any, ...]:
+def self_report_answers(report: Any) -> tuple[Any, ...]:
+    """A self-report's answers, to compare two sendings: equal answers are the same report sent again."""
     return tuple(getattr(report, name) for name in SELF_REPORT_FIELDS)
 
 
 def _first_answers(report_ids: list[int]) -> dict[int, tuple[Any, ...]]:
     created = OutcomeAssessment.history.filter(id__in=report_ids, history_type="+")
-    return {row.id: _answers(row) for row in created}
+    return {row.id: self_report_answers(row) for row in created}
 
 
 def self_report_for(link: PatientLink) -> OutcomeAssessment | None:
@@ -487,7 +491,8 @@ def record_self_report(
 
     Returns the assessment and whether it was created.  There is one
     self-report per treatment and day, so a second submission (through the same
-    or another link for that day) edits the first and history keeps both.
+    or another link for that day) edits the first and history keeps both.  The
+    same answers sent again, without a photo, change nothing and alert no one.
     ``photo`` is checked before this is called (``photos.prepare_photo``), so
     a bad picture is refused before any answer is stored.
     """
@@ -530,10 +535,15 @@ def _save_self_report(
         newly_flagged = bool(cleaned.get("problem_flagged")) and (
             not existing.problem_flagged or existing.flag_reviewed_at is not None
         )
+        sent_before = self_report_answers(existing)
         blank = OutcomeAssessment()
         for name in SELF_REPORT_FIELDS:
             # A question left empty this time is empty: the form always shows every earlier answer.
             setattr(assessment, name, cleaned.get(name, getattr(blank, name)))
+        if photo is None and self_report_answers(assessment) == sent_before:
+            # A second tap or a re-sent form: no correction to keep, and a reviewed flag stays reviewed.
+            consume_link(link)
+            return assessment, False
         if assessment.problem_flagged:
             # The review was of the earlier answers (kept in the history); these are unreviewed.
             assessment.flag_reviewed_at, assessment.flag_reviewed_by, assessment.flag_review_note = None, None, ""

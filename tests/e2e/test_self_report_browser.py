@@ -39,6 +39,10 @@ def test_a_patient_reports_and_then_corrects_on_a_phone(phone, self_report_url, 
     assert report.erythema == 2
     assert report.history.count() == 2
 
+    phone.reload()  # the thank-you page was reached by a redirect: reloading it sends nothing again
+    phone.wait_for_selector("text=corrected")
+    assert report.history.count() == 2
+
 
 def test_the_page_fits_a_phone_without_sideways_scrolling(phone, self_report_url):
     phone.goto(self_report_url)

@@ -55,7 +55,17 @@ def test_a_corrected_report_shows_when_the_correction_was_sent_and_says_correcte
 
 
 def test_the_same_answers_sent_again_are_not_called_corrected(client, clinician, treatment):
+    # Nothing new was sent (a second tap, a re-sent form): the report stays as first sent, with no history row.
     _send(treatment, FIRST)
+    _send(treatment, LATER)
+    cell = _sent_cell(client, clinician, treatment)
+    assert "Fri 2026-03-20 18:00" in cell
+    assert "corrected" not in cell and "sent again" not in cell
+
+
+def test_answers_changed_and_changed_back_were_sent_again_unchanged(client, clinician, treatment):
+    _send(treatment, FIRST)
+    _send(treatment, LATER - dt.timedelta(hours=1), pain=7)
     _send(treatment, LATER)
     cell = _sent_cell(client, clinician, treatment)
     assert "Fri 2026-03-20 20:15" in cell

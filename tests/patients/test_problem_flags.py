@@ -77,7 +77,7 @@ def treatment(clinic_a):
 def flagged(client, treatment):
     """What the browser review did: the patient's page, severe redness, pain 8, their words, a photo, the box ticked."""
     url = reverse("patients:link", kwargs={"token": token_for(_link(treatment))})
-    assert client.post(url, {**PROBLEM, "photo": _jpeg()}).status_code == 200
+    assert client.post(url, {**PROBLEM, "photo": _jpeg()}).status_code == 302
     return OutcomeAssessment.objects.get(treatment=treatment, source=OutcomeAssessment.Source.PATIENT)
 
 

@@ -1,4 +1,5 @@
-"""The patient's self-report page, opened from a signed link: first answers, corrections, bad input, photos."""
+"""The patient's self-report page, opened from a signed link: first answers, corrections, bad input, photos,
+a problem sent without answers, and the thank-you page a reload cannot send again."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from django.urls import reverse
 from PIL import Image
 
 from patients.links import create_link, token_for
-from patients.models import OutcomeAssessment, OutcomePhoto, PatientLink, Treatment
+from patients.models import OutcomeAssessment, OutcomePhoto, PatientLink, StaffAlert, Treatment
 from patients.outcomes import record_assessment
 from tests.factories import TreatmentFactory
 
@@ -71,7 +72,7 @@ def test_it_shows_the_redness_words_with_plain_descriptions_on_a_mobile_page(cli
 
 
 def test_it_stores_the_answers_as_a_patient_reported_outcome(client, link, treatment):
-    response = client.post(_url(link), GOOD)
+    response = client.post(_url(link), GOOD, follow=True)
     assert response.status_code == 200
     assert "Thank you" in response.content.decode()
     report = OutcomeAssessment.objects.get()
@@ -91,7 +92,7 @@ def test_a_second_visit_shows_the_first_answers_and_may_correct_them(client, lin
     assert "You already sent this check" in again
     assert 'id="id_erythema_2" checked' in again
 
-    response = client.post(_url(link), {**GOOD, "erythema": "1", "applied_as_instructed": "no"})
+    response = client.post(_url(link), {**GOOD, "erythema": "1", "applied_as_instructed": "no"}, follow=True)
 
     assert response.status_code == 200
     assert "corrected" in response.content.decode()
@@ -142,7 +143,7 @@ def test_bad_answers_are_refused_with_a_clear_message_and_nothing_is_stored(clie
 
 def test_a_photo_is_stored_privately_with_the_report(client, link, settings):
     response = client.post(_url(link), {**GOOD, "photo": _jpeg()})
-    assert response.status_code == 200
+    assert response.status_code == 302
     photo = OutcomePhoto.objects.get()
     assert photo.assessment == OutcomeAssessment.objects.get()
     assert photo.uploaded_by is None
@@ -212,3 +213,119 @@ def test_a_patient_report_does_not_stop_the_clinician_scoring_the_same_day(clien
     client.post(_url(link), GOOD)
     record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 3})
     assert sorted(OutcomeAssessment.objects.values_list("source", "erythema")) == [("clinician", 3), ("patient", 2)]
+
+
+# --- a problem without the ratings -------------------------------------------------------------------------------
+
+
+def test_the_page_says_which_questions_are_required_and_when_they_are_not(client, link):
+    body = client.get(_url(link)).content.decode()
+    assert "Please answer the four questions." in body
+    assert "the questions are then optional" in body
+
+
+@pytest.mark.parametrize("notes", ["Yellow crusts since this morning", ""])
+def test_a_problem_flagged_without_the_ratings_is_saved_and_the_clinicians_alerted(client, link, notes):
+    response = client.post(_url(link), {"problem_flagged": "on", "notes": notes}, follow=True)
+    assert response.status_code == 200
+    assert "Your clinic's clinicians have been told" in response.content.decode()
+    report = OutcomeAssessment.objects.get()
+    assert (report.problem_flagged, report.notes) == (True, notes)
+    assert (report.erythema, report.pain, report.pruritus, report.applied_as_instructed) == (None, None, None, None)
+    alert = StaffAlert.objects.get()
+    assert (alert.kind, alert.assessment) == (StaffAlert.Kind.PROBLEM_FLAG, report)
+
+
+def test_a_problem_sent_without_answers_reopens_with_no_answer_chosen(client, link):
+    client.post(_url(link), {"problem_flagged": "on", "notes": "Blisters"})
+    body = client.get(_url(link)).content.decode()
+
+    def tag(name, value=None):
+        at = body.index(f'name="{name}"' + (f' value="{value}"' if value else ""))
+        return body[body.rindex("<", 0, at):body.index(">", at)]
+
+    assert "checked" in tag("problem_flagged")
+    assert "checked" not in tag("applied_as_instructed", "unsure")  # the patient never said "not sure"
+
+
+def test_without_a_flag_the_ratings_stay_required_even_with_a_description(client, link):
+    response = client.post(_url(link), {"notes": "Just a bit warm"})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "Choose the description closest to how your skin looks." in body
+    assert "Please answer yes, no or not sure." in body
+    assert not OutcomeAssessment.objects.exists()
+
+
+def test_a_submission_with_nothing_at_all_is_refused_with_a_clear_message(client, link):
+    response = client.post(_url(link), {"erythema": "", "pain": "", "pruritus": "", "notes": ""})
+    assert response.status_code == 400
+    body = response.content.decode().replace("&quot;", '"')
+    assert "You have not answered anything yet." in body
+    assert 'tick "I have a problem I want the clinic to know about"' in body
+    assert not OutcomeAssessment.objects.exists()
+    assert not StaffAlert.objects.exists()
+    link.refresh_from_db()
+    assert link.used_at is None
+
+
+# --- after sending: the thank-you page -----------------------------------------------------------------------------
+
+
+def test_sending_redirects_to_a_thank_you_page_on_the_same_link(client, link):
+    response = client.post(_url(link), GOOD)
+    assert response.status_code == 302
+    assert response["Location"] == _url(link) + "?sent=new"
+    page = client.get(response["Location"])
+    assert page.status_code == 200
+    assert "Your day 3 check has been sent to" in page.content.decode()
+
+
+def test_reloading_the_thank_you_page_writes_nothing_and_still_thanks(client, link):
+    thanks = client.post(_url(link), {**GOOD, "problem_flagged": "on"})["Location"]
+    report = OutcomeAssessment.objects.get()
+    for _reload in range(2):
+        body = client.get(thanks).content.decode()
+        assert "Your day 3 check has been sent to" in body and "corrected" not in body
+        assert "Your clinic's clinicians have been told" in body
+    assert report.history.count() == 1
+    assert StaffAlert.objects.count() == 1
+
+
+def test_the_thank_you_address_before_anything_was_sent_shows_the_form(client, link):
+    response = client.get(_url(link) + "?sent=new")
+    assert response.status_code == 200
+    assert "How is your skin today?" in response.content.decode()
+    assert "Thank you" not in response.content.decode()
+
+
+def test_the_thank_you_page_needs_the_token(client, link):
+    client.post(_url(link), GOOD)
+    assert client.get(_url(link)[:-3] + "xyz/?sent=new").status_code == 410
+
+
+def test_the_same_answers_sent_again_write_no_history_and_are_not_called_a_correction(client, link):
+    client.post(_url(link), GOOD)
+    response = client.post(_url(link), GOOD, follow=True)
+    body = response.content.decode()
+    assert "corrected" not in body
+    assert "already has these answers to your day 3 check; nothing has changed" in body
+    assert OutcomeAssessment.objects.get().history.count() == 1
+
+
+def test_the_same_answers_sent_again_do_not_reopen_a_reviewed_problem(client, link, clinician):
+    from patients.outcomes import review_problem_flag
+
+    client.post(_url(link), {**GOOD, "problem_flagged": "on", "notes": "Crusts"})
+    review_problem_flag(assessment=OutcomeAssessment.objects.get(), by=clinician, note="Seen")
+    client.post(_url(link), {**GOOD, "problem_flagged": "on", "notes": "Crusts"})
+    report = OutcomeAssessment.objects.get()
+    assert report.flag_reviewed_by == clinician
+    assert StaffAlert.objects.count() == 1
+
+
+def test_a_photo_added_to_the_same_answers_is_kept_and_said_so(client, link):
+    client.post(_url(link), GOOD)
+    response = client.post(_url(link), {**GOOD, "photo": _jpeg()}, follow=True)
+    assert "Your photo has been added to your day 3 check" in response.content.decode()
+    assert OutcomePhoto.objects.count() == 1

@@ -59,12 +59,12 @@ def test_without_a_number_the_self_report_page_says_what_it_said_and_links_nothi
 
 def test_the_thank_you_page_after_a_flagged_problem_gives_the_number(client, clinic_a, url):
     with_number(clinic_a)
-    body = client.post(url, {**GOOD, "problem_flagged": "on"}).content.decode()
+    body = client.post(url, {**GOOD, "problem_flagged": "on"}, follow=True).content.decode()
     assert f"call Harbour Skin Clinic now on {LINK}." in body
 
 
 def test_without_a_number_the_thank_you_page_links_nothing(client, url):
-    body = client.post(url, {**GOOD, "problem_flagged": "on"}).content.decode()
+    body = client.post(url, {**GOOD, "problem_flagged": "on"}, follow=True).content.decode()
     assert "call Harbour Skin Clinic now." in body
     assert "tel:" not in body
 
@@ -108,7 +108,7 @@ def test_without_a_number_the_reminder_email_says_nothing_about_calling(clinic_a
 def test_the_self_report_pages_give_the_number_once(client, clinic_a, url):
     with_number(clinic_a)
     assert client.get(url).content.decode().count(LINK) == 1
-    assert client.post(url, {**GOOD, "problem_flagged": "on"}).content.decode().count(LINK) == 1
+    assert client.post(url, {**GOOD, "problem_flagged": "on"}, follow=True).content.decode().count(LINK) == 1
 
 
 def test_an_expired_link_still_gives_the_number_to_call(client, clinic_a, url):
