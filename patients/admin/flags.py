@@ -24,7 +24,7 @@ from django.utils.html import format_html, format_html_join
 from clinic.admin_base import ClinicScopedAdmin
 from clinic.ids import row_id
 from clinic.roles import Capability
-from clinic.scoping import clinics_for
+from clinic.scoping import clinic_ids, clinics_for
 from patients import outcomes
 from patients.models import OutcomeAssessment, ProblemFlag
 
@@ -107,9 +107,26 @@ class ProblemFlagAdmin(ClinicScopedAdmin):
         return outcomes.may_review_flags_somewhere(request.user)
 
     # --- columns ----------------------------------------------------------------------------------
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        display = list(super().get_list_display(request))
+        clinicians_of = clinic_ids(request.user, Capability.LOG_OUTCOMES)
+        if not clinicians_of:
+            return display  # coordinators review flags; recording an adverse event is a clinician's
+
+        @admin.display(description="Next")
+        def next_step(report: OutcomeAssessment) -> str:
+            # What a clinician does next about what the patient wrote: an adverse event, on this treatment.
+            if report.treatment.clinic_id not in clinicians_of:
+                return "—"
+            url = reverse("admin:patients_adverseevent_add") + f"?treatment={report.treatment_id}"
+            return format_html('<a href="{}">Record adverse event…</a>', url)
+
+        return [*display, next_step]
+
     @admin.display(description="Patient", ordering="treatment__patient__family_name")
     def patient(self, report: OutcomeAssessment) -> str:
-        return report.treatment.patient.full_name
+        url = reverse("admin:patients_patient_change", args=[report.treatment.patient_id])
+        return format_html('<a href="{}">{}</a>', url, report.treatment.patient.full_name)
 
     @admin.display(description="Treatment")
     def treatment_link(self, report: OutcomeAssessment) -> str:
