@@ -183,6 +183,16 @@ def _check_reepithelialisation(scores: dict[str, Any]) -> None:
         scores["reepithelialisation_complete"] = True
 
 
+NOTHING_RECORDED = "Enter at least one score or a note: an entry with neither records nothing."
+
+
+def _check_something_recorded(scores: Mapping[str, Any]) -> None:
+    # A clinician's empty entry would count the time point as assessed (and leave an empty row in exports).
+    scored = any(scores.get(name) is not None for name in (*SCALES, *FLAGS))
+    if not (scored or scores.get("problem_flagged") or (scores.get("notes") or "").strip()):
+        raise ValidationError(NOTHING_RECORDED)
+
+
 def _check_time_point(*, treatment: Treatment, day: Any, phase: str, gais: Any, now: dt.datetime) -> None:
     if isinstance(day, bool) or not isinstance(day, int) or not 0 <= day <= LAST_TIME_POINT_DAY:
         raise ValidationError({"time_point_day": f"The day must be a whole number from 0 to {LAST_TIME_POINT_DAY}."})
@@ -324,6 +334,7 @@ def check_new_assessment(
     _require_clinician(by, treatment)
     _check_treatment(treatment)
     cleaned = check_scores(scores)
+    _check_something_recorded(cleaned)
     _check_time_point(treatment=treatment, day=time_point_day, phase=phase, gais=cleaned.get("gais"), now=now)
     _check_arm(treatment=treatment, arm=arm, required=True)
     _check_not_recorded(treatment=treatment, arm=arm, day=time_point_day, phase=phase)
@@ -395,6 +406,7 @@ def check_correction(
     _check_unchanged_since(assessment, based_on=based_on, by=by, zone=ZoneInfo(treatment.clinic.time_zone))
     reason = _check_reason(reason)
     cleaned = check_scores({name: changes.get(name, getattr(assessment, name)) for name in SCORE_FIELDS})
+    _check_something_recorded(cleaned)
     day = changes.get("time_point_day", assessment.time_point_day)
     phase = changes.get("phase", assessment.phase)
     arm = changes.get("arm", assessment.arm)
