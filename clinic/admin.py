@@ -22,6 +22,7 @@ from clinic.admin_access_log import (
 )
 from clinic.admin_base import ClinicScopedAdmin, ScopedInline, ordered
 from clinic.admin_invitations import StaffInvitationAdminMixin
+from clinic.invitations import awaits_password
 from clinic.models import AuditEvent, Clinic, Membership
 from clinic.roles import Capability
 from clinic.scoping import can_anywhere, clinic_ids, sees_several_clinics
@@ -148,10 +149,16 @@ class ClinicAdmin(ClinicScopedAdmin):
 class MembershipAdmin(StaffInvitationAdminMixin, ColleagueChoiceMixin, ClinicScopedAdmin):
     form = MembershipForm
     change_capability = Capability.MANAGE_CLINIC
-    list_display = ["user", "clinic", "role", "is_active"]
+    list_display = ["user", "clinic", "role", "is_active", "sign_in"]
+    list_select_related = ["user", "clinic"]
     list_filter = ["clinic", "role", "is_active"]
     search_fields = ["user__username", "user__email"]
     autocomplete_fields = ["user"]
+
+    @admin.display(description="Sign-in")
+    def sign_in(self, membership: Membership) -> str:
+        # Who has not chosen a password yet: their invitation can be sent again from the actions above.
+        return "Invitation not yet accepted" if awaits_password(membership) else "—"
 
 
 @admin.register(AuditEvent)

@@ -275,6 +275,10 @@ def _join(*, user: Any, clinic: Clinic, role: str) -> tuple[Membership, bool]:
     membership = Membership.objects.select_for_update().filter(user=user, clinic=clinic).order_by("pk").first()
     if membership is None:
         return Membership.objects.create(user=user, clinic=clinic, role=role, is_active=True), False
+    if membership.is_active and awaits_password(membership):
+        raise ValidationError({"email": f"{user.email} was invited to {clinic} ({membership.get_role_display()}) and "
+                                        "has not chosen a password yet. To email the link again, tick them on the "
+                                        "staff list and choose \"Send the invitation again\"."})
     if membership.is_active:
         raise ValidationError({"email": f"{user.email} is already on the staff of {clinic} "
                                         f"({membership.get_role_display()}). Change their role on the clinic's page."})

@@ -429,3 +429,20 @@ def test_a_clash_with_another_invitation_gets_the_same_refusal(admin_client, cli
         status, text = _told(admin_client, clinic_a, "nora@example.org")
 
     assert (status, text) == (400, f"* email\n  * {cannot_invite_message('nora@example.org')}")
+
+
+def test_inviting_again_someone_who_has_not_chosen_a_password_points_to_sending_the_link_again(
+    admin_client, clinic_a
+):
+    assert invite(admin_client, clinic_a).status_code == 302
+    mail.outbox.clear()
+
+    response = invite(admin_client, clinic_a)
+
+    assert response.status_code == 400
+    assert ("Nora.Quinn@example.org was invited to Harbour Skin Clinic (Clinician) and has not chosen a password yet. "
+            "To email the link again, tick them on the staff list and choose &quot;Send the invitation again&quot;."
+            ) in response.content.decode()
+    assert not mail.outbox
+    listing = admin_client.get("/admin/clinic/membership/").content.decode()
+    assert listing.count("Invitation not yet accepted") == 1  # Nora's, not the admin's own
