@@ -36,6 +36,11 @@ SCREENING_VALID_FOR = timedelta(days=30)
 
 ALLOWING_OUTCOMES = frozenset({ScreeningOutcome.CLEAR, ScreeningOutcome.CAUTION})
 
+#: How far ahead a screening may be planned: a plausibility limit against typing mistakes
+#: (2099 typed for 2026), not a clinical rule. A treatment still needs a screening run at most
+#: ``SCREENING_VALID_FOR`` before it, so one planned further ahead is for planning only.
+SCREENING_MAX_DAYS_AHEAD = 90
+
 
 def screening_is_overridden(screening: Screening) -> bool:
     """True when a clinician recorded an override for this screening."""
@@ -263,6 +268,31 @@ def _answers_with_patient_facts(intake: Intake, patient: Patient) -> dict[str, A
     return answers
 
 
+def planned_day_out_of_range(planned_for: dt.date, *, run_at: datetime, clinic: Clinic) -> str | None:
+    """Why a screening run at ``run_at`` cannot be planned for ``planned_for``, or None.
+
+    Not before the day it is run, on the clinic's clock: a treatment needs a
+    screening run before the procedure started and planned for its day, so
+    one planned for an earlier day could never clear a treatment (a
+    procedure recorded late was screened before it, on its day). Not more
+    than ``SCREENING_MAX_DAYS_AHEAD`` days after it.
+    """
+    today = timezone.localtime(run_at, ZoneInfo(clinic.time_zone)).date()
+    where = f"clinic time, {clinic.time_zone}"
+    if planned_for < today:
+        return (
+            f"{planned_for:%Y-%m-%d} is before today ({today:%Y-%m-%d}, {where}): a screening is run before the "
+            "procedure, for the day it is done. Plan it for today or a later day."
+        )
+    last = today + timedelta(days=SCREENING_MAX_DAYS_AHEAD)
+    if planned_for > last:
+        return (
+            f"{planned_for:%Y-%m-%d} is more than {SCREENING_MAX_DAYS_AHEAD} days ahead: plan the screening for "
+            f"{last:%Y-%m-%d} ({where}) or earlier. Check the date."
+        )
+    return None
+
+
 def run_screening(
     *,
     patient: Patient,
@@ -279,11 +309,17 @@ def run_screening(
     (default now) backdates the record for the demo and seeds, whose
     treatments lie in the past; staff pages and the API never pass it. Raises
     ``PermissionDenied`` without the screening role in the patient's clinic
-    and ``ValidationError`` (keyed by field) for a version the clinic cannot
-    use or a missing/foreign intake.  The record is immutable and logged.
+    and ``ValidationError`` (keyed by field) for a planned day out of range
+    (``planned_day_out_of_range``, judged on the day of ``run_at``), a version
+    the clinic cannot use or a missing/foreign intake.  The record is
+    immutable and logged.
     """
     clinic = patient.clinic
     _check_can(run_by, Capability.SCREEN, clinic, "run screenings")
+    run_at = run_at or timezone.now()
+    problem = planned_day_out_of_range(planned_for, run_at=run_at, clinic=clinic)
+    if problem:
+        raise ValidationError({"planned_for": problem})
     if not version_usable_by(clinic, protocol_version):
         raise ValidationError({"protocol_version": unusable_version_error(clinic, protocol_version)})
     if intake is None:
@@ -305,7 +341,7 @@ def run_screening(
     with transaction.atomic():
         screening = Screening.objects.create(
             patient=patient, protocol_version=protocol_version, intake=intake, planned_for=planned_for,
-            outcome=result.outcome, findings=result.findings_as_dicts(), run_by=run_by, run_at=run_at or timezone.now(),
+            outcome=result.outcome, findings=result.findings_as_dicts(), run_by=run_by, run_at=run_at,
         )
         record_event(
             actor=run_by, action="screening.run", clinic=clinic, obj=screening, request=request,

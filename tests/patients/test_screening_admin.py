@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from clinic.models import AuditEvent
 from patients.models import Screening, ScreeningOverride
@@ -16,6 +19,7 @@ from tests.factories import (
     ScreeningFactory,
     StepFactory,
     VersionFactory,
+    clinic_date,
 )
 
 pytestmark = pytest.mark.django_db
@@ -43,6 +47,10 @@ def patient(clinic_a):
     return PatientFactory(clinic=clinic_a, given_name="Maya", family_name="Okafor")
 
 
+def clinic_today(patient) -> dt.date:
+    return clinic_date(timezone.now(), patient)
+
+
 def screen_url(patient) -> str:
     return reverse("admin:patients_patient_screen", args=[patient.pk])
 
@@ -65,9 +73,11 @@ def test_the_screen_page_offers_only_published_versions_the_clinic_can_use(clien
 
 def test_a_coordinator_runs_a_screening_and_sees_findings_coloured_by_severity(client, coordinator, patient,
                                                                              version):
-    IntakeFactory(patient=patient, answers={"hsv_history": True, "recent_peel_date": "2026-01-01"})
+    today = clinic_today(patient)
+    peel = today - dt.timedelta(days=19)
+    IntakeFactory(patient=patient, answers={"hsv_history": True, "recent_peel_date": peel.isoformat()})
     client.force_login(coordinator)
-    response = client.post(screen_url(patient), {"protocol_version": version.pk, "planned_for": "2026-01-20"})
+    response = client.post(screen_url(patient), {"protocol_version": version.pk, "planned_for": today})
     screening = Screening.objects.get()
     assert response.status_code == 302
     assert response["Location"] == screening_url(screening)
@@ -145,7 +155,8 @@ def test_another_clinics_staff_get_404_on_every_screening_page(client, clinician
     screening = ScreeningFactory(patient=patient, protocol_version=version, outcome="needs_override")
     client.force_login(clinician_b)
     assert client.get(screen_url(patient)).status_code == 404
-    assert client.post(screen_url(patient), {"protocol_version": version.pk, "planned_for": "2026-01-20"}).status_code == 404
+    screen = {"protocol_version": version.pk, "planned_for": clinic_today(patient)}
+    assert client.post(screen_url(patient), screen).status_code == 404
     assert client.get(screening_url(screening)).status_code == 404
     assert client.post(screening_url(screening), {"reason": "x"}).status_code == 404
     assert Screening.objects.count() == 1
@@ -155,13 +166,28 @@ def test_another_clinics_staff_get_404_on_every_screening_page(client, clinician
 def test_an_auditor_may_not_run_a_screening(client, auditor, patient, version):
     IntakeFactory(patient=patient)
     client.force_login(auditor)
-    assert client.post(screen_url(patient), {"protocol_version": version.pk, "planned_for": "2026-01-20"}).status_code == 403
+    screen = {"protocol_version": version.pk, "planned_for": clinic_today(patient)}
+    assert client.post(screen_url(patient), screen).status_code == 403
     assert not Screening.objects.exists()
 
 
 def test_a_screening_error_shows_on_the_form(client, clinician, patient, version):
     client.force_login(clinician)
-    response = client.post(screen_url(patient), {"protocol_version": version.pk, "planned_for": "2026-01-20"})
+    response = client.post(screen_url(patient), {"protocol_version": version.pk, "planned_for": clinic_today(patient)})
     assert response.status_code == 400
     assert "no intake yet" in response.content.decode()
     assert not Screening.objects.exists()
+
+
+@pytest.mark.parametrize("planned_for", ["2020-01-01", "2099-01-01"])
+def test_a_planned_date_out_of_range_is_refused_on_its_field_and_nothing_is_stored(client, clinician, patient, version,
+                                                                                  planned_for):
+    IntakeFactory(patient=patient)
+    client.force_login(clinician)
+    response = client.post(screen_url(patient), {"protocol_version": version.pk, "planned_for": planned_for})
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert list(errors) == ["planned_for"]
+    assert planned_for in errors["planned_for"][0]
+    assert not Screening.objects.exists()
+    assert not AuditEvent.objects.filter(action="screening.run").exists()

@@ -17,9 +17,14 @@ from tests.factories import (
     ScreeningFactory,
     StepFactory,
     VersionFactory,
+    clinic_date,
 )
 
 pytestmark = pytest.mark.django_db
+
+
+def clinic_today(patient) -> str:
+    return clinic_date(timezone.now(), patient).isoformat()
 
 
 def api_for(user) -> APIClient:
@@ -52,7 +57,7 @@ def patient(clinic_a):
 def test_it_runs_a_screening_and_returns_the_findings(patient, version, coordinator):
     response = api_for(coordinator).post(
         f"/api/v1/patients/{patient.pk}/screenings/",
-        {"protocol_version": version.pk, "planned_for": "2030-01-10"}, format="json",
+        {"protocol_version": version.pk, "planned_for": clinic_today(patient)}, format="json",
     )
     assert response.status_code == 201, response.json()
     body = response.json()
@@ -66,14 +71,15 @@ def test_it_runs_a_screening_and_returns_the_findings(patient, version, coordina
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
-        ({"planned_for": "2030-01-10"}, "protocol_version"),
-        ({"protocol_version": 999999, "planned_for": "2030-01-10"}, "protocol_version"),
+        ({"planned_for": "TODAY"}, "protocol_version"),
+        ({"protocol_version": 999999, "planned_for": "TODAY"}, "protocol_version"),
         ({"protocol_version": "VERSION", "planned_for": "tomorrow"}, "planned_for"),
-        ({"protocol_version": "VERSION", "planned_for": "2030-01-10", "intake": 999999}, "intake"),
+        ({"protocol_version": "VERSION", "planned_for": "TODAY", "intake": 999999}, "intake"),
     ],
 )
 def test_bad_input_gets_400_with_field_errors_and_stores_nothing(patient, version, clinician, payload, field):
-    payload = {k: version.pk if v == "VERSION" else v for k, v in payload.items()}
+    placeholders = {"VERSION": version.pk, "TODAY": clinic_today(patient)}
+    payload = {k: placeholders.get(v, v) if isinstance(v, str) else v for k, v in payload.items()}
     response = api_for(clinician).post(f"/api/v1/patients/{patient.pk}/screenings/", payload, format="json")
     assert response.status_code == 400
     assert field in response.json()
@@ -86,7 +92,7 @@ def test_it_refuses_another_clinics_version_and_a_draft(patient, version, clinic
     for other in (theirs, draft):
         response = api_for(clinician).post(
             f"/api/v1/patients/{patient.pk}/screenings/",
-            {"protocol_version": other.pk, "planned_for": "2030-01-10"}, format="json",
+            {"protocol_version": other.pk, "planned_for": clinic_today(patient)}, format="json",
         )
         assert response.status_code == 400
         assert "protocol_version" in response.json()
@@ -96,7 +102,7 @@ def test_it_refuses_another_clinics_version_and_a_draft(patient, version, clinic
 def test_a_patient_without_an_intake_gets_a_400(clinic_a, version, clinician):
     patient = PatientFactory(clinic=clinic_a)
     response = api_for(clinician).post(
-        f"/api/v1/patients/{patient.pk}/screenings/", {"protocol_version": version.pk, "planned_for": "2030-01-10"},
+        f"/api/v1/patients/{patient.pk}/screenings/", {"protocol_version": version.pk, "planned_for": clinic_today(patient)},
         format="json",
     )
     assert response.status_code == 400
@@ -108,7 +114,7 @@ def test_an_auditor_may_list_but_not_run_screenings(patient, version, auditor):
     client = api_for(auditor)
     assert len(client.get(f"/api/v1/patients/{patient.pk}/screenings/").json()) == 1
     response = client.post(f"/api/v1/patients/{patient.pk}/screenings/",
-                           {"protocol_version": version.pk, "planned_for": "2030-01-10"}, format="json")
+                           {"protocol_version": version.pk, "planned_for": clinic_today(patient)}, format="json")
     assert response.status_code == 403
     assert Screening.objects.count() == 1
 
@@ -118,7 +124,7 @@ def test_another_clinic_sees_none_of_it(patient, version, clinician_b):
     client = api_for(clinician_b)
     assert client.get(f"/api/v1/patients/{patient.pk}/screenings/").status_code == 404
     assert client.post(f"/api/v1/patients/{patient.pk}/screenings/",
-                       {"protocol_version": version.pk, "planned_for": "2030-01-10"}, format="json").status_code == 404
+                       {"protocol_version": version.pk, "planned_for": clinic_today(patient)}, format="json").status_code == 404
     assert client.get("/api/v1/screenings/").json()["results"] == []
     assert client.get(f"/api/v1/screenings/{screening.pk}/").status_code == 404
     assert client.post(f"/api/v1/screenings/{screening.pk}/override/", {"reason": "x"},
@@ -188,9 +194,8 @@ def test_a_question_left_unanswered_through_the_api_needs_an_override(clinic_a, 
     intake = client.post(f"/api/v1/patients/{patient.pk}/intakes/",
                          {"answers": {"pregnant": False, "hsv_history": None}}, format="json")
     assert intake.status_code == 201, intake.json()
-    today = timezone.localdate().isoformat()
     response = client.post(f"/api/v1/patients/{patient.pk}/screenings/",
-                           {"protocol_version": version.pk, "planned_for": today}, format="json")
+                           {"protocol_version": version.pk, "planned_for": clinic_today(patient)}, format="json")
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["outcome"] == "needs_override"
@@ -202,3 +207,15 @@ def test_a_question_left_unanswered_through_the_api_needs_an_override(clinic_a, 
     override = client.post(f"/api/v1/screenings/{body['id']}/override/",
                            {"reason": "Asked in person: she has never had cold sores."}, format="json")
     assert override.status_code == 201, override.json()
+
+
+@pytest.mark.parametrize("planned_for", ["2020-01-01", "2099-01-01"])
+def test_a_planned_date_out_of_range_gets_400_on_its_field_and_stores_nothing(patient, version, clinician,
+                                                                             planned_for):
+    response = api_for(clinician).post(f"/api/v1/patients/{patient.pk}/screenings/",
+                                       {"protocol_version": version.pk, "planned_for": planned_for}, format="json")
+    assert response.status_code == 400
+    body = response.json()
+    assert list(body) == ["planned_for"]
+    assert planned_for in body["planned_for"][0]
+    assert not Screening.objects.exists()

@@ -11,7 +11,7 @@ from django.utils import timezone
 from patients.models import Intake, Screening
 from protocols import defaults
 from protocols.facts import FACTS, FactType
-from tests.factories import PatientFactory
+from tests.factories import PatientFactory, clinic_date
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,7 @@ def patient(clinic_a):
 
 def screen_and_show(client, patient, version) -> tuple[Screening, str]:
     response = client.post(reverse("admin:patients_patient_screen", args=[patient.pk]),
-                           {"protocol_version": version.pk, "planned_for": timezone.localdate().isoformat()})
+                           {"protocol_version": version.pk, "planned_for": clinic_date(timezone.now(), patient)})
     assert response.status_code == 302
     screening = Screening.objects.latest("pk")
     page = client.get(response["Location"]).content.decode()

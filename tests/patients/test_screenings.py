@@ -13,6 +13,7 @@ from clinic.models import AuditEvent, Role
 from patients.intake import reconfirm_intake, record_intake
 from patients.models import Screening, ScreeningOverride
 from patients.screenings import (
+    SCREENING_MAX_DAYS_AHEAD,
     assert_screening_allows_treatment,
     assert_screening_usable,
     override_screening,
@@ -141,6 +142,51 @@ def test_it_refuses_another_patients_intake(patient, microneedling, clinician, c
         run_screening(patient=patient, protocol_version=microneedling, planned_for=TODAY, run_by=clinician,
                       intake=other)
     assert "intake" in error.value.message_dict
+
+
+@pytest.mark.parametrize("planned_for", [dt.date(2020, 1, 1), TODAY - dt.timedelta(days=1), dt.date(2099, 1, 1),
+                                         TODAY + dt.timedelta(days=SCREENING_MAX_DAYS_AHEAD + 1)])
+def test_it_refuses_a_planned_day_before_today_or_too_far_ahead_and_stores_nothing(
+    patient, microneedling, clinician, planned_for
+):
+    IntakeFactory(patient=patient)
+    with pytest.raises(ValidationError) as refused:
+        run_screening(patient=patient, protocol_version=microneedling, planned_for=planned_for, run_by=clinician)
+    (message,) = refused.value.message_dict["planned_for"]
+    assert f"{planned_for:%Y-%m-%d}" in message
+    assert "Europe/London" in message
+    assert not Screening.objects.exists()
+    assert not AuditEvent.objects.filter(action="screening.run").exists()
+
+
+@pytest.mark.parametrize("days_ahead", [0, 1, SCREENING_MAX_DAYS_AHEAD])
+def test_it_accepts_today_up_to_the_limit_ahead(patient, microneedling, clinician, days_ahead):
+    IntakeFactory(patient=patient)
+    planned_for = TODAY + dt.timedelta(days=days_ahead)
+    screening = run_screening(patient=patient, protocol_version=microneedling, planned_for=planned_for,
+                              run_by=clinician)
+    assert screening.planned_for == planned_for
+
+
+def test_today_is_the_clinics_date(clinician, versions, frozen):
+    # 23:30 UTC on 3 May is 00:30 on 4 May in London: 3 May is yesterday there.
+    frozen.move_to(dt.datetime(2026, 5, 3, 23, 30, tzinfo=dt.UTC))
+    london = PatientFactory(clinic=versions["microneedling"].protocol.clinic)
+    IntakeFactory(patient=london)
+    with pytest.raises(ValidationError) as refused:
+        run_screening(patient=london, protocol_version=versions["microneedling"], planned_for=dt.date(2026, 5, 3),
+                      run_by=clinician)
+    assert "before today (2026-05-04, clinic time, Europe/London)" in refused.value.message_dict["planned_for"][0]
+    assert run_screening(patient=london, protocol_version=versions["microneedling"], planned_for=dt.date(2026, 5, 4),
+                         run_by=clinician).pk
+
+
+def test_a_backdated_screening_is_judged_on_the_day_it_was_run(patient, microneedling, clinician):
+    IntakeFactory(patient=patient)
+    run_at = NOW - dt.timedelta(days=200)
+    screening = run_screening(patient=patient, protocol_version=microneedling, planned_for=run_at.date(),
+                              run_by=clinician, run_at=run_at)
+    assert screening.run_at == run_at
 
 
 def test_it_refuses_drafts_and_other_clinics_versions(patient, clinician, clinic_b, versions):
