@@ -27,7 +27,7 @@ from patients.intake import record_intake
 from patients.models import Intake, Patient, Screening, ScreeningOverride
 from patients.models.patient import patient_errors
 from patients.patient_records import DuplicatePatientError, create_patient, record_patient_viewed
-from patients.screenings import override_screening, run_screening
+from patients.screenings import SCREENING_MAX_DAYS_AHEAD, override_screening, run_screening
 from patients.treatments import recompute_for_new_time_zone
 from protocols.models import ProtocolVersion
 
@@ -128,7 +128,10 @@ class ScreeningSerializer(serializers.ModelSerializer):
 
 class RunScreeningSerializer(StrictSerializer):
     protocol_version = ScopedPrimaryKeyRelatedField(queryset=ProtocolVersion.objects.select_related("protocol"))
-    planned_for = serializers.DateField()
+    planned_for = serializers.DateField(help_text=(
+        "The day of the procedure on the clinic's clock: today or later, at most "
+        f"{SCREENING_MAX_DAYS_AHEAD} days ahead (400 otherwise)."
+    ))
     intake = ScopedPrimaryKeyRelatedField(queryset=Intake.objects.all(), required=False, allow_null=True)
 
 

@@ -219,3 +219,11 @@ def test_a_planned_date_out_of_range_gets_400_on_its_field_and_stores_nothing(pa
     assert list(body) == ["planned_for"]
     assert planned_for in body["planned_for"][0]
     assert not Screening.objects.exists()
+
+
+def test_the_schema_says_which_planned_dates_are_accepted():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    run = schema["components"]["schemas"]["RunScreeningRequest"]["properties"]["planned_for"]
+    assert "today or later, at most 90 days ahead" in run["description"]
