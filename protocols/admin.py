@@ -21,6 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 
 from clinic.admin_base import ClinicScopedAdmin, ScopedInline
 from clinic.models import Clinic
@@ -83,6 +84,17 @@ def _object_or_404(model_admin: admin.ModelAdmin, request: HttpRequest, object_i
 def _page(model_admin: admin.ModelAdmin, request: HttpRequest, template: str, **context: Any) -> TemplateResponse:
     context = {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, **context}
     return TemplateResponse(request, template, context)
+
+
+def _diff_summary(diff: versioning.VersionDiff) -> str:
+    """"2 steps changed, 1 added; settings changed" — what the change note should put in words."""
+    parts = [f"{len(steps)} step{'s' if len(steps) != 1 else ''} {verb}"
+             for steps, verb in ((diff.changed, "changed"), (diff.added, "added"), (diff.removed, "removed")) if steps]
+    if diff.settings:
+        parts.append("settings changed")
+    if diff.added_rules or diff.removed_rules:
+        parts.append("rules changed")
+    return "; ".join(parts) or "nothing: it is the same as the version before"
 
 
 def _refusal(request: HttpRequest, error: ValidationError) -> None:
@@ -286,23 +298,43 @@ class ProtocolVersionAdmin(ClinicScopedAdmin):
                             "again." if published else f"v{version.number} is retired; only a draft can be "
                             "published. Create a new draft from it to offer its steps again.",
             )
-        if request.method != "POST":
-            retiring = version.protocol.versions.filter(status=ProtocolVersion.Status.PUBLISHED).exclude(pk=version.pk)
-            return self._confirm(
-                request, version, title=f"Publish {version}?", button="Publish",
-                explanation="Once published, this version never changes again: new treatments use it and the "
-                            "previously published version is retired. Later edits need a new draft version."
-                            + "".join(_stranded_screenings(retired) for retired in retiring),
-                warnings=version_warnings(version),  # said before publishing, while the steps can still change
-            )
-        try:
-            versioning.publish(version=version, by=request.user)
-        except ValidationError as error:
-            _refusal(request, error)
-        else:
+        before = versioning.version_before(version)
+        # A version after the first says what changed: asked here, beside what changed, not after a refusal.
+        note = request.POST.get("change_note") if before is not None and request.method == "POST" else None
+        if request.method == "POST":
+            try:
+                versioning.publish(version=version, by=request.user, change_note=note)
+            except ValidationError as error:
+                if note is None:
+                    _refusal(request, error)
+                    return redirect("admin:protocols_protocolversion_change", version.pk)
+                return self._publish_page(request, version, before=before, note=note, errors=error.messages)
             messages.success(request, f"{version} is published; new treatments use it from now on.")
             _warn_of_late_reminders(request, version)
-        return redirect("admin:protocols_protocolversion_change", version.pk)
+            return redirect("admin:protocols_protocolversion_change", version.pk)
+        return self._publish_page(request, version, before=before, note=version.change_note, errors=[])
+
+    def _publish_page(self, request: HttpRequest, version: ProtocolVersion, *, before: ProtocolVersion | None,
+                      note: str, errors: list[str]) -> TemplateResponse:
+        retiring = version.protocol.versions.filter(status=ProtocolVersion.Status.PUBLISHED).exclude(pk=version.pk)
+        page = self._confirm(
+            request, version, title=f"Publish {version}?", button="Publish",
+            explanation="Once published, this version never changes again: new treatments use it and the "
+                        "previously published version is retired. Later edits need a new draft version."
+                        + "".join(_stranded_screenings(retired) for retired in retiring),
+            warnings=version_warnings(version),  # said before publishing, while the steps can still change
+        )
+        if before is not None:
+            diff = versioning.step_diff(old=before, new=version)
+            page.context_data["change_note"] = {
+                "value": note, "errors": errors, "before": before, "min_length": versioning.CHANGE_NOTE_MIN_LENGTH,
+                "summary": _diff_summary(diff),
+                "diff_url": reverse("admin:protocols_protocol_diff", args=[version.protocol_id])
+                + "?" + urlencode({"old": before.pk, "new": version.pk}),
+            }
+            if errors:
+                page.status_code = 400
+        return page
 
     def retire_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         version = self._editable_version(request, pk)

@@ -104,6 +104,11 @@ def publish(*, version: ProtocolVersion, by: Any = None, change_note: str | None
     return version
 
 
+def version_before(draft: ProtocolVersion) -> ProtocolVersion | None:
+    """The newest version ever offered before ``draft`` (published or retired since): what its change note is about."""
+    return draft.protocol.versions.exclude(pk=draft.pk).exclude(status=Status.DRAFT).order_by("-number").first()
+
+
 #: Staff and auditors learn from the note why treatments from a date on follow another version: "ok" says nothing.
 CHANGE_NOTE_MIN_LENGTH = 15
 
@@ -114,9 +119,7 @@ def _check_it_says_what_changed(draft: ProtocolVersion, *, change_note: str | No
     Staff and auditors read the note to learn why treatments from a date on
     follow another version; an identical version would only add noise.
     """
-    before = (
-        draft.protocol.versions.exclude(pk=draft.pk).exclude(status=Status.DRAFT).order_by("-number").first()
-    )
+    before = version_before(draft)
     if before is None:
         return
     if step_diff(old=before, new=draft).is_empty:
