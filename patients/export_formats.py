@@ -119,8 +119,18 @@ def _illegal_characters() -> re.Pattern:
     return ILLEGAL_CHARACTERS_RE
 
 
+def xlsx_header(names: list[str]) -> list[str]:
+    """The XLSX names of the columns: a column of points in time (``<name>_at``, see ``Identity.when``) names its zone.
+
+    CSV writes a time with its offset ("2026-05-07T09:00:00+00:00"). An Excel
+    date-time cell holds none, so the column says it: "recorded_at (UTC)".
+    """
+    return [f"{name} (UTC)" if name.endswith("_at") else name for name in names]
+
+
 def xlsx_cell(value: Any, sheet: Any) -> Any:
-    """A value as openpyxl's write-only ``sheet`` takes it: naive UTC times (Excel has no zones), clean neutralised text.
+    """A value as openpyxl's write-only ``sheet`` takes it: clean neutralised text, a date as a date cell
+    (yyyy-mm-dd), and a time as a date-time cell (yyyy-mm-dd h:mm:ss) in UTC, which ``xlsx_header`` names.
 
     A phone number written "+44 20 7946 0000" holds nothing a formula could
     call — digits, spaces and ( ) . - / only — so it is not given the

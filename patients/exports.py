@@ -46,7 +46,7 @@ from clinic.models import Clinic, Membership, Role
 from clinic.roles import Capability
 from clinic.scoping import can, scoped
 from patients.export_csv import layout_fits, outcome_csv_lines
-from patients.export_formats import FhirBuilder, RunStats, csv_chunks, csv_line_chunks, fhir_chunks, xlsx_chunks
+from patients.export_formats import FhirBuilder, RunStats, csv_chunks, csv_line_chunks, fhir_chunks, xlsx_chunks, xlsx_header
 from patients.export_rows import (
     Identity,
     count_rows,
@@ -260,6 +260,7 @@ def _chunks(export: Export, identity: Identity, *, stats: RunStats, on_row: Call
         stats.columns = [name for name, _ in columns]
         rows = ([read(record) for _, read in columns] for record in records)
         if export.format == Export.Format.XLSX:
+            stats.columns = xlsx_header(stats.columns)
             chunks = xlsx_chunks(stats.columns, rows, title=export.get_kind_display())
         else:
             chunks = csv_chunks(stats.columns, rows)
@@ -348,6 +349,21 @@ _DATE_NOTES = {
     ),
 }
 
+#: Excel cells hold no time zone, so an XLSX file says where the CSV's "+00:00" went.
+XLSX_TIMES_NOTE = (
+    "In XLSX, times are date-time cells in UTC, in columns named so (\"recorded_at (UTC)\"), and dates are date cells."
+)
+
+
+def _date_note(export: Export) -> str:
+    if export.kind == Export.Kind.RECALL:
+        return RECALL_DATE_NOTE
+    if export.format != Export.Format.XLSX or export.date_handling == Export.DateHandling.DAY_OFFSETS:
+        return _DATE_NOTES[export.date_handling]
+    if export.date_handling == Export.DateHandling.ACTUAL:
+        return XLSX_TIMES_NOTE
+    return f"{_DATE_NOTES[export.date_handling]} {XLSX_TIMES_NOTE}"
+
 
 def build_manifest(export: Export, stats: RunStats) -> dict[str, Any]:
     """Row count, filters, generated-by, generated-at and the SHA-256 of the file."""
@@ -359,7 +375,7 @@ def build_manifest(export: Export, stats: RunStats) -> dict[str, Any]:
         "filters": describe_filters(export),
         "identified": export.identified,
         "date_handling": export.date_handling,
-        "date_note": RECALL_DATE_NOTE if export.kind == Export.Kind.RECALL else _DATE_NOTES[export.date_handling],
+        "date_note": _date_note(export),
         "row_count": stats.rows,
         "file_name": download_name(export),
         "bytes": stats.size,
