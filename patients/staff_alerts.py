@@ -132,6 +132,19 @@ def sweep_expired_leases(*, now: dt.datetime | None = None) -> int:
     return swept
 
 
+def send_due_inline(*, now: dt.datetime | None = None) -> int:
+    """The dispatcher without Celery (``manage.py send_due_reminders``): sweep, then send every due alert here.
+
+    Alerts leased to a task that may still be in the broker are sent too: whichever comes
+    second finds the alert no longer pending and sends nothing.
+    """
+    now = now or timezone.now()
+    sweep_expired_leases(now=now)
+    due = StaffAlert.objects.filter(status=Status.PENDING, due_at__lte=now).order_by("due_at")
+    ids = list(due.values_list("pk", flat=True)[: settings.AFTERCARE_REMINDER_BATCH_SIZE])
+    return sum(1 for pk in ids if send_alert(alert_id=pk, now=now) != SendOutcome.NOT_CLAIMED)
+
+
 # --- sending ---------------------------------------------------------------------------------
 
 

@@ -294,3 +294,23 @@ def test_only_a_failed_alert_is_sent_again(treatment, clinician, queued, django_
     staff_alerts.send_alert(alert_id=queued[0])
     with pytest.raises(Exception, match="This alert is sent; only one not delivered can be sent again."):
         staff_alerts.send_again(alert=StaffAlert.objects.get(), by=clinician)
+
+
+def test_the_command_that_sends_without_celery_sends_the_alerts_too(
+    treatment, clinician, monkeypatch, django_capture_on_commit_callbacks
+):
+    import io
+
+    from django.core.management import call_command
+
+    def broker_down(ids):
+        raise ConnectionError("Redis is not answering")
+
+    monkeypatch.setattr(staff_alerts, "enqueue", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        _event(treatment, clinician)
+    out = io.StringIO()
+    call_command("send_due_reminders", stdout=out)  # at once: it does not wait for the lost message's lease
+    assert "and 1 alert(s) to clinicians." in out.getvalue()
+    assert [m.to for m in mail.outbox] == [[clinician.email]]
+    assert StaffAlert.objects.get().status == Status.SENT

@@ -1,4 +1,4 @@
-"""Send due reminders without Celery: the same claim, send and sweep as the beat dispatcher."""
+"""Send due reminders and alerts to clinicians without Celery: the same claim, send and sweep as the beat dispatcher."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from patients import staff_alerts
 from patients.reminders import send_due_inline
 
 
 class Command(BaseCommand):
-    help = "Send every due reminder now (sweeping expired leases first); with --loop, keep doing it."
+    help = ("Send every due reminder and alert to clinicians now (sweeping expired leases first); with --loop, "
+            "keep doing it.")
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--loop", action="store_true", help="Keep running, one pass every --interval seconds.")
@@ -22,9 +24,10 @@ class Command(BaseCommand):
         done = 0
         while True:
             sent = send_due_inline()
+            alerts = staff_alerts.send_due_inline()
             done += 1
-            if sent or not loop:
-                self.stdout.write(f"Handled {sent} due reminder(s).")
+            if sent or alerts or not loop:
+                self.stdout.write(f"Handled {sent} due reminder(s) and {alerts} alert(s) to clinicians.")
             if not loop or (passes and done >= passes):
                 return
             time.sleep(interval)
