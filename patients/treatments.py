@@ -795,6 +795,27 @@ def resend_refusal(reminder: Reminder, *, emails: EmailHistory | None = None) ->
     )
 
 
+def resendable_after_refusal(patient: Patient) -> list[Reminder]:
+    """The patient's failed reminders whose address the server refused, now that their email is another one.
+
+    What to tell staff who corrected the email: these can be resent (``resend_reminder``).
+    Nothing while no email can reach the patient at all (``email_block_reason``).
+    """
+    if email_block_reason(patient):
+        return []
+    failed = list(
+        Reminder.objects.filter(treatment__patient=patient, status=Reminder.Status.FAILED)
+        .exclude(treatment__status=Treatment.Status.CANCELLED).select_related("treatment__clinic").order_by("due_at")
+    )
+    refused = [row for row in failed if refused_permanently(row)]
+    if not refused:
+        return []
+    emails = email_history(patient)
+    for row in refused:
+        row.treatment.patient = patient
+    return [row for row in refused if not resend_refusal(row, emails=emails)]
+
+
 def email_history(patient: Patient) -> EmailHistory:
     """The patient's email after each save, oldest first: one query, however many reminders ask."""
     history = _history_manager(Patient).filter(id=patient.pk).order_by("history_date", "history_id")

@@ -42,7 +42,7 @@ from patients.screenings import (
     run_screening,
     versions_usable_by,
 )
-from patients.treatments import recompute_for_new_time_zone
+from patients.treatments import recompute_for_new_time_zone, resendable_after_refusal
 from protocols.facts import FACTS_BY_CODE
 
 # --- forms ------------------------------------------------------------------------------
@@ -253,6 +253,14 @@ class PatientAdmin(ClinicScopedAdmin):
                 patient=obj, previous_zone=form.initial.get("time_zone") or "", by=request.user, request=request
             )
             messages.info(request, f"Time zone changed to {obj.zone_name}; {recomputed_summary(result)}.")
+        if change and "email" in form.changed_data and (resendable := resendable_after_refusal(obj)):
+            # The resend was refused while the refused address stood; say it is possible now, and where.
+            ids = ",".join(str(reminder.pk) for reminder in resendable)
+            messages.warning(request, format_html(
+                '{} reminder(s) failed because the old address was refused: <a href="{}">resend them</a> '
+                "(select them and choose “Send the selected reminders again”).",
+                len(resendable), reverse("admin:patients_reminder_changelist") + f"?id__in={ids}",
+            ))
 
     # --- the patient page ---------------------------------------------------------
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
