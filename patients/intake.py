@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 # --- answers ------------------------------------------------------------------
 
 
-def _check_answer(fact: Fact, value: Any, *, on: dt.date) -> str | None:
-    """Why ``value`` is not a valid answer to ``fact`` on ``on``, or None when it is."""
+def _check_answer(fact: Fact, value: Any, *, on: dt.date, born: dt.date | None) -> str | None:
+    """Why ``value`` is not a valid answer to ``fact`` on ``on`` by someone born on ``born``, or None when it is."""
     if fact.type == FactType.BOOLEAN:
         return None if isinstance(value, bool) else "must be true or false"
     if fact.type == FactType.DATE:
@@ -46,6 +46,8 @@ def _check_answer(fact: Fact, value: Any, *, on: dt.date) -> str | None:
             return "must be a date as YYYY-MM-DD"
         if when > on:
             return f"cannot be in the future (after {on.isoformat()})"
+        if born is not None and when < born:
+            return f"cannot be before the patient's date of birth ({born.isoformat()})"
         return None
     if fact.type == FactType.CHOICE:
         allowed = [code for code, _label in fact.choices]
@@ -53,11 +55,12 @@ def _check_answer(fact: Fact, value: Any, *, on: dt.date) -> str | None:
     return None if isinstance(value, str) else "must be text"
 
 
-def validate_answers(answers: Any, *, on: dt.date) -> dict[str, Any]:
+def validate_answers(answers: Any, *, on: dt.date, born: dt.date | None = None) -> dict[str, Any]:
     """Clean intake answers or raise ``ValidationError`` keyed by fact code.
 
-    Unknown facts, values of the wrong type and dates after ``on`` (the day
-    the answers were given) are errors.  Unanswered facts (None or "") are
+    Unknown facts, values of the wrong type, dates after ``on`` (the day the
+    answers were given) and dates before ``born`` (the patient's date of birth:
+    an isotretinoin course in 1850 is a typing mistake) are errors.  Unanswered facts (None or "") are
     dropped: the engine treats a missing answer as "not said".
     """
     if not isinstance(answers, dict):
@@ -71,7 +74,7 @@ def validate_answers(answers: Any, *, on: dt.date) -> dict[str, Any]:
             continue
         if value is None or value == "":
             continue
-        problem = _check_answer(fact, value, on=on)
+        problem = _check_answer(fact, value, on=on, born=born)
         if problem:
             errors[code] = f"{fact.question} — the answer {problem}."
         else:
@@ -96,7 +99,7 @@ def record_intake(
     """Validate and store a new intake for ``patient``; earlier intakes are untouched."""
     answered_at = answered_at or timezone.now()
     local_day = timezone.localtime(answered_at, patient_zone(patient)).date()
-    cleaned = validate_answers(answers, on=local_day)
+    cleaned = validate_answers(answers, on=local_day, born=patient.date_of_birth)
     with transaction.atomic():
         intake = Intake(
             patient=patient, answers=cleaned, source=source, recorded_by=recorded_by, answered_at=answered_at
@@ -197,16 +200,17 @@ class IntakeForm(forms.Form):
 
     for_patient = False
 
-    def __init__(self, *args: Any, today: dt.date | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, today: dt.date | None = None, born: dt.date | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.today = today or timezone.localdate()
+        self.born = born
         for fact in FACTS:
             self.fields[fact.code] = _field_for(fact, for_patient=self.for_patient)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         try:
-            validate_answers(self.answers(), on=self.today)
+            validate_answers(self.answers(), on=self.today, born=self.born)
         except ValidationError as error:
             for code, messages in error.message_dict.items():
                 self.add_error(code if code in self.fields else None, messages)
@@ -223,15 +227,22 @@ class IntakeForm(forms.Form):
 
 
 FUTURE_DATE = "The date can't be in the future."
+BEFORE_BIRTH = "The date can't be before you were born."
 
 
 class PatientIntakeForm(IntakeForm):
     for_patient = True
 
     def clean(self) -> dict[str, Any]:
-        # In the patient's words; staff read validate_answers' "<question> — the answer cannot be in the future".
+        # In the patient's words; staff read validate_answers' "<question> — the answer cannot be in the future"
+        # (or "before the patient's date of birth").
         for fact in FACTS:
             value = self.cleaned_data.get(fact.code)
-            if fact.type == FactType.DATE and value is not None and value > self.today:
-                self.add_error(fact.code, FUTURE_DATE)  # also drops the answer, so it is not judged again
+            if fact.type != FactType.DATE or value is None:
+                continue
+            # add_error also drops the answer, so it is not judged again
+            if value > self.today:
+                self.add_error(fact.code, FUTURE_DATE)
+            elif self.born is not None and value < self.born:
+                self.add_error(fact.code, BEFORE_BIRTH)
         return super().clean()

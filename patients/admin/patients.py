@@ -409,7 +409,7 @@ class PatientAdmin(ClinicScopedAdmin):
         patient = self._patient_or_404(request, object_id)
         if not can(request.user, Capability.EDIT_PATIENTS, patient.clinic):
             raise PermissionDenied
-        form = IntakeForm(request.POST or None)
+        form = IntakeForm(request.POST or None, born=patient.date_of_birth)
         if request.method == "POST" and form.is_valid():
             try:
                 record_intake(patient=patient, answers=form.answers(), recorded_by=request.user, request=request)

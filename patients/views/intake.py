@@ -28,7 +28,9 @@ def intake_link(request: HttpRequest, link: PatientLink) -> HttpResponse:
     if link.used_at is not None:
         return _used(request, link)
     today = timezone.localtime(timezone.now(), patient_zone(patient)).date()
-    form = PatientIntakeForm(request.POST if request.method == "POST" else None, today=today)
+    form = PatientIntakeForm(
+        request.POST if request.method == "POST" else None, today=today, born=patient.date_of_birth
+    )
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             # Claimed first, in the same transaction as the intake, so a
