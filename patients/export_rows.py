@@ -600,10 +600,10 @@ def recall_records(export: Export, *, batch_size: int = BATCH_SIZE) -> Iterator[
             yield row
 
 
-def reminder_email_note(record: dict) -> str:
-    """Why reminder emails may or may not go to the patient (the reminder sender's own rule)."""
+def reminder_email_note(record: dict, zone: dt.tzinfo = dt.UTC) -> str:
+    """Why reminder emails may or may not go to the patient (the reminder sender's own rule); a date on ``zone``'s clock."""
     if record["treatment__patient__opted_out_at"] is not None:
-        return f"opted out {record['treatment__patient__opted_out_at']:%Y-%m-%d}"
+        return f"opted out {record['treatment__patient__opted_out_at'].astimezone(zone):%Y-%m-%d}"
     if not record["treatment__patient__reminder_consent"]:
         return "no consent"
     if not record["treatment__patient__email"]:
@@ -629,7 +629,7 @@ def recall_columns(identity: Identity) -> list[Column]:
         *IDENTIFIED_PATIENT,
         ("phone", itemgetter("treatment__patient__phone")),
         ("reminder_emails_allowed", lambda r: reminder_email_note(r) == "consented"),
-        ("reminder_emails", reminder_email_note),
+        ("reminder_emails", lambda r: reminder_email_note(r, zone)),  # the day on the clinic's clock, as the calls are
         ("treatment_id", itemgetter("treatment_id")),
         ("treatment_status", itemgetter("treatment__status")),
         ("cancel_reason", itemgetter("treatment__cancel_reason")),

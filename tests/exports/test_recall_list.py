@@ -382,3 +382,18 @@ def test_recalling_a_lot_in_the_admin_says_how_many_patients_received_it(client,
     data["recall_reason"] = "Cold chain broken in transit (courier log attached)"
     again = client.post(_lot_url(lot), data)
     assert not any("recalled from now on" in str(message) for message in get_messages(again.wsgi_request))
+
+
+def test_the_day_a_patient_opted_out_is_the_clinics_day():
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from patients.export_rows import Identity, recall_columns
+
+    columns = dict(recall_columns(Identity(identified=True, date_handling="none",
+                                           zone=ZoneInfo("America/New_York"), key=b"k")))
+    record = {"treatment__patient__opted_out_at": dt.datetime(2026, 3, 20, 2, 30, tzinfo=dt.UTC),
+              "treatment__patient__reminder_consent": True, "treatment__patient__email": "a@b.example"}
+    # 02:30 UTC on 20 March is 22:30 on the 19th in New York, where the clinic makes its calls.
+    assert columns["reminder_emails"](record) == "opted out 2026-03-19"
+    assert columns["reminder_emails_allowed"](record) is False
