@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from email.utils import formataddr, parseaddr
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -40,6 +40,9 @@ from patients.models.link import PatientLink
 from patients.outcomes import step_days
 from patients.timeline import avoidance_end, protocol_day
 from protocols.models import StepKind
+
+if TYPE_CHECKING:
+    from clinic.models import Clinic
 
 VISIT_LENGTH = dt.timedelta(minutes=30)
 # A link older than this is not reused for a new attempt: the patient should
@@ -128,10 +131,14 @@ def email_language(*, language: str, kind: str) -> str:
     return language
 
 
-def sender_for(reminder: Reminder) -> str:
-    clinic = reminder.treatment.clinic
+def clinic_sender(clinic: Clinic) -> str:
+    """The From of every email to a patient: the clinic's sender name at Aftercare's address."""
     _name, address = parseaddr(settings.DEFAULT_FROM_EMAIL)
     return formataddr((clinic.sender_name or clinic.name, address))
+
+
+def sender_for(reminder: Reminder) -> str:
+    return clinic_sender(reminder.treatment.clinic)
 
 
 def calendar_invite(reminder: Reminder) -> str:

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from clinic.audit import record_event
 from clinic.history import INTAKE_BY_PATIENT
+from patients.emails import clinic_sender
 from patients.links import create_link, url_for
 from patients.models import Intake, Patient, PatientLink
 from patients.reminders import classify_send_error
@@ -152,6 +153,7 @@ def send_intake_link(
         message = EmailMultiAlternatives(
             subject=f"{clinic.name}: a few health questions before your visit",
             body=render_to_string("emails/intake_link.txt", context),
+            from_email=clinic_sender(clinic),
             to=[patient.email],
             reply_to=[clinic.contact_email],
         )

@@ -158,6 +158,14 @@ def test_a_future_date_is_refused_in_the_patients_words(client, patient, coordin
     assert not Intake.objects.exists()
 
 
+def test_the_email_comes_from_the_clinics_sender_name(patient, coordinator, settings):
+    settings.DEFAULT_FROM_EMAIL = "Aftercare <care@aftercare.example>"
+    patient.clinic.sender_name = "Harbour Skin Clinic Team"
+    patient.clinic.save()
+    send_intake_link(patient=patient, sent_by=coordinator)
+    assert mail.outbox[-1].from_email == "Harbour Skin Clinic Team <care@aftercare.example>"
+
+
 class RefusingServer:
     """A mail backend whose server answers as ``error`` says."""
 
