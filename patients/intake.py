@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import datetime as dt
 import smtplib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import models, transaction
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from clinic.audit import record_event
 from clinic.history import INTAKE_BY_PATIENT
+from clinic.models import AuditEvent
 from patients.emails import clinic_sender
-from patients.links import create_link, url_for
+from patients.links import consume_link, create_link, url_for
 from patients.models import Intake, Patient, PatientLink
 from patients.reminders import classify_send_error
 from protocols.facts import FACTS, FACTS_BY_CODE, Fact, FactType
@@ -138,17 +140,49 @@ def patient_zone(patient: Patient) -> ZoneInfo:
 
 # --- the intake link -------------------------------------------------------------
 
+#: How long after an intake link was sent a second one needs staff to confirm it (a double click, going back).
+INTAKE_LINK_RESEND_AFTER = dt.timedelta(minutes=10)
+#: ``ValidationError.code`` when a working link went out within ``INTAKE_LINK_RESEND_AFTER``
+RECENT_INTAKE_LINK = "recent_intake_link"
+
+
+def _open_intake_links(patient: Patient, now: dt.datetime) -> models.QuerySet[PatientLink]:
+    return PatientLink.objects.filter(
+        patient=patient, purpose=PatientLink.Purpose.INTAKE, used_at__isnull=True, superseded_at__isnull=True,
+        expires_at__gt=now,
+    )
+
+
+def recent_intake_link(patient: Patient, *, now: dt.datetime | None = None) -> PatientLink | None:
+    """An intake link sent to ``patient`` in the last ``INTAKE_LINK_RESEND_AFTER`` that still works, if any."""
+    now = now or timezone.now()
+    recent = _open_intake_links(patient, now).filter(created_at__gt=now - INTAKE_LINK_RESEND_AFTER)
+    return recent.order_by("-created_at", "-pk").first()
+
 
 def send_intake_link(
-    *, patient: Patient, sent_by: AbstractBaseUser, request: HttpRequest | None = None
+    *, patient: Patient, sent_by: AbstractBaseUser, even_if_recent: bool = False, request: HttpRequest | None = None
 ) -> PatientLink:
-    """Email ``patient`` a single-use signed link to fill in the intake on their phone."""
+    """Email ``patient`` a single-use signed link to fill in the intake on their phone.
+
+    The patient's other open intake links stop working: only the newest email's
+    link is answered. A link sent minutes ago that still works is not sent again
+    unless ``even_if_recent`` (``ValidationError`` with code ``RECENT_INTAKE_LINK``).
+    """
     if not patient.email:
         raise ValidationError({"email": "The patient has no email address."})
     clinic = patient.clinic
-    # One transaction around the send: a link the patient never received is not kept, nor logged as sent.
+    now = timezone.now()
+    if not even_if_recent and (recent := recent_intake_link(patient, now=now)):
+        sent_at = timezone.localtime(recent.created_at, ZoneInfo(clinic.time_zone))
+        raise ValidationError(
+            f"An intake link was sent to {patient.email} at {sent_at:%H:%M}; it still works.", code=RECENT_INTAKE_LINK
+        )
+    # One transaction around the send: a link the patient never received is not kept, nor logged as sent,
+    # and the links it would have replaced keep working.
     with transaction.atomic():
         link = create_link(patient=patient, purpose=PatientLink.Purpose.INTAKE)
+        _open_intake_links(patient, now).exclude(pk=link.pk).update(superseded_at=now)
         context = {"patient": patient, "clinic": clinic, "url": url_for(link), "expires_at": link.expires_at}
         message = EmailMultiAlternatives(
             subject=f"{clinic.name}: a few health questions before your visit",
@@ -171,6 +205,58 @@ def send_intake_link(
             request=request,
         )
     return link
+
+
+def use_intake_link(link: PatientLink) -> bool:
+    """Use up ``link`` and stop the patient's other open intake links; False if it was used or stopped already.
+
+    Call it in the transaction that stores the answers.
+    """
+    now = timezone.now()
+    others = _open_intake_links(link.patient, now).exclude(pk=link.pk)
+    # Locked in one order before any is changed: two of a patient's links answered
+    # at once wait for each other instead of deadlocking.
+    list(_open_intake_links(link.patient, now).select_for_update().order_by("pk").values_list("pk", flat=True))
+    if not consume_link(link):
+        return False
+    others.update(superseded_at=now)
+    return True
+
+
+@dataclass(frozen=True)
+class SentIntakeLink:
+    """An intake link as the patient's page tells it: when, by whom, and what became of it."""
+
+    sent_at: dt.datetime
+    sent_by: str
+    expires_at: dt.datetime
+    answered_at: dt.datetime | None
+    superseded_at: dt.datetime | None
+    expired: bool
+
+
+def intake_links_sent(patient: Patient, *, limit: int = 5) -> list[SentIntakeLink]:
+    """The latest intake links sent to ``patient``, newest first: two queries, however many."""
+    links = list(
+        PatientLink.objects.filter(patient=patient, purpose=PatientLink.Purpose.INTAKE).order_by("-created_at", "-pk")
+        [:limit]
+    )
+    if not links:
+        return []
+    # Who sent each link is in the access log only (the entry names the link it sent).
+    entries = AuditEvent.objects.filter(
+        action="intake.link_sent", object_type=Patient._meta.label_lower, object_id=str(patient.pk),
+        created_at__gte=links[-1].created_at,
+    ).values_list("detail", "actor_label")
+    senders = {detail.get("link"): label for detail, label in entries if isinstance(detail, dict)}
+    now = timezone.now()
+    return [
+        SentIntakeLink(
+            sent_at=link.created_at, sent_by=senders.get(link.pk, ""), expires_at=link.expires_at,
+            answered_at=link.used_at, superseded_at=link.superseded_at, expired=link.expires_at <= now,
+        )
+        for link in links
+    ]
 
 
 # --- the generated form ----------------------------------------------------------

@@ -105,9 +105,9 @@ def read_link(token: str, *, purpose: str | None = None) -> PatientLink:
 
 
 def consume_link(link: PatientLink) -> bool:
-    """Mark a single-use link used. True if this call used it, False if it was already used."""
+    """Mark a single-use link used. True if this call used it, False if it was already used (or superseded)."""
     with transaction.atomic():
-        changed = PatientLink.objects.filter(pk=link.pk, used_at__isnull=True).update(
+        changed = PatientLink.objects.filter(pk=link.pk, used_at__isnull=True, superseded_at__isnull=True).update(
             used_at=timezone.now(), use_count=1
         )
     if changed:

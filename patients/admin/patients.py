@@ -31,7 +31,14 @@ from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere, scoped, sees_several_clinics
 from patients.admin.treatments import recomputed_summary
 from patients.consent import renew_consent
-from patients.intake import IntakeForm, reconfirm_intake, record_intake, send_intake_link
+from patients.intake import (
+    RECENT_INTAKE_LINK,
+    IntakeForm,
+    intake_links_sent,
+    reconfirm_intake,
+    record_intake,
+    send_intake_link,
+)
 from patients.models import Patient, Screening, ScreeningOverride
 from patients.models.patient import CONSENT_UNRECORDED
 from patients.patient_records import find_duplicates, record_patient_created, record_patient_viewed
@@ -292,6 +299,7 @@ class PatientAdmin(ClinicScopedAdmin):
         )
         return {
             "intakes": patient.intakes.select_related("recorded_by", "confirmed_by").order_by("-answered_at"),
+            "intake_links": intake_links_sent(patient),
             "screenings": screenings,
             "can_screen": can(request.user, Capability.SCREEN, patient.clinic),
             "can_edit": can(request.user, Capability.EDIT_PATIENTS, patient.clinic),
@@ -321,7 +329,9 @@ class PatientAdmin(ClinicScopedAdmin):
                 send_intake_link(patient=patient, sent_by=request.user, request=request)
                 sent += 1
             except ValidationError as error:
-                self.message_user(request, f"{patient}: {' '.join(error.messages)}", messages.WARNING)
+                again = (" None was sent again; send another from their page if it is needed."
+                         if getattr(error, "code", None) == RECENT_INTAKE_LINK else "")
+                self.message_user(request, f"{patient}: {' '.join(error.messages)}{again}", messages.WARNING)
         if sent:
             self.message_user(request, f"Intake link sent to {sent} patient(s).", messages.SUCCESS)
 
@@ -447,8 +457,14 @@ class PatientAdmin(ClinicScopedAdmin):
         if not can(request.user, Capability.EDIT_PATIENTS, patient.clinic):
             raise PermissionDenied
         try:
-            send_intake_link(patient=patient, sent_by=request.user, request=request)
+            send_intake_link(patient=patient, sent_by=request.user, request=request,
+                             even_if_recent=request.POST.get("send_anyway") == "1")
         except ValidationError as error:
+            if getattr(error, "code", None) == RECENT_INTAKE_LINK:
+                # Going back and clicking again, or a double click: asked, not sent twice unseen.
+                return self._page(request, "admin/patients/patient/send_intake_link.html", patient,
+                                  f"Send another intake link to {patient.full_name}?", message=error.messages[0],
+                                  status=409)
             messages.error(request, " ".join(error.messages))
         else:
             messages.success(request, f"Intake link sent to {patient.email}.")

@@ -30,6 +30,9 @@ class PatientLink(models.Model):
     time_point_day = models.IntegerField(null=True, blank=True, help_text="For self-report links: which day.")
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
+    # An intake link stops working once a newer one is sent or the patient answers through another:
+    # answers given through an old email must not come after (and count over) the ones that replaced them.
+    superseded_at = models.DateTimeField(null=True, blank=True)
     use_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
 
