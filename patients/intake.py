@@ -178,33 +178,43 @@ def send_intake_link(
         raise ValidationError(
             f"An intake link was sent to {patient.email} at {sent_at:%H:%M}; it still works.", code=RECENT_INTAKE_LINK
         )
-    # One transaction around the send: a link the patient never received is not kept, nor logged as sent,
-    # and the links it would have replaced keep working.
     with transaction.atomic():
         link = create_link(patient=patient, purpose=PatientLink.Purpose.INTAKE)
+    # Sent outside any transaction (a slow mail server must not hold the database). A link the patient never
+    # received is not kept, nor logged as sent, and the links it would have replaced keep working.
+    context = {"patient": patient, "clinic": clinic, "url": url_for(link), "expires_at": link.expires_at}
+    message = EmailMultiAlternatives(
+        subject=f"{clinic.name}: a few health questions before your visit",
+        body=render_to_string("emails/intake_link.txt", context),
+        from_email=clinic_sender(clinic),
+        to=[patient.email],
+        reply_to=[clinic.contact_email],
+    )
+    message.attach_alternative(render_to_string("emails/intake_link.html", context), "text/html")
+    try:
+        message.send(fail_silently=False)
+    except (smtplib.SMTPException, OSError) as error:
+        link.delete()
+        raise ValidationError(_not_sent(patient.email, error)) from error
+    with transaction.atomic():
         _open_intake_links(patient, now).exclude(pk=link.pk).update(superseded_at=now)
-        context = {"patient": patient, "clinic": clinic, "url": url_for(link), "expires_at": link.expires_at}
-        message = EmailMultiAlternatives(
-            subject=f"{clinic.name}: a few health questions before your visit",
-            body=render_to_string("emails/intake_link.txt", context),
-            from_email=clinic_sender(clinic),
-            to=[patient.email],
-            reply_to=[clinic.contact_email],
-        )
-        message.attach_alternative(render_to_string("emails/intake_link.html", context), "text/html")
-        try:
-            message.send(fail_silently=False)
-        except (smtplib.SMTPException, OSError) as error:
-            problem = classify_send_error(error)
-            raise ValidationError(
-                f"The intake link could not be emailed to {patient.email}: {problem.message}. Nothing was sent; "
-                + ("check the address, then try again." if problem.permanent else "try again in a few minutes.")
-            ) from error
         record_event(
             actor=sent_by, action="intake.link_sent", clinic=clinic, obj=patient, detail={"link": link.pk},
             request=request,
         )
     return link
+
+
+def _not_sent(address: str, error: BaseException) -> str:
+    """Why the link did not go out, and what to do: mend the address, the mail settings, or wait."""
+    problem = classify_send_error(error)
+    if isinstance(error, smtplib.SMTPRecipientsRefused) and problem.permanent:
+        advice = "; check the address, then try again."
+    elif problem.permanent:
+        advice = "."  # the clinic's sender or sign-in: the server's answer says what to mend
+    else:
+        advice = "; try again in a few minutes."
+    return f"The intake link could not be emailed to {address}: {problem.message.rstrip('.')}. Nothing was sent{advice}"
 
 
 def use_intake_link(link: PatientLink) -> bool:

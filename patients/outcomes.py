@@ -84,9 +84,7 @@ def patient_redness_word(erythema: int | None) -> str:
     return PATIENT_REDNESS[erythema][0] if erythema is not None else ""
 
 
-NOTIFY_SEVERITIES = frozenset(
-    {AdverseEvent.Severity.MODERATE, AdverseEvent.Severity.SEVERE, AdverseEvent.Severity.LIFE_THREATENING}
-)
+NOTIFY_SEVERITIES = staff_alerts.NOTIFY_SEVERITIES
 # simple_history stores the reason in a 100-character column.
 REASON_MAX_LENGTH = 100
 
@@ -805,7 +803,8 @@ def correct_adverse_event(
         event._history_user = by
         event._change_reason = reason.strip()
         event.save()
-        if (event.severity in NOTIFY_SEVERITIES and event.notified_at is None
-                and not staff_alerts.adverse_event_alert_open(event)):
+        if event.severity not in NOTIFY_SEVERITIES:
+            staff_alerts.cancel_for_downgraded(event)  # corrected to mild before anyone was told: nobody is
+        elif event.notified_at is None and not staff_alerts.adverse_event_alert_open(event):
             staff_alerts.alert_adverse_event(event, now=now)
     return event

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import smtplib
 from typing import Any
 
 from django.conf import settings
@@ -58,14 +59,30 @@ def _seconds(name: str) -> dt.timedelta:
 # --- raising ------------------------------------------------------------------------------
 
 
+#: Adverse events of these severities alert the clinicians.
+NOTIFY_SEVERITIES = frozenset(
+    {AdverseEvent.Severity.MODERATE, AdverseEvent.Severity.SEVERE, AdverseEvent.Severity.LIFE_THREATENING}
+)
+
+
 def alert_adverse_event(event: AdverseEvent, *, now: dt.datetime | None = None) -> StaffAlert:
-    """Write the alert about ``event`` (call inside the transaction that saves it); it is sent after commit."""
+    """Write the alert about ``event`` (call inside the transaction that saves it); it is sent after commit.
+
+    An earlier alert about it that was not delivered goes out again instead of a second one
+    (it keeps who had it, so nobody is emailed twice, and leaves the dashboard once sent).
+    """
+    failed = event.alerts.filter(status=Status.FAILED).order_by("-pk").first()
+    if failed is not None:
+        return _reopen(failed, now=now or timezone.now())
     return _raise(StaffAlert(clinic_id=event.treatment.clinic_id, kind=StaffAlert.Kind.ADVERSE_EVENT,
                              adverse_event=event), now=now)
 
 
 def alert_problem_flag(assessment: OutcomeAssessment, *, now: dt.datetime | None = None) -> StaffAlert:
     """Write the alert about a problem the patient flagged in ``assessment``; it is sent after commit."""
+    failed = assessment.alerts.filter(status=Status.FAILED).order_by("-pk").first()
+    if failed is not None:
+        return _reopen(failed, now=now or timezone.now())
     return _raise(StaffAlert(clinic_id=assessment.treatment.clinic_id, kind=StaffAlert.Kind.PROBLEM_FLAG,
                              assessment=assessment), now=now)
 
@@ -80,9 +97,26 @@ def _raise(alert: StaffAlert, *, now: dt.datetime | None) -> StaffAlert:
     return alert
 
 
+def _reopen(alert: StaffAlert, *, now: dt.datetime) -> StaffAlert:
+    """A failed alert, pending again with fresh attempts; those who had it are kept and not emailed again."""
+    alert.status, alert.attempts, alert.due_at, alert.last_error = Status.PENDING, 0, now, ""
+    alert.lease_until = now + _seconds("AFTERCARE_REMINDER_QUEUE_LEASE_SECONDS")
+    alert.save(update_fields=["status", "attempts", "due_at", "last_error", "lease_until"])
+    queue_after_commit(enqueue, [alert.pk])
+    return alert
+
+
 def adverse_event_alert_open(event: AdverseEvent) -> bool:
     """Whether an alert about ``event`` is waiting or sending (a second one would email the same news twice)."""
     return event.alerts.filter(status__in=[Status.PENDING, Status.SENDING]).exists()
+
+
+def cancel_for_downgraded(event: AdverseEvent) -> int:
+    """An event corrected below moderate before its alert went out: the alert is no longer needed (not sent)."""
+    return event.alerts.filter(status__in=[Status.PENDING, Status.FAILED]).update(
+        status=Status.CANCELLED, lease_until=None,
+        last_error=f"Not sent: the event was corrected to {event.get_severity_display().lower()} before it went out.",
+    )
 
 
 def enqueue(ids: list[int]) -> None:
@@ -142,7 +176,8 @@ def send_due_inline(*, now: dt.datetime | None = None) -> int:
     sweep_expired_leases(now=now)
     due = StaffAlert.objects.filter(status=Status.PENDING, due_at__lte=now).order_by("due_at")
     ids = list(due.values_list("pk", flat=True)[: settings.AFTERCARE_REMINDER_BATCH_SIZE])
-    return sum(1 for pk in ids if send_alert(alert_id=pk, now=now) != SendOutcome.NOT_CLAIMED)
+    # Each on its own clock: a long pass must not date the last alert, nor its lease, from the first.
+    return sum(1 for pk in ids if send_alert(alert_id=pk) != SendOutcome.NOT_CLAIMED)
 
 
 # --- sending ---------------------------------------------------------------------------------
@@ -163,7 +198,8 @@ def send_alert(*, alert_id: int, now: dt.datetime | None = None) -> SendOutcome:
     """Email one pending alert to each clinician who has not had it yet; record who got it, or why not.
 
     Does nothing (``NOT_CLAIMED``) unless the alert is pending and due: a duplicated
-    task message sends nothing twice.
+    task message sends nothing twice. Every write after the claim names this attempt,
+    so a worker whose lease was handed to another (it was too slow) changes nothing.
     """
     now = now or timezone.now()
     claimed = StaffAlert.objects.filter(pk=alert_id, status=Status.PENDING, due_at__lte=now).update(
@@ -175,59 +211,81 @@ def send_alert(*, alert_id: int, now: dt.datetime | None = None) -> SendOutcome:
     alert = StaffAlert.objects.select_related(
         "clinic", "adverse_event__treatment__patient", "adverse_event__arm", "assessment__treatment__patient",
     ).get(pk=alert_id)
-    already = {address.lower() for address in alert.sent_to}
-    recipients = [address for address in clinician_emails(alert.clinic_id) if address.lower() not in already]
-    if not recipients and not alert.sent_to:
-        return _finish(alert, status=Status.FAILED, error=NOBODY_TO_EMAIL, now=now)
-    subject, text, html = _render(alert)
-    connection = get_connection()
+    mine = StaffAlert.objects.filter(pk=alert.pk, status=Status.SENDING, attempts=alert.attempts)
+    moot = _no_longer_needed(alert)
+    if moot:
+        return _finish(mine, alert, status=Status.CANCELLED, error=moot, now=now)
+    connection = None
     refused: list[str] = []
     try:
+        already = {address.lower() for address in alert.sent_to}
+        recipients = [address for address in clinician_emails(alert.clinic_id) if address.lower() not in already]
+        if not recipients and not alert.sent_to:
+            return _finish(mine, alert, status=Status.FAILED, error=NOBODY_TO_EMAIL, now=now)
+        subject, text, html = _render(alert)
+        connection = get_connection()
+        connection.open()  # one SMTP conversation for every clinician of this alert
         for address in recipients:
             message = EmailMultiAlternatives(subject=subject, body=text, to=[address],
                                              headers={"Message-ID": alert.message_id(address)}, connection=connection)
             message.attach_alternative(html, "text/html")
             try:
                 message.send(fail_silently=False)
-            except Exception as error:  # noqa: BLE001 - classified: a refused address is not retried
+            except smtplib.SMTPRecipientsRefused as error:
                 problem = classify_send_error(error)
                 if not problem.permanent:
                     raise
-                refused.append(f"{address}: {problem.message}")
+                refused.append(f"{address}: {problem.message}")  # this address needs a person; the others go on
                 continue
             alert.sent_to = [*alert.sent_to, address]
             # Written at once: if the worker dies at the next address, a retry does not email this one again.
-            StaffAlert.objects.filter(pk=alert.pk).update(sent_to=alert.sent_to)
+            if not mine.update(sent_to=alert.sent_to):
+                return SendOutcome.NOT_CLAIMED  # the lease went to another attempt, which carries on
             _mark_notified(alert, now=now)
     except Exception as error:  # noqa: BLE001 - every failure is recorded on the row and retried or failed
         problem = classify_send_error(error)
         if problem.message.startswith("Unexpected"):
             log.exception("Alert %s could not be sent", alert.pk)
+        if problem.permanent:  # the clinic's sender or sign-in refused, or the whole message: mend, then send again
+            return _finish(mine, alert, status=Status.FAILED, now=now, error=problem.message)
         if alert.attempts >= settings.AFTERCARE_REMINDER_MAX_ATTEMPTS:
-            return _finish(alert, status=Status.FAILED, now=now,
+            return _finish(mine, alert, status=Status.FAILED, now=now,
                            error=f"{problem.message} (gave up after {alert.attempts} attempts)")
-        StaffAlert.objects.filter(pk=alert.pk, status=Status.SENDING).update(
-            status=Status.PENDING, lease_until=None, last_error=problem.message,
-            due_at=now + retry_delay(alert.attempts),
-        )
+        mine.update(status=Status.PENDING, lease_until=None, last_error=problem.message,
+                    due_at=now + retry_delay(alert.attempts))
         return SendOutcome.RETRY
     finally:
-        connection.close()
+        if connection is not None:
+            connection.close()
     if refused:
         # Those who got it are kept; the refused addresses need mending by a person, not a retry.
-        return _finish(alert, status=Status.FAILED, now=now, error="The mail server refused " + "; ".join(refused))
-    return _finish(alert, status=Status.SENT, now=now, error="")
+        return _finish(mine, alert, status=Status.FAILED, now=now, error="The mail server refused " + "; ".join(refused))
+    return _finish(mine, alert, status=Status.SENT, now=now, error="")
 
 
-def _finish(alert: StaffAlert, *, status: str, error: str, now: dt.datetime) -> SendOutcome:
+def _no_longer_needed(alert: StaffAlert) -> str:
+    """Why the alert need not go out any more, or "": what it is about changed since it was raised."""
+    if alert.adverse_event_id is not None:
+        event = alert.adverse_event
+        if event.severity not in NOTIFY_SEVERITIES:
+            return f"Not sent: the event was corrected to {event.get_severity_display().lower()} before it went out."
+        return ""
+    report = alert.assessment
+    if not report.problem_flagged:
+        return "Not sent: the patient took the problem back before it went out."
+    if report.flag_reviewed_at is not None:
+        return "Not sent: a colleague reviewed the problem before it went out."
+    return ""
+
+
+def _finish(mine: Any, alert: StaffAlert, *, status: str, error: str, now: dt.datetime) -> SendOutcome:
     sent_at = now if status == Status.SENT else None
-    StaffAlert.objects.filter(pk=alert.pk, status=Status.SENDING).update(
-        status=status, lease_until=None, last_error=error, sent_at=sent_at
-    )
+    if not mine.update(status=status, lease_until=None, last_error=error, sent_at=sent_at):
+        return SendOutcome.NOT_CLAIMED
     if status == Status.FAILED:
         log.warning("Alert %s to the clinicians of clinic %s not delivered: %s", alert.pk, alert.clinic_id, error)
         return SendOutcome.FAILED
-    return SendOutcome.SENT
+    return SendOutcome.SKIPPED if status == Status.CANCELLED else SendOutcome.SENT
 
 
 def _mark_notified(alert: StaffAlert, *, now: dt.datetime) -> None:
@@ -260,27 +318,33 @@ def _render(alert: StaffAlert) -> tuple[str, str, str]:
 # --- by hand -----------------------------------------------------------------------------------
 
 
+def may_send_again(user: Any, clinic_id: int) -> bool:
+    """Clinicians, and the clinic's admins who mend the addresses, may send an undelivered alert again."""
+    return can(user, Capability.LOG_OUTCOMES, clinic_id) or can(user, Capability.MANAGE_CLINIC, clinic_id)
+
+
 def send_again(*, alert: StaffAlert, by: Any, request: HttpRequest | None = None,
                now: dt.datetime | None = None) -> StaffAlert:
     """A failed alert goes out again to every clinician who has not had it (after an address was added or mended).
 
-    PermissionDenied unless ``by`` logs outcomes in the alert's clinic; ValidationError unless it failed.
+    PermissionDenied unless ``by`` is a clinician or clinic admin of the alert's clinic;
+    ValidationError unless it failed and is still needed.
     """
-    if not can(by, Capability.LOG_OUTCOMES, alert.clinic_id):
-        raise PermissionDenied("Only clinical staff of this clinic may send its alerts again.")
+    if not may_send_again(by, alert.clinic_id):
+        raise PermissionDenied("Only clinicians and clinic admins of this clinic may send its alerts again.")
     now = now or timezone.now()
     with transaction.atomic():
-        locked = StaffAlert.objects.select_for_update().get(pk=alert.pk)
+        locked = StaffAlert.objects.select_for_update().select_related("adverse_event", "assessment").get(pk=alert.pk)
         if locked.status != Status.FAILED:
             raise ValidationError(f"This alert is {locked.get_status_display().lower()}; only one not delivered "
                                   "can be sent again.")
+        moot = _no_longer_needed(locked)
+        if moot:
+            raise ValidationError(moot.replace("Not sent:", "It is no longer needed:", 1))
         previous_error = locked.last_error
-        locked.status, locked.attempts, locked.due_at, locked.last_error = Status.PENDING, 0, now, ""
-        locked.lease_until = now + _seconds("AFTERCARE_REMINDER_QUEUE_LEASE_SECONDS")
-        locked.save(update_fields=["status", "attempts", "due_at", "last_error", "lease_until"])
+        _reopen(locked, now=now)
         record_event(actor=by, action="staff_alert.send_again", clinic=locked.clinic, obj=locked, request=request,
                      detail={"previous_error": previous_error, "already_sent_to": len(locked.sent_to)})
-        queue_after_commit(enqueue, [locked.pk])
     return locked
 
 

@@ -149,7 +149,9 @@ def _check_applications(
             errors.add("applications", prefix + "this lot belongs to another clinic.")
             continue
         minutes = application.minutes_after_procedure
-        applied_at = ended_at + dt.timedelta(minutes=minutes) if ended_at and isinstance(minutes, int) else None
+        # Only a plausible delay is added: 10**12 minutes would overflow the date and answer 500.
+        plausible = isinstance(minutes, int) and not minutes_after_problem(minutes)
+        applied_at = ended_at + dt.timedelta(minutes=minutes) if ended_at and plausible else None
         reason = lot.unusable_reason(on, applied_at=applied_at) if on else None
         if reason:
             errors.add("applications", prefix + reason)

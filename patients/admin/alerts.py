@@ -25,6 +25,7 @@ from patients.models import StaffAlert
 @admin.register(StaffAlert)
 class StaffAlertAdmin(ClinicScopedAdmin):
     change_capability = Capability.LOG_OUTCOMES
+    log_views = True  # the rows name patients and what happened to them
     list_display = ["created_at", "kind", "about", "status", "attempts", "recipients", "sent_at", "last_error"]
     list_filter = ["status", "kind"]
     date_hierarchy = "created_at"
@@ -49,7 +50,7 @@ class StaffAlertAdmin(ClinicScopedAdmin):
         return False
 
     def has_send_again_permission(self, request: HttpRequest) -> bool:
-        return can_anywhere(request.user, Capability.LOG_OUTCOMES)
+        return can_anywhere(request.user, Capability.LOG_OUTCOMES) or can_anywhere(request.user, Capability.MANAGE_CLINIC)
 
     @admin.display(description="About")
     def about(self, alert: StaffAlert) -> str:

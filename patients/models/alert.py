@@ -28,6 +28,7 @@ class StaffAlert(models.Model):
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Not delivered"
+        CANCELLED = "cancelled", "Not needed any more"
 
     CLINIC_PATH = "clinic"
 

@@ -131,6 +131,9 @@ class BrokenBackend:
     def __init__(self, *args, **kwargs):
         pass
 
+    def open(self):
+        raise OSError("connection refused")
+
     def send_messages(self, messages):
         raise OSError("connection refused")
 

@@ -120,3 +120,10 @@ def test_the_api_answers_400_with_the_field_error_and_records_nothing(clinician,
     assert response.json()["applications"] == [message]
     assert not Treatment.objects.exists()
     assert not ExosomeApplication.objects.exists()
+
+
+def test_a_delay_too_large_for_a_date_is_a_400_not_a_500(clinician, plan, lot):
+    response = _api_post(clinician, plan, {"lot": lot.pk, "volume_ml": "2.00", "minutes_after_procedure": 10**12})
+    assert response.status_code == 400
+    assert "at most 1440 minutes" in response.json()["applications"][0]
+    assert not Treatment.objects.exists()

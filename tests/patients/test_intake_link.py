@@ -182,6 +182,8 @@ class RefusingServer:
     (OSError("[Errno 111] Connection refused"), "try again in a few minutes."),
     (__import__("smtplib").SMTPRecipientsRefused({"maya@mail.example": (550, b"5.1.1 No such user")}),
      "check the address, then try again."),
+    (__import__("smtplib").SMTPSenderRefused(553, b"5.7.1 Sender rejected", "aftercare@localhost"),
+     "check the mail settings (EMAIL_URL, DEFAULT_FROM_EMAIL), then resend. Nothing was sent."),
 ])
 def test_a_link_the_mail_server_did_not_take_is_not_kept_and_staff_are_told_why(
     client, patient, coordinator, settings, error, advice
@@ -196,3 +198,29 @@ def test_a_link_the_mail_server_did_not_take_is_not_kept_and_staff_are_told_why(
     assert advice in page
     assert not PatientLink.objects.exists()
     assert not AuditEvent.objects.filter(action="intake.link_sent").exists()
+
+
+class NotesTheTransaction:
+    """A mail backend that notes whether the database was inside a transaction while it talked to the server."""
+
+    seen: list[bool] = []
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def send_messages(self, messages):
+        from django.db import connection
+
+        type(self).seen.append(connection.in_atomic_block)
+        return len(messages)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_email_is_sent_outside_any_database_transaction(clinic_a, coordinator, settings):
+    # A slow mail server must not hold SQLite's write lock (or PostgreSQL's row locks) for every other writer.
+    settings.EMAIL_BACKEND = "tests.patients.test_intake_link.NotesTheTransaction"
+    NotesTheTransaction.seen = []
+    patient = PatientFactory(clinic=clinic_a, email="maya@mail.example")
+    send_intake_link(patient=patient, sent_by=coordinator)
+    assert NotesTheTransaction.seen == [False]
+    assert PatientLink.objects.filter(patient=patient, purpose=PatientLink.Purpose.INTAKE).count() == 1

@@ -66,6 +66,9 @@ class Refusing:
     def __init__(self, *args, **kwargs):
         pass
 
+    def open(self):
+        pass
+
     def send_messages(self, messages):
         for message in messages:
             (address,) = message.to
@@ -282,7 +285,7 @@ def test_an_auditor_sees_the_alerts_but_cannot_send_them_again(
     listing = client.get(reverse("admin:patients_staffalert_changelist"))
     assert listing.status_code == 200
     assert "send_again_selected" not in listing.content.decode()
-    with pytest.raises(Exception, match="Only clinical staff"):
+    with pytest.raises(Exception, match="Only clinicians and clinic admins"):
         staff_alerts.send_again(alert=alert, by=auditor)
     alert.refresh_from_db()
     assert alert.status == Status.FAILED
@@ -314,3 +317,160 @@ def test_the_command_that_sends_without_celery_sends_the_alerts_too(
     assert "and 1 alert(s) to clinicians." in out.getvalue()
     assert [m.to for m in mail.outbox] == [[clinician.email]]
     assert StaffAlert.objects.get().status == Status.SENT
+
+
+# --- what the review of the outbox found -----------------------------------------------------------
+
+
+def test_an_event_corrected_to_mild_before_its_alert_went_out_emails_nobody(
+    treatment, clinician, queued, django_capture_on_commit_callbacks
+):
+    from patients.outcomes import correct_adverse_event
+
+    with django_capture_on_commit_callbacks(execute=True):
+        event = _event(treatment, clinician)
+        correct_adverse_event(event=event, by=clinician, changes={"severity": "mild"},
+                              reason="Typed severe by mistake; it is two milia")
+    alert = StaffAlert.objects.get()
+    assert (alert.status, alert.last_error) == (
+        Status.CANCELLED, "Not sent: the event was corrected to mild before it went out.")
+    assert staff_alerts.send_alert(alert_id=alert.pk) == SendOutcome.NOT_CLAIMED
+    assert mail.outbox == []
+
+
+def test_the_send_task_checks_the_severity_again_when_it_runs(treatment, clinician, queued,
+                                                             django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        event = _event(treatment, clinician)
+    AdverseEvent.objects.filter(pk=event.pk).update(severity="mild")  # as a correction racing the task would
+    assert staff_alerts.send_alert(alert_id=queued[0]) == SendOutcome.SKIPPED
+    assert StaffAlert.objects.get().status == Status.CANCELLED
+    assert mail.outbox == []
+
+
+def test_a_problem_reviewed_before_its_alert_went_out_emails_nobody(treatment, clinician, queued,
+                                                                   django_capture_on_commit_callbacks):
+    from patients.outcomes import review_problem_flag
+
+    link = create_link(patient=treatment.patient, purpose=PatientLink.Purpose.SELF_REPORT, treatment=treatment,
+                       time_point_day=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        assessment, _ = record_self_report(link=link, answers={"pain": 8, "problem_flagged": True})
+    review_problem_flag(assessment=assessment, by=clinician, note="Called her: a crust, healing")
+    assert staff_alerts.send_alert(alert_id=queued[0]) == SendOutcome.SKIPPED
+    assert StaffAlert.objects.get().last_error == "Not sent: a colleague reviewed the problem before it went out."
+    assert mail.outbox == []
+
+
+def test_a_failed_alert_goes_out_again_rather_than_a_second_one_so_nobody_is_emailed_twice(
+    client, treatment, clinician, clinic_a, queued, refusing, django_capture_on_commit_callbacks
+):
+    from patients.outcomes import correct_adverse_event
+
+    colleague = staff(Role.CLINICIAN, clinic_a, email="gone@staff.example")
+    refusing.refused = {colleague.email: (550, b"5.1.1 No such user")}
+    with django_capture_on_commit_callbacks(execute=True):
+        event = _event(treatment, clinician)
+    staff_alerts.send_alert(alert_id=queued[0])
+    assert StaffAlert.objects.get().status == Status.FAILED
+    refusing.refused = {}
+    event.refresh_from_db()  # as the admin's page reads it: clinician_a was told
+    with django_capture_on_commit_callbacks(execute=True):  # a later correction, or the event list's action
+        correct_adverse_event(event=event, by=clinician, changes={"resolution_date": NOW.date()}, reason="Resolved")
+        staff_alerts.alert_again_about(event=event, by=clinician)
+    alert = StaffAlert.objects.get()  # still one alert
+    assert alert.status == Status.FAILED  # notified already (clinician_a had it): a correction raises nothing
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_alerts.send_again(alert=alert, by=clinician)
+    staff_alerts.send_alert(alert_id=alert.pk)
+    assert refusing.accepted == [clinician.email, colleague.email]  # clinician_a once, the colleague once
+    assert StaffAlert.objects.get().status == Status.SENT
+
+
+def test_a_clinic_admin_who_mended_the_address_sends_the_alert_again(
+    client, treatment, clinician, clinic_admin, queued, django_capture_on_commit_callbacks
+):
+    type(clinician).objects.filter(pk=clinician.pk).update(email="")
+    with django_capture_on_commit_callbacks(execute=True):
+        _event(treatment, clinician)
+    staff_alerts.send_alert(alert_id=queued[0])
+    alert = StaffAlert.objects.get()
+    assert alert.status == Status.FAILED
+    type(clinician).objects.filter(pk=clinician.pk).update(email="clinician_a@staff.example")
+    client.force_login(clinic_admin)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("admin:patients_staffalert_changelist"),
+                               {"action": "send_again_selected", "_selected_action": [alert.pk]})
+    assert response.status_code == 302
+    assert staff_alerts.send_alert(alert_id=alert.pk) == SendOutcome.SENT
+    assert [m.to for m in mail.outbox] == [["clinician_a@staff.example"]]
+
+
+def test_a_worker_whose_lease_went_to_another_attempt_changes_nothing(
+    treatment, clinician, clinic_a, queued, refusing, monkeypatch, django_capture_on_commit_callbacks
+):
+    staff(Role.CLINICIAN, clinic_a, email="zz-colleague@staff.example")
+    with django_capture_on_commit_callbacks(execute=True):
+        _event(treatment, clinician)
+    accept = Refusing.send_messages
+
+    def slow_first_worker(self, messages):
+        # While the first worker talks to the server, its lease ends and the sweep hands the alert to another.
+        StaffAlert.objects.update(status=Status.PENDING, lease_until=None)
+        StaffAlert.objects.update(status=Status.SENDING, attempts=2)
+        return accept(self, messages)
+
+    monkeypatch.setattr(Refusing, "send_messages", slow_first_worker)
+    assert staff_alerts.send_alert(alert_id=queued[0]) == SendOutcome.NOT_CLAIMED
+    alert = StaffAlert.objects.get()
+    assert (alert.status, alert.attempts, alert.sent_to) == (Status.SENDING, 2, [])  # the second attempt's
+
+
+def test_a_refused_sender_fails_the_alert_once_with_the_clinics_side_named(
+    treatment, clinician, clinic_a, queued, settings, django_capture_on_commit_callbacks
+):
+    settings.EMAIL_BACKEND = "tests.patients.test_staff_alerts.SenderRefused"
+    staff(Role.CLINICIAN, clinic_a, email="zz-colleague@staff.example")
+    with django_capture_on_commit_callbacks(execute=True):
+        _event(treatment, clinician)
+    assert staff_alerts.send_alert(alert_id=queued[0]) == SendOutcome.FAILED
+    alert = StaffAlert.objects.get()
+    assert alert.last_error.startswith("The mail server refused the clinic's sender or sign-in (553 5.7.1")
+    assert alert.last_error.count("refused") == 1
+
+
+class SenderRefused(Refusing):
+    def send_messages(self, messages):
+        raise smtplib.SMTPSenderRefused(553, b"5.7.1 Sender address rejected", "aftercare@localhost")
+
+
+def test_a_template_error_is_recorded_on_the_alert_and_retried(
+    treatment, clinician, queued, monkeypatch, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        _event(treatment, clinician)
+
+    def broken(alert):
+        raise RuntimeError("template adverse_event.html is missing")
+
+    monkeypatch.setattr(staff_alerts, "_render", broken)
+    assert staff_alerts.send_alert(alert_id=queued[0]) == SendOutcome.RETRY
+    alert = StaffAlert.objects.get()
+    assert alert.status == Status.PENDING
+    assert "template adverse_event.html is missing" in alert.last_error
+
+
+def test_a_correction_of_an_event_nobody_was_told_of_sends_its_failed_alert_again_not_a_second(
+    treatment, clinic_a, queued, django_capture_on_commit_callbacks
+):
+    from patients.outcomes import correct_adverse_event
+
+    nurse = staff(Role.CLINICIAN, clinic_a, email="")
+    with django_capture_on_commit_callbacks(execute=True):
+        event = _event(treatment, nurse)
+    staff_alerts.send_alert(alert_id=queued[0])
+    with django_capture_on_commit_callbacks(execute=True):
+        correct_adverse_event(event=event, by=nurse, changes={"resolution_date": NOW.date()}, reason="Resolved today")
+    alert = StaffAlert.objects.get()  # one alert, waiting again: the dashboard's "not delivered" is not doubled
+    assert (alert.status, alert.attempts) == (Status.PENDING, 0)
+    assert queued == [alert.pk, alert.pk]
