@@ -343,19 +343,46 @@ def _too_late_or_due(occurrence: Occurrence, *, treatment: Treatment, now: dt.da
 
 
 TOO_LATE = "The step was already past when the treatment was recorded or rescheduled."
+REPLACED_BY_LATER = ("Replaced by a later reminder of the same avoidance: the step was already past when the "
+                     "treatment was recorded or rescheduled.")
+
+_Key = tuple[int, int]  # (step, occurrence)
+
+
+def _skips_and_due_times(
+    occurrences: Sequence[Occurrence], *, treatment: Treatment, now: dt.datetime
+) -> dict[_Key, tuple[str, dt.datetime]]:
+    """Why each occurrence's reminder is skipped ("" when it is not), and when it is due.
+
+    Each occurrence is judged by ``_too_late_or_due``, but of a repeating
+    avoidance's occurrences already past only the latest is told at once: the
+    earlier ones would bring the same message at the same moment ("avoid sun"
+    three times at 12:00), so they are skipped as replaced by it.
+    """
+    timings = {}
+    latest_told: dict[int, int] = {}  # step -> its latest past occurrence brought forward
+    for occurrence in occurrences:
+        late, due_at = _too_late_or_due(occurrence, treatment=treatment, now=now)
+        timings[(occurrence.step_id, occurrence.occurrence)] = (TOO_LATE if late else "", due_at)
+        if occurrence.avoidance_over_at is not None and occurrence.due_at < now and not late:
+            latest_told[occurrence.step_id] = max(occurrence.occurrence, latest_told.get(occurrence.step_id, 0))
+    for occurrence in occurrences:
+        if occurrence.occurrence < latest_told.get(occurrence.step_id, -1) and occurrence.due_at < now:
+            timings[(occurrence.step_id, occurrence.occurrence)] = (REPLACED_BY_LATER, occurrence.due_at)
+    return timings
 
 
 def _reminder_rows(*, treatment: Treatment, occurrences: list[Occurrence], now: dt.datetime) -> list[Reminder]:
     """Steps that send no reminder get no row; occurrences too late to remind of are stored as skipped."""
+    sending = [occurrence for occurrence in occurrences if occurrence.sends_reminder]
+    timings = _skips_and_due_times(sending, treatment=treatment, now=now)
     rows = []
-    for occurrence in occurrences:
-        if not occurrence.sends_reminder:
-            continue
-        late, due_at = _too_late_or_due(occurrence, treatment=treatment, now=now)
+    for occurrence in sending:
+        skipped_because, due_at = timings[(occurrence.step_id, occurrence.occurrence)]
         rows.append(Reminder(
             treatment=treatment, step_id=occurrence.step_id, occurrence=occurrence.occurrence,
             occurs_at=occurrence.occurs_at, due_at=due_at,
-            status=Status.SKIPPED if late else Status.SCHEDULED, last_error=TOO_LATE if late else "",
+            status=Status.SKIPPED if skipped_because else Status.SCHEDULED, last_error=skipped_because,
         ))
     return rows
 
@@ -570,7 +597,9 @@ class Recomputed:
 
 # Rows a recomputed timeline may move: those not gone out, and those skipped only for being past
 # (a mistyped date or zone made them so). A row a person cancelled, or skipped for another reason, stays.
-_OPEN = models.Q(status__in=Reminder.PENDING) | models.Q(status=Status.SKIPPED, last_error=TOO_LATE)
+_OPEN = models.Q(status__in=Reminder.PENDING) | models.Q(
+    status=Status.SKIPPED, last_error__in=[TOO_LATE, REPLACED_BY_LATER]
+)
 
 
 def recompute_open_reminders(*, treatment: Treatment, now: dt.datetime) -> Recomputed:
@@ -583,17 +612,23 @@ def recompute_open_reminders(*, treatment: Treatment, now: dt.datetime) -> Recom
     # Computed once: for the moved rows and the missing ones.
     occurrences = planned_occurrences(treatment, steps=list(steps.values()))
     planned = {(item.step_id, item.occurrence): item for item in occurrences}
+    timings = _skips_and_due_times([item for item in occurrences if item.sends_reminder], treatment=treatment, now=now)
     scheduled = revived = past = 0
     for row in Reminder.objects.filter(_OPEN, treatment=treatment):
-        occurrence = planned.get((row.step_id, row.occurrence))
-        if occurrence is not None and row.moved_at is not None:
-            occurrence = _kept_visit(row, treatment=treatment, step=steps[row.step_id])
+        key = (row.step_id, row.occurrence)
+        occurrence = planned.get(key)
         if occurrence is None:
             continue
-        late, due_at = _too_late_or_due(occurrence, treatment=treatment, now=now)
-        if _unchanged(row, occurrence, due_at=due_at) or not _move_row(row, occurrence, late=late, due_at=due_at):
+        if row.moved_at is not None:
+            occurrence = _kept_visit(row, treatment=treatment, step=steps[row.step_id])
+            skipped_because, due_at = _skips_and_due_times([occurrence], treatment=treatment, now=now)[key]
+        else:
+            skipped_because, due_at = timings[key]
+        if _unchanged(row, occurrence, due_at=due_at, skipped_because=skipped_because) or not _move_row(
+            row, occurrence, skipped_because=skipped_because, due_at=due_at
+        ):
             continue
-        if late:
+        if skipped_because:
             past += 1
         else:
             scheduled += 1
@@ -612,17 +647,23 @@ def _kept_visit(row: Reminder, *, treatment: Treatment, step: ProtocolStep) -> O
     )
 
 
-def _unchanged(row: Reminder, occurrence: Occurrence, *, due_at: dt.datetime) -> bool:
-    """A pending row already at its computed times: left as it is (its attempts and retry time too)."""
-    return row.status in Reminder.PENDING and (row.occurs_at, row.due_at) == (occurrence.occurs_at, due_at)
+def _unchanged(row: Reminder, occurrence: Occurrence, *, due_at: dt.datetime, skipped_because: str) -> bool:
+    """A pending row already at its computed times: left as it is (its attempts and retry time too).
+
+    Not one replaced by a later reminder of its avoidance: left pending at its past time, it would go out beside it.
+    """
+    return (
+        skipped_because != REPLACED_BY_LATER and row.status in Reminder.PENDING
+        and (row.occurs_at, row.due_at) == (occurrence.occurs_at, due_at)
+    )
 
 
-def _move_row(row: Reminder, occurrence: Occurrence, *, late: bool, due_at: dt.datetime) -> bool:
+def _move_row(row: Reminder, occurrence: Occurrence, *, skipped_because: str, due_at: dt.datetime) -> bool:
     # Conditional: a row that became "sending" meanwhile is not touched, nor one staff moved meanwhile,
     # and a queued row's task will find it no longer queued and stop.
     return bool(Reminder.objects.filter(_OPEN, pk=row.pk, moved_at=row.moved_at).update(
         occurs_at=occurrence.occurs_at, due_at=due_at, attempts=0, lease_until=None,
-        status=Status.SKIPPED if late else Status.SCHEDULED, last_error=TOO_LATE if late else "",
+        status=Status.SKIPPED if skipped_because else Status.SCHEDULED, last_error=skipped_because,
     ))
 
 

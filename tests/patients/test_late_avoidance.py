@@ -2,7 +2,9 @@
 
 "No retinoids until day 5" at 18:00 on day 0 still matters to a patient whose
 procedure ended at 19:44; "cleanse tonight" at 18:00 does not, and keeps the
-late-grace rule (AFTERCARE_REMINDER_LATE_GRACE_MINUTES).
+late-grace rule (AFTERCARE_REMINDER_LATE_GRACE_MINUTES). Of a repeating
+avoidance's past occurrences only the latest is told: the earlier ones would say
+the same at the same moment.
 """
 
 from __future__ import annotations
@@ -111,3 +113,91 @@ def test_a_reschedule_brings_back_a_running_avoidance_skipped_as_past(plan, clin
     assert (avoidance.status, avoidance.last_error, avoidance.due_at) == (Status.SCHEDULED, "", RECORDED)
     assert row(treatment, CLEANSE).status == Status.SKIPPED
     assert result == treatments.Recomputed(scheduled=1, revived=1, past=1)  # "Cleanse tonight" is still past
+
+
+# "Avoid sun" each evening of days 0–4, until day 10, and "no retinoids" told once: the procedure ended on
+# Tuesday 1 December at 10:00 and was recorded on Friday 4 December at 12:00.
+REPEATING = [
+    {"title": "Avoid sun", "kind": "avoidance", "day": 0, "local_time": dt.time(18, 0), "repeat_count": 5,
+     "repeat_every_days": 1, "avoid_until_day": 10},
+    {"title": "No retinoids", "kind": "avoidance", "day": 0, "local_time": dt.time(18, 0), "avoid_until_day": 5},
+]
+LATE_END = dt.datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+LATE_RECORDED = dt.datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+def evening(day: int, *, hour: int = 18) -> dt.datetime:
+    return dt.datetime(2026, 12, day, hour, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def recorded_late(clinic_a, clinician, frozen):
+    plan = treatable_patient(clinic_a, steps=REPEATING, time_zone="Europe/London")  # screened the day before
+    frozen.move_to(LATE_RECORDED)
+    return record(plan, clinician, ended_at=LATE_END)
+
+
+def avoid_sun(treatment) -> list[tuple[str, str, dt.datetime]]:
+    rows = Reminder.objects.filter(treatment=treatment, step__title="Avoid sun").order_by("occurrence")
+    return [(row.status, row.last_error, row.due_at) for row in rows]
+
+
+def test_a_repeating_avoidance_recorded_late_is_told_once_by_its_latest_past_occurrence(recorded_late):
+    replaced = (Status.SKIPPED, treatments.REPLACED_BY_LATER)
+    assert avoid_sun(recorded_late) == [
+        (*replaced, evening(1)),
+        (*replaced, evening(2)),
+        (Status.SCHEDULED, "", LATE_RECORDED),  # 18:00 yesterday: the latest evening already past, told now
+        (Status.SCHEDULED, "", evening(4)),  # this evening's and tomorrow's keep their times
+        (Status.SCHEDULED, "", evening(5)),
+    ]
+    due_now = Reminder.objects.filter(treatment=recorded_late, due_at__lte=LATE_RECORDED, status=Status.SCHEDULED)
+    assert sorted(due_now.values_list("step__title", flat=True)) == ["Avoid sun", "No retinoids"]
+
+
+def test_an_avoidance_told_once_is_still_told_at_once(recorded_late):
+    retinoids = row(recorded_late, "No retinoids")
+    assert (retinoids.status, retinoids.last_error, retinoids.due_at) == (Status.SCHEDULED, "", LATE_RECORDED)
+
+
+def test_the_timeline_says_why_the_earlier_evenings_were_not_sent(recorded_late):
+    entries = [entry for entry in treatments.timeline_for(treatment=recorded_late) if entry.step.title == "Avoid sun"]
+
+    assert [entry.state for entry in entries] == ["skipped", "skipped", "due", "upcoming", "upcoming"]
+    assert entries[0].reminder.last_error.startswith("Replaced by a later reminder of the same avoidance")
+
+
+def test_a_time_zone_change_brings_back_only_the_latest_past_occurrence(recorded_late, clinician):
+    # As a treatment recorded before the rule was stored it: every past evening due at once.
+    Reminder.objects.filter(treatment=recorded_late, status=Status.SKIPPED).update(
+        status=Status.SCHEDULED, last_error="", due_at=LATE_RECORDED
+    )
+    patient = recorded_late.patient
+    patient.time_zone = "America/New_York"  # 18:00 there is 23:00 UTC; 12:00 UTC is 07:00, in the quiet hours
+    patient.save()
+
+    result = treatments.recompute_for_new_time_zone(patient=patient, previous_zone="Europe/London", by=clinician)
+
+    replaced = (Status.SKIPPED, treatments.REPLACED_BY_LATER)
+    after_quiet_hours = dt.datetime(2026, 12, 4, 13, 0, tzinfo=UTC)  # 08:00 in New York
+    assert avoid_sun(recorded_late) == [
+        (*replaced, evening(1, hour=23)),
+        (*replaced, evening(2, hour=23)),
+        (Status.SCHEDULED, "", after_quiet_hours),
+        (Status.SCHEDULED, "", evening(4, hour=23)),
+        (Status.SCHEDULED, "", evening(5, hour=23)),
+    ]
+    assert result == treatments.Recomputed(scheduled=4, past=2)  # with "No retinoids", also held until 08:00
+
+
+def test_a_recompute_skips_earlier_evenings_still_waiting_at_their_own_times(recorded_late):
+    # Scheduled at their own times and never sent (no dispatcher ran): left so, they would go out beside the latest.
+    for occurrence in (0, 1):
+        Reminder.objects.filter(treatment=recorded_late, step__title="Avoid sun", occurrence=occurrence).update(
+            status=Status.SCHEDULED, last_error="", due_at=evening(occurrence + 1)
+        )
+
+    result = treatments.recompute_open_reminders(treatment=recorded_late, now=LATE_RECORDED)
+
+    assert [status for status, _, _ in avoid_sun(recorded_late)] == [Status.SKIPPED, Status.SKIPPED] + [Status.SCHEDULED] * 3
+    assert result == treatments.Recomputed(past=2)
