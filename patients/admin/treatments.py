@@ -622,10 +622,17 @@ class TreatmentAdmin(ClinicScopedAdmin):
             form.fields["occurs_at"].help_text = f"On the clinic's clock ({clinic_zone.key})."
             other_errors: list[str] = []
             if request.method == "POST" and form.is_valid():
+                values = dict(form.cleaned_data)
+                if values.pop("confirmed_for") != request.POST.get("occurs_at", ""):
+                    values["confirm_time"] = False  # ticked for the time the page asked about, not this one
                 try:
-                    moved = treatments.move_visit(reminder=reminder, by=request.user, request=request, **form.cleaned_data)
+                    moved = treatments.move_visit(reminder=reminder, by=request.user, request=request, **values)
                 except ValidationError as error:
                     other_errors = apply_service_errors(error, form)
+                    if "confirm_time" in form.errors:  # what the box, if ticked next, confirms
+                        form.data = form.data.copy()
+                        form.data["confirmed_for"] = request.POST.get("occurs_at", "")
+                        form.data.pop("confirm_time", None)
                 else:
                     doubts = _confirmed_doubts(moved)
                     self.message_user(request, _visit_moved_message(moved, clinic_zone, patient_zone) + doubts,

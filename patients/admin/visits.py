@@ -87,3 +87,5 @@ class MoveVisitForm(forms.Form):
         required=False, label="Move it to this time all the same",
         help_text="Tick only after reading why the time above is doubtful.",
     )
+    # The time the page asked about: a box ticked for it confirms nothing about another time typed since.
+    confirmed_for = forms.CharField(widget=forms.HiddenInput, required=False)

@@ -176,9 +176,11 @@ def test_the_page_moves_a_confirmed_time_and_repeats_why_it_was_doubtful(treatme
     client.force_login(coordinator)
 
     # The walk-through's case: 03:00 on the clinic's clock, the reminder held back until 08:00.
-    response = client.post(
-        move_url(visit), {"occurs_at": "2026-05-07T03:00", "reason": REASON, "confirm_time": "on"}, follow=True
-    )
+    asked = client.post(move_url(visit), {"occurs_at": "2026-05-07T03:00", "reason": REASON}).content.decode()
+    assert 'name="confirmed_for" value="2026-05-07T03:00"' in asked
+    response = client.post(move_url(visit), {
+        "occurs_at": "2026-05-07T03:00", "reason": REASON, "confirm_time": "on", "confirmed_for": "2026-05-07T03:00",
+    }, follow=True)
 
     assert response.redirect_chain[-1][0].endswith(f"/{treatment.pk}/change/#timeline")
     page = response.content.decode()
@@ -232,4 +234,20 @@ def test_the_api_refuses_a_time_a_year_ahead(treatment, coordinator):
 
     assert refused.status_code == 400
     assert list(refused.json()) == ["occurs_at"] and "Check the year." in refused.json()["occurs_at"][0]
+    assert_not_moved(visit)
+
+
+def test_a_box_ticked_for_one_doubtful_time_does_not_confirm_another_typed_since(treatment, coordinator, client):
+    visit = row(treatment)
+    client.force_login(coordinator)
+
+    # Asked about 03:00; staff change it to 04:00 and tick the box: 04:00 is asked about in its turn.
+    response = client.post(move_url(visit), {
+        "occurs_at": "2026-05-07T04:00", "reason": REASON, "confirm_time": "on", "confirmed_for": "2026-05-07T03:00",
+    })
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert 'name="confirmed_for" value="2026-05-07T04:00"' in page
+    assert 'name="confirm_time" id="id_confirm_time" checked' not in page  # not ticked for the new time
     assert_not_moved(visit)
