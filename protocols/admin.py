@@ -305,10 +305,11 @@ class ProtocolVersionAdmin(ClinicScopedAdmin):
             try:
                 versioning.publish(version=version, by=request.user, change_note=note)
             except ValidationError as error:
-                if note is None:
-                    _refusal(request, error)
+                note_errors = error.message_dict.get("change_note", []) if hasattr(error, "error_dict") else []
+                if note is None or not note_errors:
+                    _refusal(request, error)  # about the steps or the version: mended on its page
                     return redirect("admin:protocols_protocolversion_change", version.pk)
-                return self._publish_page(request, version, before=before, note=note, errors=error.messages)
+                return self._publish_page(request, version, before=before, note=note, errors=note_errors)
             messages.success(request, f"{version} is published; new treatments use it from now on.")
             _warn_of_late_reminders(request, version)
             return redirect("admin:protocols_protocolversion_change", version.pk)

@@ -129,11 +129,11 @@ def _check_it_says_what_changed(draft: ProtocolVersion, *, change_note: str | No
         )
     note = " ".join(((draft.change_note if change_note is None else change_note) or "").split())
     if len(note) < CHANGE_NOTE_MIN_LENGTH:
-        raise ValidationError(
+        raise ValidationError({"change_note": (
             f"Say what changed since v{before.number} in the change note, in a sentence (at least "
             f"{CHANGE_NOTE_MIN_LENGTH} characters, e.g. “No retinoids until day 7 instead of 5”): staff and "
             "auditors read it."
-        )
+        )})
 
 
 def retire(*, version: ProtocolVersion, by: Any = None) -> ProtocolVersion:

@@ -64,3 +64,21 @@ def test_a_first_version_is_published_without_a_note(signed_in, clinic_a):
     assert signed_in.post(_url(first)).status_code == 302
     first.refresh_from_db()
     assert first.status == Status.PUBLISHED
+
+
+def test_a_refusal_about_the_steps_is_not_shown_as_the_notes_fault(signed_in, draft):
+    ProtocolVersion.objects.filter(pk=draft.pk).update(length_days=draft.length_days - 7)  # the same as v1 again
+    response = signed_in.post(_url(draft), {"change_note": "The protocol runs a week longer."}, follow=True)
+    page = response.content.decode()
+    assert "is the same as v1: there is nothing to publish" in page  # said on the version's page, to mend there
+    assert response.redirect_chain[-1][0].endswith(f"/protocolversion/{draft.pk}/change/")
+
+
+def test_the_api_names_the_change_note_field(clinician, draft):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(clinician)
+    response = api.post(f"/api/v1/protocol-versions/{draft.pk}/publish/", {"change_note": "ok"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["change_note"][0].startswith("Say what changed since v1 in the change note")
