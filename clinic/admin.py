@@ -26,6 +26,7 @@ from clinic.invitations import awaits_password
 from clinic.models import AuditEvent, Clinic, Membership
 from clinic.roles import Capability
 from clinic.scoping import can_anywhere, clinic_ids, sees_several_clinics
+from clinic.words import counted
 
 
 def colleagues(user: Any) -> models.QuerySet:
@@ -141,7 +142,7 @@ class ClinicAdmin(ClinicScopedAdmin):
 
             result = recompute_for_clinic_time(clinic=obj, changed=form.changed_data, by=request.user, request=request)
             if result.treatments:
-                messages.info(request, f"Reminders not yet sent of {result.treatments} treatment(s) follow the new "
+                messages.info(request, f"Reminders not yet sent of {counted(result.treatments, 'treatment')} follow the new "
                                        f"settings: {recomputed_summary(result.reminders)}.")
 
 

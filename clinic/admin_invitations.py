@@ -22,6 +22,7 @@ from clinic.invitations import Invitation, awaits_password, invite_staff, resend
 from clinic.models import Role
 from clinic.roles import Capability
 from clinic.scoping import can_anywhere, clinics_for, scoped
+from clinic.words import counted, verb
 
 
 class InviteForm(forms.Form):
@@ -128,10 +129,12 @@ class StaffInvitationAdminMixin:
                 failed += 1
         skipped += queryset.count() - len(chosen)
         if sent:
-            messages.success(request, f"Invitation sent again to {sent} person(s); their earlier links no longer work.")
+            messages.success(request, f"Invitation sent again to {counted(sent, 'person', 'people')}; "
+                                      "their earlier links no longer work.")
         if failed:
-            messages.error(request, f"The email to {failed} person(s) could not be sent; try again later.")
+            messages.error(request, f"The email to {counted(failed, 'person', 'people')} could not be sent; try again later.")
         if skipped:
-            messages.warning(request, f"{skipped} selected membership(s) have no invitation to send: the person has "
+            messages.warning(request, f"{counted(skipped, 'selected membership')} {verb(skipped, 'has', 'have')} "
+                                      "no invitation to send: the person has "
                                       "chosen a password already, the membership or account is switched off, or "
                                       "the clinic is not one you manage.")

@@ -27,6 +27,7 @@ from clinic.admin_base import ClinicScopedAdmin, ScopedInline
 from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can, clinic_ids, clinic_of, clinics_for, scoped
+from clinic.words import counted, verb
 from protocols import lots, rules, versioning
 from protocols.defaults import customise_default_rule
 from protocols.models import (
@@ -616,8 +617,10 @@ def _stranded_screenings(retiring: ProtocolVersion) -> str:
     waiting = waiting_screenings(retiring)
     if not waiting:
         return ""
-    return (f" {waiting} screening(s) run for {retiring} in the last 30 days have not been used for a treatment; "
-            f"once it is retired they cannot clear one, and those patients must be screened again.")
+    return (f" {counted(waiting, 'screening')} run for {retiring} in the last 30 days "
+            f"{verb(waiting, 'has', 'have')} not been used for a treatment; once it is retired "
+            f"{verb(waiting, 'it cannot clear one, and that patient', 'they cannot clear one, and those patients')} "
+            "must be screened again.")
 
 
 class ProductLotForm(forms.ModelForm):
@@ -756,7 +759,7 @@ class ProductLotAdmin(ClinicScopedAdmin):
             download = "with the recall list to download"
         else:
             download = "and a clinic admin or auditor can download the recall list there"
-        return (f"{recalled} {treated} patient(s) received it; their treatments are listed on the lot's page, "
+        return (f"{recalled} {counted(treated, 'patient')} received it; their treatments are listed on the lot's page, "
                 f"{download}.")
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
@@ -938,7 +941,9 @@ class ContraindicationRuleAdmin(ClinicRequiredMixin, ClinicScopedAdmin):
         else:
             return self._customise_page(request, defaults, form)
         copies = [customise_default_rule(rule=rule, clinic=clinic, by=request.user) for rule in defaults]
-        messages.success(request, f"{len(copies)} rule(s) are now {clinic}'s own; edit them to change how they screen.")
+        one = len(copies) == 1
+        messages.success(request, f"{counted(len(copies), 'rule')} {'is' if one else 'are'} now {clinic}'s own; "
+                                  f"edit {'it' if one else 'them'} to change how {'it screens' if one else 'they screen'}.")
         if len(copies) == 1:
             return redirect("admin:protocols_contraindicationrule_change", copies[0].pk)
         return HttpResponseRedirect(reverse("admin:protocols_contraindicationrule_changelist") + "?library=clinic")

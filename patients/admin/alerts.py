@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from clinic.admin_base import ClinicScopedAdmin
 from clinic.roles import Capability
 from clinic.scoping import can_anywhere
+from clinic.words import counted, verb
 from patients import staff_alerts
 from patients.models import StaffAlert
 
@@ -78,4 +79,5 @@ class StaffAlertAdmin(ClinicScopedAdmin):
                 self.message_user(request, f"{alert}: {' '.join(getattr(error, 'messages', [str(error)]))}",
                                   messages.WARNING)
         if done:
-            self.message_user(request, f"{done} alert(s) will be sent again to the clinicians who have not had them.")
+            self.message_user(request, f"{counted(done, 'alert')} will be sent again to the clinicians who have not "
+                                       f"had {verb(done, 'it', 'them')}.")

@@ -25,6 +25,7 @@ from clinic.admin_base import ClinicScopedAdmin
 from clinic.ids import row_id
 from clinic.roles import Capability
 from clinic.scoping import clinic_ids, clinics_for
+from clinic.words import counted
 from patients import outcomes
 from patients.models import OutcomeAssessment, ProblemFlag
 
@@ -208,7 +209,7 @@ class ProblemFlagAdmin(ClinicScopedAdmin):
             done, already = done + reviewed, already + (not reviewed)
         if done:
             with_note = " with your note" if note else ""
-            self.message_user(request, f"{done} problem(s) marked reviewed{with_note}.")
+            self.message_user(request, f"{counted(done, 'problem')} marked reviewed{with_note}.")
         if already:
             self.message_user(
                 request, f"{already} had already been reviewed and were skipped; their first review stays.", messages.INFO,

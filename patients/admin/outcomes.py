@@ -29,6 +29,7 @@ from clinic.audit import record_event
 from clinic.ids import row_id
 from clinic.roles import Capability
 from clinic.scoping import can, scoped
+from clinic.words import counted
 from patients import charts, outcomes, staff_alerts
 from patients.admin.awaiting import awaiting_outcomes_view
 from patients.measures import by_treatment, measures_for
@@ -705,7 +706,7 @@ class AdverseEventAdmin(BackToTheTreatment, ClinicScopedAdmin):
         )
         queued = sum(1 for event in allowed.select_related("treatment")
                      if staff_alerts.alert_again_about(event=event, by=request.user, request=request))
-        messages.info(request, f"The clinicians will be emailed about {queued} event(s); "
+        messages.info(request, f"The clinicians will be emailed about {counted(queued, 'event')}; "
                                "“Alerts to clinicians” shows when they were.")
 
 

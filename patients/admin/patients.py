@@ -29,6 +29,7 @@ from clinic.audit import record_event
 from clinic.ids import row_id
 from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere, scoped, sees_several_clinics
+from clinic.words import counted, verb
 from patients.admin.treatments import recomputed_summary
 from patients.consent import renew_consent
 from patients.intake import (
@@ -264,9 +265,9 @@ class PatientAdmin(ClinicScopedAdmin):
             # The resend was refused while the refused address stood; say it is possible now, and where.
             ids = ",".join(str(reminder.pk) for reminder in resendable)
             messages.warning(request, format_html(
-                '{} reminder(s) failed because the old address was refused: <a href="{}">resend them</a> '
+                '{} failed because the old address was refused: <a href="{}">resend them</a> '
                 "(select them and choose “Send the selected reminders again”).",
-                len(resendable), reverse("admin:patients_reminder_changelist") + f"?id__in={ids}",
+                counted(len(resendable), "reminder"), reverse("admin:patients_reminder_changelist") + f"?id__in={ids}",
             ))
 
     # --- the patient page ---------------------------------------------------------
@@ -321,7 +322,8 @@ class PatientAdmin(ClinicScopedAdmin):
         allowed = scoped(queryset, request.user, Capability.EDIT_PATIENTS)
         refused = queryset.count() - allowed.count()
         if refused:
-            self.message_user(request, f"{refused} patient(s) are in a clinic where your role does not send intake "
+            self.message_user(request, f"{counted(refused, 'patient')} {verb(refused, 'is', 'are')} in a clinic "
+                                       "where your role does not send intake "
                                        "links; none was sent to them.", messages.WARNING)
         sent = 0
         for patient in allowed.select_related("clinic"):
@@ -333,7 +335,7 @@ class PatientAdmin(ClinicScopedAdmin):
                          if getattr(error, "code", None) == RECENT_INTAKE_LINK else "")
                 self.message_user(request, f"{patient}: {' '.join(error.messages)}{again}", messages.WARNING)
         if sent:
-            self.message_user(request, f"Intake link sent to {sent} patient(s).", messages.SUCCESS)
+            self.message_user(request, f"Intake link sent to {counted(sent, 'patient')}.", messages.SUCCESS)
 
     # --- extra pages ----------------------------------------------------------------
     def get_urls(self) -> list[Any]:

@@ -28,6 +28,7 @@ from clinic.ids import row_id
 from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere, scoped
+from clinic.words import counted
 from patients import outcomes, treatments
 from patients.admin.flags import reviewed_words
 from patients.admin.visits import MoveVisitForm, StepDayFilter, StepKindFilter
@@ -287,8 +288,8 @@ def _linked(error: ValidationError) -> ValidationError:
 
 
 def recomputed_summary(result: treatments.Recomputed) -> str:
-    """What became of the reminders that had not gone out, e.g. "3 reminder(s) moved to the new times"."""
-    summary = f"{result.scheduled} reminder(s) moved to the new times"
+    """What became of the reminders that had not gone out, e.g. "3 reminders moved to the new times"."""
+    summary = f"{counted(result.scheduled, 'reminder')} moved to the new times"
     if result.revived:
         summary += f" ({result.revived} of them had been skipped as too late)"
     if result.past:
@@ -497,7 +498,7 @@ class TreatmentAdmin(ClinicScopedAdmin):
             except ValidationError as error:
                 other_errors = apply_service_errors(link_existing_treatment(error), form)
             else:
-                self.message_user(request, f"Treatment recorded with {treatment.reminders.count()} reminder(s).")
+                self.message_user(request, f"Treatment recorded with {counted(treatment.reminders.count(), 'reminder')}.")
                 for lot in treatments.recalled_lots(treatment):
                     self.message_user(request, recall_notice(lot), messages.WARNING)
                 return HttpResponseRedirect(reverse("admin:patients_treatment_change", args=[treatment.pk]))
@@ -580,7 +581,7 @@ class TreatmentAdmin(ClinicScopedAdmin):
             except ValidationError as error:
                 other_errors = apply_service_errors(error, form)
             else:
-                self.message_user(request, f"Treatment cancelled; {cancelled} pending reminder(s) cancelled.")
+                self.message_user(request, f"Treatment cancelled; {counted(cancelled, 'pending reminder')} cancelled.")
                 return HttpResponseRedirect(reverse("admin:patients_treatment_change", args=[treatment.pk]))
         return self._page(
             request, "admin/patients/treatment/action_form.html", "Cancel the treatment",
@@ -747,7 +748,7 @@ class ReminderAdmin(ClinicScopedAdmin):
             except (ValidationError, PermissionDenied) as error:
                 refused.append(f"{reminder.step.title}: {' '.join(getattr(error, 'messages', [str(error)]))}")
         if done:
-            self.message_user(request, f"{done} reminder(s) {verb}.")
+            self.message_user(request, f"{counted(done, 'reminder')} {verb}.")
         for message in refused:
             self.message_user(request, message, messages.WARNING)
 

@@ -373,7 +373,7 @@ def test_recalling_a_lot_in_the_admin_says_how_many_patients_received_it(client,
     response = client.post(_lot_url(lot), data)
     assert response.status_code == 302
     messages = [str(message) for message in get_messages(response.wsgi_request)]
-    assert (f"Lot {lot.lot_number} is recalled from now on: it can no longer be applied. 1 patient(s) received it; "
+    assert (f"Lot {lot.lot_number} is recalled from now on: it can no longer be applied. 1 patient received it; "
             "their treatments are listed on the lot's page, with the recall list to download.") in messages
     lot.refresh_from_db()
     assert lot.recalled and lot.recalled_at is not None

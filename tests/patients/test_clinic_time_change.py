@@ -98,5 +98,5 @@ def test_the_clinic_admin_moves_them_and_says_so(client, clinic_a, clinician, cl
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert reminder(treated).due_at == dt.datetime(2026, 5, 5, 8, 30, tzinfo=BERLIN)
-    assert ("Reminders not yet sent of 1 treatment(s) follow the new settings: 1 reminder(s) moved to the new "
+    assert ("Reminders not yet sent of 1 treatment follow the new settings: 1 reminder moved to the new "
             "times.") in [str(message) for message in get_messages(response.wsgi_request)]

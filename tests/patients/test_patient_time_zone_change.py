@@ -96,6 +96,6 @@ def test_the_admin_moves_them_and_says_so(client, treated, coordinator):
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert sunscreen(treated).due_at == NEW_YORK_MORNING
-    assert "Time zone changed to America/New_York; 1 reminder(s) moved to the new times." in [
+    assert "Time zone changed to America/New_York; 1 reminder moved to the new times." in [
         str(message) for message in get_messages(response.wsgi_request)
     ]

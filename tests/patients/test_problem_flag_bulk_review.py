@@ -99,7 +99,7 @@ def test_it_reviews_each_problem_with_the_note_and_logs_each_review(client, clin
     response = client.post(LIST, applying(robin, sam, note=f"  {NOTE}\n"), follow=True)
 
     assert response.redirect_chain[0][1] == 302
-    assert "2 problem(s) marked reviewed with your note." in response.content.decode()
+    assert "2 problems marked reviewed with your note." in response.content.decode()
     assert state(robin) == state(sam) == (NOW, clinician, NOTE)
     logged = reviews()
     assert sorted((e.object_id, e.actor, e.clinic_id, e.detail["note"]) for e in logged) == [
@@ -145,7 +145,7 @@ def test_problems_already_reviewed_are_skipped_and_said_so(client, clinician, co
     response = client.post(LIST, applying(robin, sam), follow=True)
 
     body = response.content.decode()
-    assert "1 problem(s) marked reviewed with your note." in body
+    assert "1 problem marked reviewed with your note." in body
     assert "1 had already been reviewed and were skipped; their first review stays." in body
     assert state(robin) == (NOW, coordinator, "First look")
     assert state(sam) == (NOW, clinician, NOTE)
@@ -162,7 +162,7 @@ def test_a_problem_a_colleague_reviewed_meanwhile_is_counted_as_skipped_on_the_o
 
     body = client.post(open_list, applying(robin, sam), follow=True).content.decode()
 
-    assert "1 problem(s) marked reviewed with your note." in body
+    assert "1 problem marked reviewed with your note." in body
     assert "1 had already been reviewed and were skipped" in body
     assert state(sam) == (NOW, coordinator, "Seen it")
 
@@ -203,7 +203,7 @@ def test_a_clinic_where_the_reviewer_is_only_an_auditor_is_skipped_with_a_warnin
 
     body = client.post(LIST, applying(robin, theirs), follow=True).content.decode()
 
-    assert "1 problem(s) marked reviewed with your note." in body
+    assert "1 problem marked reviewed with your note." in body
     assert "Only clinicians and staff who manage reminders in this clinic may review" in body
     assert state(theirs) == (None, None, "")
     assert state(robin)[1] == reviewer

@@ -252,7 +252,7 @@ def test_it_sends_everything_due_without_celery():
     due(due_at=NOW + dt.timedelta(days=1))
     out = StringIO()
     call_command("send_due_reminders", stdout=out)
-    assert "Handled 3 due reminder(s) and 0 alert(s) to clinicians." in out.getvalue()
+    assert "Handled 3 due reminders and 0 alerts to clinicians." in out.getvalue()
     assert len(mail.outbox) == 3
     assert Reminder.objects.filter(status=Status.SENT).count() == 3
 

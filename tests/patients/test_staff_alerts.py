@@ -314,7 +314,7 @@ def test_the_command_that_sends_without_celery_sends_the_alerts_too(
         _event(treatment, clinician)
     out = io.StringIO()
     call_command("send_due_reminders", stdout=out)  # at once: it does not wait for the lost message's lease
-    assert "and 1 alert(s) to clinicians." in out.getvalue()
+    assert "and 1 alert to clinicians." in out.getvalue()
     assert [m.to for m in mail.outbox] == [[clinician.email]]
     assert StaffAlert.objects.get().status == Status.SENT
 

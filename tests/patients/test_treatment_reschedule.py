@@ -101,7 +101,7 @@ def test_the_admin_says_how_many_reminders_came_back_and_how_many_are_past(clien
     )
     assert response.status_code == 302
     assert [str(message) for message in get_messages(response.wsgi_request)] == [
-        "Procedure time changed; 2 reminder(s) moved to the new times (2 of them had been skipped as too late); "
+        "Procedure time changed; 2 reminders moved to the new times (2 of them had been skipped as too late); "
         "1 skipped: already past at the new times."
     ]
 

@@ -190,8 +190,8 @@ def test_publishing_and_retiring_say_how_many_screened_patients_must_be_screened
     used = ScreeningFactory(patient=patient, protocol_version=published)
     TreatmentFactory(patient=patient, protocol_version=published, screening=used)
     draft = versioning.start_draft(protocol=published.protocol, change_note="The protocol runs a week longer.")
-    stranded = (f"1 screening(s) run for {published} in the last 30 days have not been used for a treatment; once "
-                "it is retired they cannot clear one, and those patients must be screened again.")
+    stranded = (f"1 screening run for {published} in the last 30 days has not been used for a treatment; once "
+                "it is retired it cannot clear one, and that patient must be screened again.")
 
     publish_page = signed_in.get(f"/admin/protocols/protocolversion/{draft.pk}/publish/").content.decode()
     retire_page = signed_in.get(f"/admin/protocols/protocolversion/{published.pk}/retire/").content.decode()

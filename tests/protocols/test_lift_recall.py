@@ -275,7 +275,7 @@ def test_the_recall_message_offers_the_download_only_to_who_can_download(client,
 
     assert response.status_code == 302
     messages = [str(message) for message in get_messages(response.wsgi_request)]
-    assert (f"Lot {lot.lot_number} is recalled from now on: it can no longer be applied. 1 patient(s) received it; "
+    assert (f"Lot {lot.lot_number} is recalled from now on: it can no longer be applied. 1 patient received it; "
             f"their treatments are listed on the lot's page, {ending}") in messages
 
 

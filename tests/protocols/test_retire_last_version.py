@@ -42,7 +42,7 @@ def test_retiring_the_only_published_version_says_the_procedure_goes_out_of_serv
     page = signed_in.get(url(published, "retire")).content.decode()
 
     assert html.escape(out_of_service(published)) in page
-    assert "1 screening(s) run for" in page  # the stranded screenings are still counted
+    assert "1 screening run for" in page  # the stranded screenings are still counted
     assert 'value="Retire"' in page
 
 

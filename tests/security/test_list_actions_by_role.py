@@ -63,8 +63,8 @@ def test_someone_who_only_reads_one_of_their_clinics_sends_to_the_other_and_is_t
     assert response.status_code == 302
     assert [message.to for message in mail.outbox] == [["here@mail.example"]]
     shown = [str(message) for message in client.get(PATIENTS).context["messages"]]
-    assert "1 patient(s) are in a clinic where your role does not send intake links; none was sent to them." in shown
-    assert "Intake link sent to 1 patient(s)." in shown
+    assert "1 patient is in a clinic where your role does not send intake links; none was sent to them." in shown
+    assert "Intake link sent to 1 patient." in shown
 
 
 def test_an_auditor_is_offered_no_action_on_any_list(auditor):

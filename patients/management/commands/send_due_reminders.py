@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from clinic.words import counted
 from patients import staff_alerts
 from patients.reminders import send_due_inline
 
@@ -27,7 +28,7 @@ class Command(BaseCommand):
             alerts = staff_alerts.send_due_inline()
             done += 1
             if sent or alerts or not loop:
-                self.stdout.write(f"Handled {sent} due reminder(s) and {alerts} alert(s) to clinicians.")
+                self.stdout.write(f"Handled {counted(sent, 'due reminder')} and {counted(alerts, 'alert')} to clinicians.")
             if not loop or (passes and done >= passes):
                 return
             time.sleep(interval)
