@@ -218,7 +218,7 @@ def state_of(page, step: str) -> str:  # noqa: ANN001
 
 
 def see_the_timeline(page) -> None:  # noqa: ANN001
-    assert re.fullmatch(r"Treatment recorded with 13 reminder\(s\)\.", message(page))
+    assert re.fullmatch(r"Treatment recorded with 13 reminders\.", message(page))
     assert page.locator("#timeline h2").inner_text() == "Timeline (patient's time: Europe/London)"
     steps = " ".join(page.locator("#timeline tbody tr").all_inner_texts())
     for step in ("No retinoids, acids or exfoliation", "At-home exosome serum (#7)", "Self-check: redness and pain",
