@@ -89,6 +89,10 @@ def validate_answers(answers: Any, *, on: dt.date, born: dt.date | None = None) 
 
 # --- recording --------------------------------------------------------------------
 
+#: How far ahead of this server's clock an answer's time may be (another device's clock running fast).
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
 
 def record_intake(
     *,
@@ -100,7 +104,13 @@ def record_intake(
     request: HttpRequest | None = None,
 ) -> Intake:
     """Validate and store a new intake for ``patient``; earlier intakes are untouched."""
-    answered_at = answered_at or timezone.now()
+    now = timezone.now()
+    answered_at = answered_at or now
+    if answered_at > now + CLOCK_SKEW:
+        # The newest intake is the one screening reads: a mistyped year would hide every later answer from it.
+        shown = timezone.localtime(answered_at, patient_zone(patient))
+        raise ValidationError({"answered_at": f"{shown:%Y-%m-%d %H:%M} is in the future: give when the patient "
+                                              "answered (now, or earlier for answers given on paper)."})
     local_day = timezone.localtime(answered_at, patient_zone(patient)).date()
     cleaned = validate_answers(answers, on=local_day, born=patient.date_of_birth)
     with transaction.atomic():
@@ -130,8 +140,9 @@ def reconfirm_intake(*, intake: Intake, confirmed_by: AbstractBaseUser, request:
 
 
 def latest_intake(patient: Patient) -> Intake | None:
-    """The intake whose answers count now: the most recently given one."""
-    return patient.intakes.order_by("-answered_at", "-pk").first()
+    """The intake whose answers count now: the most recently given one (one dated in the future is not it)."""
+    return (patient.intakes.filter(answered_at__lte=timezone.now() + CLOCK_SKEW)
+            .order_by("-answered_at", "-pk").first())
 
 
 def patient_zone(patient: Patient) -> ZoneInfo:
