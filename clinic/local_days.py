@@ -26,10 +26,19 @@ def day_start(day: dt.date, zone: ZoneInfo) -> dt.datetime:
 def day_bounds(
     *, first_day: dt.date | None, last_day: dt.date | None, zone: ZoneInfo
 ) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """From the start of ``first_day`` to the start of the day after ``last_day`` (excluded); None leaves a side open."""
-    start = day_start(first_day, zone) if first_day else None
-    end = day_start(last_day + dt.timedelta(days=1), zone) if last_day else None
+    """From the start of ``first_day`` to the start of the day after ``last_day`` (excluded); None leaves a side open.
+
+    A day at the very edge of the calendar (9999-12-31 typed for "no end") leaves its side open:
+    its bound would not fit a datetime once moved to UTC.
+    """
+    start = day_start(first_day, zone) if first_day and first_day > _EARLIEST else None
+    end = day_start(last_day + dt.timedelta(days=1), zone) if last_day and last_day < _LATEST else None
     return start, end
+
+
+#: Days whose bounds, on any clock, stay inside what a datetime holds.
+_EARLIEST = dt.date.min + dt.timedelta(days=1)
+_LATEST = dt.date.max - dt.timedelta(days=1)
 
 
 def within_days(field: str, *, first_day: dt.date | None, last_day: dt.date | None, zone: ZoneInfo) -> Q:
