@@ -89,7 +89,7 @@ def claim_due(*, now: dt.datetime, limit: int) -> list[int]:
         if not ids:
             return []
         claimed = Reminder.objects.filter(pk__in=ids, status__in=Reminder.READY).update(
-            status=Status.QUEUED,
+            updated_at=timezone.now(), status=Status.QUEUED,
             queued_at=now,
             lease_until=now + _seconds("AFTERCARE_REMINDER_QUEUE_LEASE_SECONDS"),
         )
@@ -241,7 +241,7 @@ def _mark_sending(*, reminder_id: int, now: dt.datetime) -> bool:
     # the row: a second task for the same row (a redelivered or re-queued
     # broker message) finds it no longer queued and does nothing.
     changed = Reminder.objects.filter(pk=reminder_id, status=Status.QUEUED, due_at__lte=now).update(
-        status=Status.SENDING,
+        updated_at=timezone.now(), status=Status.SENDING,
         attempts=F("attempts") + 1,
         last_attempt_at=now,
         lease_until=now + _seconds("AFTERCARE_REMINDER_SEND_LEASE_SECONDS"),
@@ -253,13 +253,13 @@ def _record_sent(reminder_id: int) -> None:
     # The message went out: record that whatever happened to the row
     # meanwhile (a sweeper that gave up on us must not cause a second send).
     Reminder.objects.filter(pk=reminder_id).exclude(status=Status.SENT).update(
-        status=Status.SENT, sent_at=timezone.now(), lease_until=None, last_error=""
+        updated_at=timezone.now(), status=Status.SENT, sent_at=timezone.now(), lease_until=None, last_error=""
     )
 
 
 def _record_skipped(reminder_id: int, reason: str) -> None:
     Reminder.objects.filter(pk=reminder_id, status=Status.SENDING).update(
-        status=Status.SKIPPED, lease_until=None, last_error=reason
+        updated_at=timezone.now(), status=Status.SKIPPED, lease_until=None, last_error=reason
     )
 
 
@@ -270,11 +270,12 @@ def _record_failure(*, reminder: Reminder, error: BaseException, now: dt.datetim
     rows = Reminder.objects.filter(pk=reminder.pk, status=Status.SENDING)
     if problem.permanent or out_of_attempts:
         suffix = "" if problem.permanent else f" (gave up after {attempts} attempts)"
-        rows.update(status=Status.FAILED, lease_until=None, last_error=problem.message + suffix)
+        rows.update(updated_at=timezone.now(), status=Status.FAILED, lease_until=None, last_error=problem.message + suffix)
         log.warning("Reminder %s failed: %s%s", reminder.pk, problem.message, suffix)
         return SendOutcome.FAILED
     rows.update(
-        status=Status.AWAITING_RETRY, lease_until=None, last_error=problem.message, due_at=now + retry_delay(attempts)
+        updated_at=timezone.now(), status=Status.AWAITING_RETRY, lease_until=None, last_error=problem.message,
+        due_at=now + retry_delay(attempts),
     )
     log.info("Reminder %s will be retried after attempt %s: %s", reminder.pk, attempts, problem.message)
     return SendOutcome.RETRY
@@ -378,16 +379,19 @@ def sweep_expired_leases(*, now: dt.datetime | None = None) -> int:
     """
     now = now or timezone.now()
     expired = Reminder.objects.filter(lease_until__lt=now)
-    swept = expired.filter(status=Status.QUEUED, attempts=0).update(status=Status.SCHEDULED, lease_until=None)
+    swept = expired.filter(status=Status.QUEUED, attempts=0).update(
+        updated_at=now, status=Status.SCHEDULED, lease_until=None
+    )
     swept += expired.filter(status=Status.QUEUED, attempts__gt=0).update(
-        status=Status.AWAITING_RETRY, lease_until=None
+        updated_at=timezone.now(), status=Status.AWAITING_RETRY, lease_until=None
     )
     lost_worker = "The worker stopped before confirming the send; it is sent again (the copy keeps the Message-ID)."
     swept += expired.filter(status=Status.SENDING, attempts__lt=settings.AFTERCARE_REMINDER_MAX_ATTEMPTS).update(
-        status=Status.AWAITING_RETRY, lease_until=None, last_error=lost_worker
+        updated_at=timezone.now(), status=Status.AWAITING_RETRY, lease_until=None, last_error=lost_worker
     )
     swept += expired.filter(status=Status.SENDING, attempts__gte=settings.AFTERCARE_REMINDER_MAX_ATTEMPTS).update(
-        status=Status.FAILED, lease_until=None, last_error="The worker stopped during the last allowed attempt."
+        updated_at=now, status=Status.FAILED, lease_until=None,
+        last_error="The worker stopped during the last allowed attempt.",
     )
     if swept:
         log.warning("Swept %s reminders whose lease expired", swept)

@@ -662,7 +662,7 @@ def _move_row(row: Reminder, occurrence: Occurrence, *, skipped_because: str, du
     # Conditional: a row that became "sending" meanwhile is not touched, nor one staff moved meanwhile,
     # and a queued row's task will find it no longer queued and stop.
     return bool(Reminder.objects.filter(_OPEN, pk=row.pk, moved_at=row.moved_at).update(
-        occurs_at=occurrence.occurs_at, due_at=due_at, attempts=0, lease_until=None,
+        updated_at=timezone.now(), occurs_at=occurrence.occurs_at, due_at=due_at, attempts=0, lease_until=None,
         status=Status.SKIPPED if skipped_because else Status.SCHEDULED, last_error=skipped_because,
     ))
 
@@ -770,7 +770,7 @@ def cancel_treatment(*, treatment: Treatment, by: Any, reason: str, request: Htt
         locked.cancel_reason = reason
         locked.save(update_fields=["status", "cancelled_at", "cancelled_by", "cancel_reason"])
         cancelled = Reminder.objects.filter(treatment=locked, status__in=Reminder.PENDING).update(
-            status=Status.CANCELLED, lease_until=None, last_error="The treatment was cancelled."
+            updated_at=timezone.now(), status=Status.CANCELLED, lease_until=None, last_error="The treatment was cancelled."
         )
         record_event(
             actor=by, action="treatment.cancel", clinic=locked.clinic, obj=locked, request=request,
@@ -901,7 +901,9 @@ def resend_reminder(
         if reason := resend_refusal(locked):
             raise ValidationError({"reminder": reason})
         replaced, delivery = _new_delivery(locked)
-        Reminder.objects.filter(pk=locked.pk).update(**delivery, due_at=Greatest(F("due_at"), Value(now)))
+        Reminder.objects.filter(pk=locked.pk).update(
+            updated_at=now, **delivery, due_at=Greatest(F("due_at"), Value(now))
+        )
         reminder.refresh_from_db()
         record_event(
             actor=by, action="reminder.resend", clinic=treatment.clinic, obj=reminder, request=request,
@@ -918,7 +920,7 @@ def cancel_reminder(*, reminder: Reminder, by: Any, request: HttpRequest | None 
     treatment = reminder.treatment
     _check_can(by, Capability.MANAGE_REMINDERS, treatment.clinic, "manage reminders")
     changed = Reminder.objects.filter(pk=reminder.pk, status__in=Reminder.PENDING).update(
-        status=Status.CANCELLED, lease_until=None, last_error=f"Cancelled by {by.get_username()}."
+        updated_at=timezone.now(), status=Status.CANCELLED, lease_until=None, last_error=f"Cancelled by {by.get_username()}."
     )
     if not changed:
         raise ValidationError({"reminder": "Only a reminder that has not been sent yet can be cancelled."})
@@ -1001,7 +1003,7 @@ def move_visit(
             raise ValidationError({"occurs_at": doubts, "confirm_time": CONFIRM_TIME})
         # A queued row's send task finds it no longer queued and stops; the dispatcher claims it again when due.
         Reminder.objects.filter(pk=locked.pk).update(
-            **delivery, occurs_at=occurs_at, due_at=due_at, moved_at=now, moved_from=locked.occurs_at,
+            updated_at=timezone.now(), **delivery, occurs_at=occurs_at, due_at=due_at, moved_at=now, moved_from=locked.occurs_at,
             move_reason=reason, move_count=F("move_count") + 1,
         )
         reminder.refresh_from_db()
@@ -1071,7 +1073,8 @@ def _unmovable(reminder: Reminder) -> str:
 
 def record_step_done(*, reminder: Reminder, now: dt.datetime | None = None) -> bool:
     """The patient says they did the step (adherence). True the first time, False if already recorded."""
-    changed = Reminder.objects.filter(pk=reminder.pk, done_at__isnull=True).update(done_at=now or timezone.now())
+    now = now or timezone.now()
+    changed = Reminder.objects.filter(pk=reminder.pk, done_at__isnull=True).update(updated_at=now, done_at=now)
     reminder.refresh_from_db(fields=["done_at"])
     return changed == 1
 
