@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import models
 from django.http import Http404, HttpRequest
 
-from clinic import memberships
+from clinic import memberships, two_factor
 from clinic.admin_access_log import (
     AccessLogChangeList,
     ActorFilter,
@@ -26,7 +26,7 @@ from clinic.invitations import awaits_password
 from clinic.models import AuditEvent, Clinic, Membership
 from clinic.roles import Capability
 from clinic.scoping import can_anywhere, clinic_ids, sees_several_clinics
-from clinic.words import counted
+from clinic.words import counted, verb
 
 
 def colleagues(user: Any) -> models.QuerySet:
@@ -144,6 +144,23 @@ class ClinicAdmin(ClinicScopedAdmin):
             if result.treatments:
                 messages.info(request, f"Reminders not yet sent of {counted(result.treatments, 'treatment')} follow the new "
                                        f"settings: {recomputed_summary(result.reminders)}.")
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # After the memberships: a member added or deactivated in the same save counts as they now stand.
+        if change and "require_two_factor" in form.changed_data:
+            stopped = two_factor.record_rule_change(clinic=form.instance, by=request.user, request=request)
+            if form.instance.require_two_factor:
+                messages.warning(request, two_factor_switched_on(stopped))
+
+
+def two_factor_switched_on(stopped: int) -> str:
+    """What the clinic admin is told on switching two-factor on: whose API tokens it stops (a count, not names)."""
+    if not stopped:
+        return "Two-factor sign-in is now required. No member's API token stops working."
+    tokens = counted(stopped, "member's API token", "members' API tokens")
+    return (f"Two-factor sign-in is now required. {tokens} {verb(stopped, 'stops', 'stop')} working until they "
+            "set up two-factor sign-in and request a new token.")
 
 
 @admin.register(Membership)

@@ -317,7 +317,7 @@ CELERY_IMPORTS = ["patients.export_tasks"]
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "clinic.api.authentication.TwoFactorTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["clinic.api.permissions.IsClinicStaff"],
     "DEFAULT_FILTER_BACKENDS": ["clinic.api.filters.ApiFilterBackend"],

@@ -6,7 +6,9 @@ they are sent to enrol a device (first time) or to enter a code; no staff
 page (the admin and the ``/staff/`` files: photos, timelines, certificates),
 and no API call made with the session, works until they have.  The admin
 site's ``has_permission`` refuses such a session too, so a staff view that
-checks it is closed even outside these paths.
+checks it is closed even outside these paths.  An API token is refused while its
+holder needs a second factor and has no confirmed device (a token issued before
+their clinic switched the rule on; ``clinic.api.authentication``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import qrcode
 import qrcode.image.svg
 from django import forms
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -27,7 +31,8 @@ from django_otp import login as otp_login
 from django_otp import match_token
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from clinic.models import Membership
+from clinic.audit import record_event
+from clinic.models import Clinic, Membership
 
 
 def requires_two_factor(user: Any) -> bool:
@@ -53,6 +58,36 @@ def needs_second_factor(user: Any) -> bool:
 
 def confirmed_device(user: Any) -> TOTPDevice | None:
     return TOTPDevice.objects.filter(user=user, confirmed=True).first()
+
+
+def api_tokens_stopped(clinic: Clinic) -> int:
+    """How many of ``clinic``'s active members hold an API token that stops working now it requires two-factor.
+
+    Those with a confirmed device keep theirs working.  Operators and members of
+    another clinic that requires it are not counted: their tokens were refused
+    before the switch already.
+    """
+    device = TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
+    elsewhere = Membership.objects.filter(user=OuterRef("pk"), is_active=True, clinic__require_two_factor=True).exclude(
+        clinic=clinic
+    )
+    return (
+        get_user_model().objects.filter(
+            is_active=True, is_superuser=False, auth_token__isnull=False,
+            memberships__clinic=clinic, memberships__is_active=True,
+        )
+        .exclude(Exists(device)).exclude(Exists(elsewhere)).distinct().count()
+    )
+
+
+def record_rule_change(*, clinic: Clinic, by: Any, request: HttpRequest | None = None) -> int:
+    """``clinic.require_two_factor`` was just changed and saved: log it; return how many API tokens stopped working."""
+    stopped = api_tokens_stopped(clinic) if clinic.require_two_factor else 0
+    detail: dict[str, Any] = {"require_two_factor": clinic.require_two_factor}
+    if clinic.require_two_factor:
+        detail["api_tokens_stopped"] = stopped
+    record_event(actor=by, action="clinic.two_factor_changed", clinic=clinic, obj=clinic, detail=detail, request=request)
+    return stopped
 
 
 def pending_device(user: Any) -> TOTPDevice:

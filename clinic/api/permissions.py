@@ -22,7 +22,8 @@ class IsClinicStaff(BasePermission):
         if not can_anywhere(request.user, Capability.VIEW):
             return False
         # A browser session counts only once its second factor is verified;
-        # tokens are issued only after one (see ObtainTokenView).
+        # tokens are issued only after one (see ObtainTokenView), and one issued
+        # before the clinic required it is refused until a device is confirmed (TwoFactorTokenAuthentication).
         if isinstance(request.successful_authenticator, SessionAuthentication) and needs_second_factor(request.user):
             self.message = "Complete two-factor sign-in first."
             return False
