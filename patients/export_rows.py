@@ -83,9 +83,17 @@ def recall_queryset(export: Export) -> models.QuerySet[ExosomeApplication]:
     return queryset.filter(treatment__clinic=export.clinic_id, lot_id=export.filters.get("lot"))
 
 
+def adverse_event_queryset(export: Export) -> models.QuerySet[AdverseEvent]:
+    """The adverse events an adverse-event export covers: those of the treatments the outcome export would cover
+    (filtered on the procedure date), whether or not the treatment or the event's arm has any assessment."""
+    return _filtered(AdverseEvent.objects.all(), export, time_field="treatment__ended_at")
+
+
 def count_rows(export: Export) -> int:
     if export.kind == Export.Kind.OUTCOMES:
         return outcome_queryset(export).count()
+    if export.kind == Export.Kind.ADVERSE_EVENTS:
+        return adverse_event_queryset(export).count()
     if export.kind == Export.Kind.RECALL:
         return recall_queryset(export).count()
     return reminder_queryset(export).count()
@@ -557,6 +565,82 @@ def reminder_columns(identity: Identity) -> list[Column]:
         ("move_count", lambda r: r["move_count"]),
         (identity.when("visit_before_move"), moment("moved_from")),
         ("move_reason", error("move_reason")),
+    ]
+
+# --- adverse events ---------------------------------------------------------------------
+
+_EVENT_FIELDS = (
+    "id", "treatment_id", "treatment__patient_id", "treatment__status", "treatment__ended_at",
+    "treatment__protocol_version__protocol__procedure", "treatment__protocol_version__protocol__name",
+    "treatment__protocol_version__number", "arm__label", "arm__is_control", "kind", "severity", "onset_date",
+    "resolution_date", "recorded_by__username", "recorded_at", "notified_at",
+)
+# Selected only for identified exports: free text may name the patient, as the outcome log's notes may.
+_IDENTIFYING_EVENT_FIELDS = (
+    "treatment__patient__reference", "treatment__patient__given_name", "treatment__patient__family_name",
+    "treatment__patient__date_of_birth", "treatment__patient__email", "description", "action_taken",
+)
+
+
+def adverse_event_records(export: Export, *, batch_size: int = BATCH_SIZE) -> Iterator[dict]:
+    """Every adverse event of the export once, by patient, treatment and onset, each with its patient's anchor."""
+    fields = _EVENT_FIELDS + (_IDENTIFYING_EVENT_FIELDS if export.identified else ())
+    queryset = adverse_event_queryset(export).values_list(*fields).order_by(
+        "treatment__patient_id", "treatment_id", "onset_date", "id"
+    )
+    offsets = export.date_handling == Export.DateHandling.DAY_OFFSETS
+    for batch in value_batches(queryset, batch_size=batch_size):
+        rows = [dict(zip(fields, values, strict=True)) for values in batch]
+        anchors = _first_treatments(row["treatment__patient_id"] for row in rows) if offsets else {}
+        for row in rows:
+            row["anchor"] = anchors.get(row["treatment__patient_id"])
+            yield row
+
+
+def adverse_event_columns(identity: Identity) -> list[Column]:
+    """One row per adverse event: whose, which treatment and arm, what, how severe, when, who recorded it and when,
+    and when the clinicians were told (moderate or worse). Description and action taken only when identified."""
+
+    def moment(key: str) -> Callable[[dict], Any]:
+        return _moment_reader(identity, key)
+
+    def day(key: str) -> Callable[[dict], Any]:
+        return lambda r: identity.day(r[key], patient_id=r["treatment__patient_id"], anchor=r["anchor"])
+
+    def on(name: str) -> str:
+        return f"{name}_day" if identity.uses_offsets else f"{name}_date"
+
+    if identity.identified:
+        people: list[Column] = [
+            ("adverse_event_id", itemgetter("id")),
+            *IDENTIFIED_PATIENT,
+            ("treatment_id", itemgetter("treatment_id")),
+        ]
+    else:
+        people = [
+            ("adverse_event", lambda r: identity.token("adverse-event", r["id"])),
+            ("patient", lambda r: identity.patient(r["treatment__patient_id"])),
+            ("treatment", lambda r: identity.token("treatment", r["treatment_id"])),
+        ]
+    event: list[Column] = [
+        ("treatment_status", itemgetter("treatment__status")),
+        ("procedure", itemgetter("treatment__protocol_version__protocol__procedure")),
+        (identity.when("procedure_ended"), moment("treatment__ended_at")),
+        ("protocol", itemgetter("treatment__protocol_version__protocol__name")),
+        ("protocol_version", itemgetter("treatment__protocol_version__number")),
+        ("arm", itemgetter("arm__label")),  # empty: the event concerns the whole treatment
+        ("arm_is_control", itemgetter("arm__is_control")),
+        ("kind", itemgetter("kind")),
+        ("severity", itemgetter("severity")),
+        (on("onset"), day("onset_date")),
+        (on("resolution"), day("resolution_date")),  # empty: ongoing
+    ]
+    if identity.identified:
+        event += [("description", itemgetter("description")), ("action_taken", itemgetter("action_taken"))]
+    return people + event + [
+        ("recorded_by", itemgetter("recorded_by__username")),
+        (identity.when("recorded"), moment("recorded_at")),
+        (identity.when("clinicians_notified"), moment("notified_at")),
     ]
 
 # --- recall list of a lot ------------------------------------------------------------------

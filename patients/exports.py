@@ -1,4 +1,4 @@
-"""Exports an auditor can trust: the outcome log, the reminder delivery ledger and a lot's recall list.
+"""Exports an auditor can trust: the outcome log, its adverse events, the reminder delivery ledger and a lot's recall list.
 
 This module is the service the admin, the API and the Celery task call:
 validating a request, running it (streamed to a response or into a stored
@@ -49,6 +49,9 @@ from patients.export_csv import layout_fits, outcome_csv_lines
 from patients.export_formats import FhirBuilder, RunStats, csv_chunks, csv_line_chunks, fhir_chunks, xlsx_chunks, xlsx_header
 from patients.export_rows import (
     Identity,
+    adverse_event_columns,
+    adverse_event_queryset,
+    adverse_event_records,
     count_rows,
     outcome_columns,
     outcome_records,
@@ -155,6 +158,8 @@ def request_errors(*, user: Any, request: ExportRequest) -> dict[str, list[str]]
         errors["clinician"].append("This person is not on this clinic's staff.")
     if request.kind == Export.Kind.REMINDERS and request.format == Export.Format.FHIR:
         errors["format"].append("The reminder ledger is exported as CSV or XLSX.")
+    if request.kind == Export.Kind.ADVERSE_EVENTS and request.format == Export.Format.FHIR:
+        errors["format"].append("The adverse events are exported as CSV or XLSX.")
     if request.kind == Export.Kind.RECALL:
         _recall_errors(request, errors)
     elif request.lot is not None:
@@ -249,6 +254,9 @@ def _chunks(export: Export, identity: Identity, *, stats: RunStats, on_row: Call
     elif export.kind == Export.Kind.RECALL:
         records = _counted(recall_records(export), stats, on_row)
         columns = recall_columns(identity)
+    elif export.kind == Export.Kind.ADVERSE_EVENTS:
+        records = _counted(adverse_event_records(export), stats, on_row)
+        columns = adverse_event_columns(identity)
     else:
         records = _counted(reminder_records(export), stats, on_row)
         columns = reminder_columns(identity)
@@ -290,7 +298,7 @@ def describe_filters(export: Export) -> dict[str, Any]:
     if export.kind == Export.Kind.RECALL:
         return _describe_recall(export)
     described: dict[str, Any] = {
-        "date_field": "procedure date" if export.kind == Export.Kind.OUTCOMES else "reminder due date",
+        "date_field": "reminder due date" if export.kind == Export.Kind.REMINDERS else "procedure date",
         "date_from": export.filters.get("date_from"),
         "date_to": export.filters.get("date_to"),
         "time_zone": export.clinic.time_zone,
@@ -337,6 +345,20 @@ RECALL_DATE_NOTE = (
     "calendar dates."
 )
 
+
+#: what the outcome log's adverse_events column is, and where every event is counted once
+OUTCOME_ADVERSE_EVENTS_NOTE = (
+    "The adverse_events column repeats, on every row of a treatment (and of its arm, for an event on one arm), the "
+    "events recorded for it: it sits beside the scores for reading them, and is not a list or count of events. An "
+    "event on an arm or a treatment without assessments is not in it. Every adverse event of the treatments this "
+    "export covers is listed exactly once, with who recorded it and when, in the adverse-event export "
+    "(kind adverse_events) with the same filters; adverse_event_count is how many there were when this file was made."
+)
+ADVERSE_EVENTS_PURPOSE = (
+    "One row per adverse event, each exactly once, of every treatment the outcome log with the same filters covers "
+    "(procedure date, protocol, clinician), whether or not the treatment or the event's arm has any assessment. "
+    "An empty arm means the event concerns the whole treatment; an empty resolution means it is ongoing."
+)
 
 _DATE_NOTES = {
     Export.DateHandling.ACTUAL: "Times are ISO 8601 in UTC.",
@@ -389,6 +411,11 @@ def build_manifest(export: Export, stats: RunStats) -> dict[str, Any]:
     if export.kind == Export.Kind.RECALL:
         manifest["purpose"] = RECALL_PURPOSE
         manifest["cells_note"] = RECALL_CELLS_NOTE
+    if export.kind == Export.Kind.ADVERSE_EVENTS:
+        manifest["purpose"] = ADVERSE_EVENTS_PURPOSE
+    if export.kind == Export.Kind.OUTCOMES and export.format != Export.Format.FHIR:
+        manifest["adverse_events_note"] = OUTCOME_ADVERSE_EVENTS_NOTE
+        manifest["adverse_event_count"] = adverse_event_queryset(export).count()
     if export.format == Export.Format.FHIR:
         manifest["resource_count"] = stats.resources
         # fhir.resources ships R4B (4.3) models; the five resources used here

@@ -41,7 +41,9 @@ class ExportForm(forms.Form):
     format = forms.ChoiceField(choices=Export.Format.choices, initial=Export.Format.CSV)
     date_from = forms.DateField(
         required=False, widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Outcome log: procedure date. Reminder ledger: due date. Clinic-local days, inclusive.",
+        help_text=(
+            "Outcome log and adverse events: procedure date. Reminder ledger: due date. Clinic-local days, inclusive."
+        ),
     )
     date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     protocol = forms.ModelChoiceField(queryset=None, required=False, empty_label="Every protocol")

@@ -1,6 +1,7 @@
 """API endpoints: exports.
 
 ``GET /api/v1/exports/outcomes/?format=csv|xlsx|fhir&…`` and
+``GET /api/v1/exports/adverse-events/?format=csv|xlsx&…``,
 ``GET /api/v1/exports/reminders/?format=csv|xlsx&…`` and
 ``GET /api/v1/exports/recall/?lot=<id>&format=csv|xlsx`` answer a small export
 with the file itself (streamed) and a large one with ``202 Accepted`` and the
@@ -98,7 +99,9 @@ class ExportParamsSerializer(StrictSerializer):
         choices=[Export.DateHandling.SHIFTED, Export.DateHandling.DAY_OFFSETS], default=Export.DateHandling.SHIFTED,
         help_text="For de-identified exports: dates shifted per patient, or days since the first treatment.",
     )
-    date_from = serializers.DateField(required=False, help_text="Outcomes: procedure date; reminders: due date.")
+    date_from = serializers.DateField(
+        required=False, help_text="Outcomes and adverse events: procedure date; reminders: due date."
+    )
     date_to = serializers.DateField(required=False)
     protocol = ScopedPrimaryKeyRelatedField(queryset=Protocol.objects.all(), required=False)
     clinician = serializers.PrimaryKeyRelatedField(queryset=get_user_model().objects.none(), required=False)
@@ -152,11 +155,15 @@ class RecallParamsSerializer(StrictSerializer):
 
 
 _EXPORT_PARAMETERS = [
-    OpenApiParameter("format", str, enum=["csv", "xlsx", "fhir"], description="File format (reminders: csv or xlsx)."),
+    OpenApiParameter(
+        "format", str, enum=["csv", "xlsx", "fhir"], description="File format (reminders, adverse events: csv or xlsx)."
+    ),
     OpenApiParameter("clinic", int, description="Clinic id; needed only if you may export more than one clinic."),
     OpenApiParameter("identified", bool, description="true for names, emails and birth dates; default de-identified."),
     OpenApiParameter("date_handling", str, enum=["shifted", "day_offsets"], description="De-identified dates."),
-    OpenApiParameter("date_from", OpenApiTypes.DATE, description="Outcomes: procedure date; reminders: due date."),
+    OpenApiParameter(
+        "date_from", OpenApiTypes.DATE, description="Outcomes and adverse events: procedure date; reminders: due date."
+    ),
     OpenApiParameter("date_to", OpenApiTypes.DATE),
     OpenApiParameter("protocol", int),
     OpenApiParameter("clinician", int),
@@ -183,7 +190,7 @@ _RECALL_PARAMETERS = [
 
 
 class ExportViewSet(ScopedReadOnlyViewSet):
-    """Export jobs of the clinics you may export, and the two exports themselves."""
+    """Export jobs of the clinics you may export, and the exports themselves."""
 
     serializer_class = ExportSerializer
     permission_classes = [CanExport]
@@ -220,6 +227,12 @@ class ExportViewSet(ScopedReadOnlyViewSet):
     def outcomes(self, request: Request) -> HttpResponse | Response:
         """The outcome log: one row per assessment with treatment, protocol, arm, lot, scores and adverse events."""
         return self._run(request, kind=Export.Kind.OUTCOMES)
+
+    @extend_schema(parameters=_EXPORT_PARAMETERS, responses=_EXPORT_RESPONSES)
+    @action(detail=False, methods=["get"], url_path="adverse-events")
+    def adverse_events(self, request: Request) -> HttpResponse | Response:
+        """Every adverse event of the treatments the outcome log covers, once each, with who recorded it and when."""
+        return self._run(request, kind=Export.Kind.ADVERSE_EVENTS)
 
     @extend_schema(parameters=_EXPORT_PARAMETERS, responses=_EXPORT_RESPONSES)
     @action(detail=False, methods=["get"])

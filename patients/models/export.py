@@ -26,6 +26,7 @@ class Export(models.Model):
         OUTCOMES = "outcomes", "Outcome log"
         REMINDERS = "reminders", "Reminder delivery ledger"
         RECALL = "recall", "Recall list of a lot"
+        ADVERSE_EVENTS = "adverse_events", "Adverse events"
 
     class Format(models.TextChoices):
         CSV = "csv", "CSV (RFC 4180, UTF-8)"
