@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.contrib.admin.filters import RelatedOnlyFieldListFilter
+from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
@@ -20,6 +22,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from clinic.audit import record_event
 from clinic.history import HistoryChanges, changed_by_nobody_signed_in
+from clinic.ids import row_id
 from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can, can_anywhere, clinic_ids, clinic_of, clinic_path, scoped, sees_several_clinics
@@ -81,6 +84,8 @@ class ClinicScopedAdmin(SimpleHistoryAdmin):
     delete_capability: Capability | None = None
     #: log every viewing of a change page to the access log (patient-data models)
     log_views: bool = False
+    #: log every look at a row's history (its list and each past version); None: as ``log_views``
+    log_history_views: bool | None = None
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet:
         return scoped(super().get_queryset(request), request.user)
@@ -185,14 +190,21 @@ class ClinicScopedAdmin(SimpleHistoryAdmin):
 
     def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
         # simple_history looks the object up unscoped; check it here first.
-        self.get_object_or_403(request, object_id)
+        obj = self.get_object_or_403(request, object_id)
         if not hasattr(self.model._meta, "simple_history_manager_attribute"):
             # A model that keeps no history of its own (the reminder outbox, the access log): the
             # admin's own change log, where simple_history's page would crash.
             response = admin.ModelAdmin.history_view(self, request, object_id, extra_context)
             response.template_name = "admin/object_history.html"  # not simple_history's, which needs its rows
-            return response
-        return super().history_view(request, object_id, extra_context)
+        else:
+            response = super().history_view(request, object_id, extra_context)
+        # The history names every value the record ever held: looking at it is looking at the record.
+        if self.logs_history_views():
+            record_event(actor=request.user, action="history.view", clinic=clinic_of(obj), obj=obj, request=request)
+        return response
+
+    def logs_history_views(self) -> bool:
+        return self.log_views if self.log_history_views is None else self.log_history_views
 
     def get_historical_record_context_helper(self, request: HttpRequest, historical_record: Any) -> HistoryChanges:
         return HistoryChanges(self.model, historical_record)
@@ -208,7 +220,7 @@ class ClinicScopedAdmin(SimpleHistoryAdmin):
     ) -> Any:
         # One past version of a row: the row must be in reach (simple_history looks it up unscoped),
         # and a model that keeps no history has no such page (simple_history would crash on it).
-        self.get_object_or_403(request, object_id)
+        obj = self.get_object_or_403(request, object_id)
         if not hasattr(self.model._meta, "simple_history_manager_attribute"):
             raise Http404("This record keeps no history.")
         # The page is for reading. simple_history saves whatever is posted to it
@@ -220,7 +232,24 @@ class ClinicScopedAdmin(SimpleHistoryAdmin):
                 "A past version can be read, not saved back. To restore a value, edit the record itself; "
                 "the change is kept in its history."
             )
-        return super().history_form_view(request, object_id, version_id, extra_context)
+        if row_id(version_id) is None:
+            raise Http404("Not found")
+        response = super().history_form_view(request, object_id, version_id, extra_context)
+        if self.logs_history_views():  # the whole record as it was: logged like a look at its own page
+            record_event(actor=request.user, action="history.revision_view", clinic=clinic_of(obj), obj=obj,
+                         detail={"history_id": row_id(version_id)}, request=request)
+        return response
+
+    def render_history_view(self, request: HttpRequest, template: str, context: dict[str, Any], **kwargs: Any) -> Any:
+        # simple_history renders a past version as an editable form whatever the viewer may do. For someone
+        # who may not change the record it reads as the record's own page does for them: values, no inputs.
+        adminform = context.get("adminform")
+        if adminform is not None and not self.has_change_permission(request, context["original"]):
+            context["adminform"] = helpers.AdminForm(
+                adminform.form, adminform.fieldsets, {}, readonly_fields=flatten_fieldsets(adminform.fieldsets),
+                model_admin=self,
+            )
+        return super().render_history_view(request, template, context, **kwargs)
 
     def get_object_or_403(self, request: HttpRequest, object_id: str) -> models.Model:
         obj = self.get_object(request, object_id)

@@ -238,11 +238,16 @@ class BackToTheTreatment:
         return HttpResponseRedirect(reverse("admin:patients_treatment_change", args=[obj.treatment_id]))
 
 
-def _offer_only_its_treatments_arms(form: Any, obj: Any) -> None:
-    """An entry being corrected may only name an arm of its own treatment (not every arm in the clinic)."""
+def _offer_only_its_treatments_arms(form: Any, obj: Any, *, user: Any, may_change: bool) -> None:
+    """An entry being corrected may only name an arm of its own treatment (not every arm in the clinic).
+
+    Someone who may only view the entry (an auditor, a past version's page) is offered no arm to log
+    against, but must still see the one recorded: their choices are its treatment's arms they may view.
+    """
     if obj is not None and "arm" in form.base_fields:
         field = form.base_fields["arm"]
-        field.queryset = field.queryset.filter(treatment_id=obj.treatment_id)
+        arms = field.queryset if may_change else scoped(TreatmentArm.objects.select_related("treatment"), user)
+        field.queryset = arms.filter(treatment_id=obj.treatment_id)
 
 
 @admin.register(OutcomeAssessment)
@@ -312,7 +317,8 @@ class OutcomeAssessmentAdmin(BackToTheTreatment, ClinicScopedAdmin):
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)
         form = type(form.__name__, (form,), {"user": request.user})  # (a subclass builds its fields anew)
-        _offer_only_its_treatments_arms(form, obj)
+        _offer_only_its_treatments_arms(form, obj, user=request.user,
+                                        may_change=obj is not None and self.has_change_permission(request, obj))
         treatment = obj.treatment if obj is not None else self._treatment_in_query(request)
         if treatment is not None and "time_point_day" in form.base_fields:
             days = outcomes.time_points_for(treatment.protocol_version)
@@ -657,7 +663,8 @@ class AdverseEventAdmin(BackToTheTreatment, ClinicScopedAdmin):
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)
         form = type(form.__name__, (form,), {"user": request.user})
-        _offer_only_its_treatments_arms(form, obj)
+        _offer_only_its_treatments_arms(form, obj, user=request.user,
+                                        may_change=obj is not None and self.has_change_permission(request, obj))
         return form
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:

@@ -188,6 +188,7 @@ class BirthDecadeFilter(admin.SimpleListFilter):
 class PatientAdmin(ClinicScopedAdmin):
     form = PatientAdminForm
     change_form_template = "admin/patients/patient/change_form.html"
+    log_history_views = True  # its own page logs "patient.view" (change_view); its history is logged like others'
     list_display = ["family_name", "given_name", "date_of_birth", "email_address", "clinic", "latest_screening"]
     list_filter = ["clinic", "reminder_consent", ConsentRecordFilter, BirthDecadeFilter]
     search_fields = ["family_name", "given_name", "email", "reference"]
