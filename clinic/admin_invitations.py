@@ -33,7 +33,8 @@ class InviteForm(forms.Form):
         max_length=254, help_text="They sign in with this address as their username. If it already has an Aftercare "
                                   "account, that account is added to the clinic and keeps its name and password.",
     )
-    role = forms.ChoiceField(choices=Role.choices)
+    # No role is picked for the admin: a forgotten choice must not make a new colleague a clinic admin.
+    role = forms.ChoiceField(choices=[("", "— choose a role —"), *Role.choices])
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -55,6 +55,7 @@ from clinic.audit import record_event
 from clinic.models import Clinic, Membership, Role
 from clinic.roles import Capability
 from clinic.scoping import can
+from clinic.senders import clinic_sender
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +236,8 @@ def build_invitation_email(*, membership: Membership, invited_by: Any) -> EmailM
     with timezone.override(ZoneInfo(clinic.time_zone)):  # the expiry on the clock of the clinic they join
         text = render_to_string("emails/staff_invitation.txt", context)
         html = render_to_string("emails/staff_invitation.html", context)
-    message = EmailMultiAlternatives(subject=subject, body=text, to=[user.email], reply_to=[clinic.contact_email])
+    message = EmailMultiAlternatives(subject=subject, body=text, from_email=clinic_sender(clinic), to=[user.email],
+                                     reply_to=[clinic.contact_email])
     message.attach_alternative(html, "text/html")
     return message
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from email.utils import formataddr, parseaddr
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -34,6 +33,7 @@ from django.template.loader import select_template
 from django.utils import timezone, translation
 from icalendar import Calendar, Event
 
+from clinic.senders import clinic_sender
 from patients.links import new_link, url_for
 from patients.models import Reminder
 from patients.models.link import PatientLink
@@ -42,7 +42,7 @@ from patients.timeline import avoidance_end, protocol_day
 from protocols.models import StepKind
 
 if TYPE_CHECKING:
-    from clinic.models import Clinic
+    pass
 
 VISIT_LENGTH = dt.timedelta(minutes=30)
 # A link older than this is not reused for a new attempt: the patient should
@@ -129,12 +129,6 @@ def email_language(*, language: str, kind: str) -> str:
     except TemplateDoesNotExist:
         return "en"
     return language
-
-
-def clinic_sender(clinic: Clinic) -> str:
-    """The From of every email to a patient: the clinic's sender name at Aftercare's address."""
-    _name, address = parseaddr(settings.DEFAULT_FROM_EMAIL)
-    return formataddr((clinic.sender_name or clinic.name, address))
 
 
 def sender_for(reminder: Reminder) -> str:

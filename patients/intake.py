@@ -23,7 +23,7 @@ from django.utils import timezone
 from clinic.audit import record_event
 from clinic.history import INTAKE_BY_PATIENT
 from clinic.models import AuditEvent
-from patients.emails import clinic_sender
+from clinic.senders import clinic_sender
 from patients.links import consume_link, create_link, url_for
 from patients.models import Intake, Patient, PatientLink
 from patients.reminders import classify_send_error

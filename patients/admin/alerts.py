@@ -31,7 +31,7 @@ class StaffAlertAdmin(ClinicScopedAdmin):
     list_filter = ["status", "kind"]
     date_hierarchy = "created_at"
     actions = ["send_again_selected"]
-    fields = ["clinic", "kind", "about", "status", "created_at", "due_at", "attempts", "sent_to", "sent_at",
+    fields = ["clinic", "kind", "about", "status", "created_at", "due_at", "attempts", "emailed", "sent_at",
               "last_error", "lease_until"]
     readonly_fields = fields
 
@@ -67,6 +67,10 @@ class StaffAlertAdmin(ClinicScopedAdmin):
     @admin.display(description="Clinicians emailed")
     def recipients(self, alert: StaffAlert) -> int:
         return len(alert.sent_to)
+
+    @admin.display(description="Emailed to")
+    def emailed(self, alert: StaffAlert) -> str:
+        return ", ".join(alert.sent_to) or "nobody yet"
 
     @admin.action(description="Send the selected undelivered alerts again", permissions=["send_again"])
     def send_again_selected(self, request: HttpRequest, queryset: models.QuerySet) -> None:

@@ -446,3 +446,14 @@ def test_inviting_again_someone_who_has_not_chosen_a_password_points_to_sending_
     assert not mail.outbox
     listing = admin_client.get("/admin/clinic/membership/").content.decode()
     assert listing.count("Invitation not yet accepted") == 1  # Nora's, not the admin's own
+
+
+def test_the_role_is_chosen_not_preselected_and_the_email_comes_from_the_clinic(admin_client, clinic_a):
+    page = admin_client.get(INVITE).content.decode()
+    assert '<option value="" selected>— choose a role —</option>' in page
+    assert invite(admin_client, clinic_a, role="").status_code == 400
+    assert not Membership.objects.filter(user__email__iexact="nora.quinn@example.org").exists()
+
+    assert invite(admin_client, clinic_a).status_code == 302
+    (message,) = mail.outbox
+    assert message.from_email == "Harbour Skin Clinic <aftercare@localhost>"

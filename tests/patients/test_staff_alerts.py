@@ -474,3 +474,14 @@ def test_a_correction_of_an_event_nobody_was_told_of_sends_its_failed_alert_agai
     alert = StaffAlert.objects.get()  # one alert, waiting again: the dashboard's "not delivered" is not doubled
     assert (alert.status, alert.attempts) == (Status.PENDING, 0)
     assert queued == [alert.pk, alert.pk]
+
+
+def test_the_alerts_page_lists_who_was_emailed_in_words(client, treatment, clinician, queued,
+                                                       django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        _event(treatment, clinician)
+    staff_alerts.send_alert(alert_id=queued[0])
+    client.force_login(clinician)
+    page = client.get(reverse("admin:patients_staffalert_change", args=[queued[0]])).content.decode()
+    assert "clinician_a@staff.example" in page
+    assert "[&quot;clinician_a@staff.example&quot;]" not in page and '["clinician_a' not in page
