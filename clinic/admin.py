@@ -11,6 +11,7 @@ from django.db import models
 from django.http import Http404, HttpRequest
 
 from clinic import memberships, two_factor
+from clinic.accounts import ACCOUNT_FIELDS, may_edit, record_account_change, save_account, why_not_editable
 from clinic.admin_access_log import (
     AccessLogChangeList,
     ActorFilter,
@@ -24,6 +25,7 @@ from clinic.admin_base import ClinicScopedAdmin, ScopedInline, ordered
 from clinic.admin_invitations import StaffInvitationAdminMixin
 from clinic.invitations import awaits_password
 from clinic.models import AuditEvent, Clinic, Membership
+from clinic.my_account import AccountForm, UniqueAddressForm
 from clinic.roles import Capability
 from clinic.scoping import can_anywhere, clinic_ids, sees_several_clinics
 from clinic.words import counted, verb
@@ -247,7 +249,13 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class StaffUserAdmin(admin.ModelAdmin):
-    """Users are listed only to the operator and, for autocomplete, limited to colleagues."""
+    """Users are listed only to the operator and, for autocomplete, limited to colleagues.
+
+    A clinic admin sees a colleague's name and address, and changes them where
+    ``clinic.accounts`` allows; every change of them is logged (``account.updated``).
+    """
+
+    form = UniqueAddressForm
 
     search_fields = ["username", "email", "first_name", "last_name"]
     list_display = ["username", "email", "first_name", "last_name", "is_active"]
@@ -263,11 +271,44 @@ class StaffUserAdmin(admin.ModelAdmin):
         # The hash is never shown, nor edited as text: a password is set by its owner (their invitation link).
         return [name for name in super().get_fields(request, obj) if name != "password"]
 
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if not request.user.is_superuser:
+            kwargs["form"] = AccountForm  # a name and an address, the address required
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if not request.user.is_superuser:
+            return ["username"]  # the operator's to change: it is what the person signs in with
+        return super().get_readonly_fields(request, obj)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        person = self.get_object(request, object_id)
+        if person is not None:
+            extra_context = {**(extra_context or {}), "read_only_reason": why_not_editable(request.user, person)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if not request.user.is_superuser:
+            # The name and address only: the rest of the row as it is now, not as this page read it.
+            save_account(person=obj, by=request.user, values={n: getattr(obj, n) for n in ACCOUNT_FIELDS},
+                         request=request)
+            return
+        super().save_model(request, obj, form, change)
+        if change:
+            before = {name: form.initial.get(name, "") for name in ACCOUNT_FIELDS}
+            record_account_change(person=obj, before=before, by=request.user, request=request)
+
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.is_superuser or can_anywhere(request.user, Capability.MANAGE_CLINIC)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A clinic admin changes the name and address of a colleague who works only in clinics they manage.
+        if request.user.is_superuser:
+            return super().has_change_permission(request, obj)
+        return obj is not None and can_anywhere(request.user, Capability.MANAGE_CLINIC) and may_edit(request.user, obj)
 
     def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> Any:
         # Another clinic's person looks exactly like no one: a 404, not Django's redirect to the index.

@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
@@ -50,6 +50,11 @@ class AftercareAdminSite(admin.AdminSite):
         if isinstance(model_admin, admin.ModelAdmin):
             view = _only_for_viewers(view, model_admin)
         return super().admin_view(view, cacheable)
+
+    def get_urls(self) -> list[Any]:
+        from clinic.my_account import my_account  # its form names the user model, not loaded when this module is
+
+        return [path("account/", self.admin_view(my_account), name="my_account"), *super().get_urls()]
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         # Password done, code owed: on to the index, which the middleware turns into the code step. Django

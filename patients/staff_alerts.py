@@ -48,7 +48,8 @@ Status = StaffAlert.Status
 
 NOBODY_TO_EMAIL = (
     "No active clinician of the clinic has an email address, so nobody could be told. "
-    "Add one, then send the alert again."
+    "Add one (a clinician adds theirs on “My account”, or a clinic admin on the colleague's page), "
+    "then send the alert again."
 )
 
 
