@@ -46,6 +46,9 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
+        # What the shortcuts, the README and the staff call it (the menu read "Audit events").
+        verbose_name = "access-log entry"
+        verbose_name_plural = "access log"
         indexes = [
             models.Index(fields=["clinic", "created_at"], name="audit_clinic_time"),
             # "Who looked at this patient?": entries about a record and its patient's other records,

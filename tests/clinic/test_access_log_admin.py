@@ -51,6 +51,14 @@ def _filter_choices(response, title: str) -> list[str]:
 # --- search -------------------------------------------------------------------------------------------
 
 
+def test_the_menu_and_the_page_call_it_the_access_log_as_the_shortcut_does(client, auditor):
+    client.force_login(auditor)
+    index = client.get("/admin/").content.decode()
+    assert f'<a href="{LOG}">Access log</a>' in index and "Audit event" not in index
+    assert "Access log" in client.get("/admin/clinic/").content.decode()
+    assert "Audit event" not in client.get(LOG).content.decode()
+
+
 def test_it_finds_a_persons_entries_by_their_username_even_after_a_rename(client, auditor, clinician, clinic_a):
     record_event(actor=clinician, action="patient.view", clinic=clinic_a, obj=PatientFactory(clinic=clinic_a))
     record_event(actor=auditor, action="export.run", clinic=clinic_a)
@@ -122,7 +130,7 @@ def test_the_record_type_filter_offers_the_kinds_of_record_the_app_logs_and_filt
     offered = _filter_choices(client.get(LOG), "record type")
     assert offered[0] == "All"
     assert {"Intake", "Patient", "Treatment", "Reminder", "Protocol version", "Membership", "User"} <= set(offered)
-    assert "Audit event" not in offered and not any(name.lower().startswith("historical") for name in offered)
+    assert "Access-log entry" not in offered and not any(name.lower().startswith("historical") for name in offered)
     assert _actions(client, object_type="patients.intake") == {"intake.view"}
     assert _actions(client, object_type="protocols.protocolversion") == set()  # clinic B's entry
 
