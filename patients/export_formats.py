@@ -219,11 +219,17 @@ def _coded(system: str, code: str, display: str) -> dict:
     return {"coding": [{"system": f"{FHIR_SYSTEM}:{system}", "code": code, "display": display}], "text": display}
 
 
+#: What is left of an element whose value was dropped: an extension's url alone, a contact point's system alone.
+#: FHIR requires the value beside them (ext-1, cpt-2), so the element goes with its value.
+_HOLLOW = ({"url"}, {"system"})
+
+
 def _clean(data: Any) -> Any:
-    """Drop empty values: FHIR forbids empty strings, lists and objects."""
+    """Drop empty values: FHIR forbids empty strings, lists and objects, and elements left without their value."""
     if isinstance(data, dict):
         cleaned = {k: _clean(v) for k, v in data.items()}
-        return {k: v for k, v in cleaned.items() if v not in (None, "", [], {})}
+        kept = {k: v for k, v in cleaned.items() if v not in (None, "", [], {})}
+        return {} if set(kept) in _HOLLOW else kept
     if isinstance(data, list):
         return [item for item in (_clean(v) for v in data) if item not in (None, "", [], {})]
     return data

@@ -106,3 +106,23 @@ def test_it_refuses_day_offsets_in_fhir(auditor, clinic_a):
     with pytest.raises(ExportRequestError) as refused:
         start_export(user=auditor, request=ExportRequest(clinic=clinic_a, format="fhir", date_handling="day_offsets"))
     assert "date_handling" in refused.value.errors
+
+
+def test_no_element_is_left_without_its_value(auditor, clinic_a, outcome_data):
+    # An extension needs a value[x] (ext-1), a contact point a value (cpt-2): an empty phase, arm or
+    # phone number leaves out the element, not just its value.
+    _export, body = run_streamed(auditor, clinic_a, identified=True, format="fhir")
+
+    def hollow(node) -> list:
+        found = []
+        if isinstance(node, dict):
+            if set(node) in ({"url"}, {"system"}):
+                found.append(node)
+            for value in node.values():
+                found += hollow(value)
+        elif isinstance(node, list):
+            for value in node:
+                found += hollow(value)
+        return found
+
+    assert hollow(_resources(body)) == []
