@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import heapq
 import io
 import json
 import re
@@ -18,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from clinic.models import Clinic
@@ -189,6 +191,10 @@ _MEASURES = {
 }
 _PROCEDURE_NAMES = dict(Procedure.choices)
 _ADVERSE_NAMES = dict(AdverseEvent.Kind.choices)
+_SEVERITY_NAMES = dict(AdverseEvent.Severity.choices)
+_HL7_SEVERITY = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"
+_HL7_SERIOUSNESS = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness"
+_TREATMENT_KEY = itemgetter("treatment__patient_id", "treatment_id")
 
 
 @cache
@@ -233,6 +239,27 @@ def _clean(data: Any) -> Any:
     if isinstance(data, list):
         return [item for item in (_clean(v) for v in data) if item not in (None, "", [], {})]
     return data
+
+
+def _severity(severity: str) -> dict:
+    """An event's severity in HL7's code system (mild | moderate | severe), and seriousness when it says so.
+
+    HL7's severity has no grade above severe, so a life-threatening event is
+    coded severe there, keeps its own grade as a second coding in Aftercare's
+    system, and is serious in HL7's seriousness code system (a life-threatening
+    event is serious by definition; the other grades say how intense an event
+    was, not whether it was serious, so they leave seriousness out).
+    """
+    display = _SEVERITY_NAMES.get(severity, severity)
+    if severity != AdverseEvent.Severity.LIFE_THREATENING:
+        return {"severity": {"coding": [{"system": _HL7_SEVERITY, "code": severity, "display": display}], "text": display}}
+    return {
+        "severity": {"coding": [
+            {"system": _HL7_SEVERITY, "code": "severe", "display": "Severe"},
+            {"system": f"{FHIR_SYSTEM}:adverse-event-severity", "code": severity, "display": display},
+        ], "text": display},
+        "seriousness": {"coding": [{"system": _HL7_SERIOUSNESS, "code": "serious", "display": "Serious"}]},
+    }
 
 
 class FhirBuilder:
@@ -332,7 +359,7 @@ class FhirBuilder:
             "event": _coded("adverse-event", event["kind"], _ADVERSE_NAMES.get(event["kind"], event["kind"])),
             "date": self._day(record, event["onset_date"]),
             "recordedDate": self._moment(record, event["recorded_at"]),
-            "severity": _coded("adverse-event-severity", event["severity"], event["severity"]),
+            **_severity(event["severity"]),
             "outcome": {"coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/adverse-event-outcome",
                 "code": "resolved" if resolved else "ongoing",
@@ -383,10 +410,17 @@ class FhirBuilder:
                 resource["valueInteger"] = value
             yield resource
 
-    def resources(self, records: Iterable[dict]) -> Iterator[dict]:
-        """Patient and treatment resources the first time each appears, then the assessment's observations."""
+    def resources(self, records: Iterable[dict], unassessed: Iterable[dict] = ()) -> Iterator[dict]:
+        """Patient and treatment resources the first time each appears, then the assessment's observations.
+
+        ``records`` are the assessments (``outcome_records``) and ``unassessed``
+        the treatments with adverse events and none (``unassessed_treatments``),
+        both by patient and treatment: merged, each patient, treatment and
+        adverse event comes once, and a treatment without assessments has its
+        Patient, Procedure, administrations and adverse events all the same.
+        """
         last_patient = last_treatment = None
-        for record in records:
+        for record in heapq.merge(records, unassessed, key=_TREATMENT_KEY):
             if record["treatment__patient_id"] != last_patient:
                 last_patient = record["treatment__patient_id"]
                 yield self.patient(record)
@@ -397,7 +431,8 @@ class FhirBuilder:
                     yield self.administration(record, application)
                 for event in record["adverse_events"]:
                     yield self.adverse_event(record, event)
-            yield from self.observations(record)
+            if record["id"] is not None:  # an assessment, not a treatment without any
+                yield from self.observations(record)
 
 
 def validated_json(resource: dict) -> str:

@@ -22,14 +22,14 @@ import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import chain, islice
+from itertools import chain, groupby, islice
 from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, models
-from django.db.models import Min
+from django.db.models import Exists, Min, OuterRef, Q
 from django.db.models.sql.compiler import SQLCompiler
 
 from clinic.local_days import within_days
@@ -305,10 +305,12 @@ class _SideRows:
             self.pending = None
 
 
-def _side_rows(export: Export, model: type[models.Model], fields: tuple[str, ...], *order: str, batch_size: int) -> _SideRows:
+def _side_rows(
+    export: Export, model: type[models.Model], fields: tuple[str, ...], *order: str, batch_size: int, where: Q | None = None
+) -> _SideRows:
     # The same scoping and filters as the assessments: the applications and
     # events of exactly the treatments the export covers.
-    queryset = _filtered(model.objects.all(), export, time_field="treatment__ended_at").order_by(
+    queryset = _filtered(model.objects.all(), export, time_field="treatment__ended_at").filter(where or Q()).order_by(
         "treatment__patient_id", "treatment_id", *order
     )
     return _SideRows(queryset, fields, batch_size=batch_size)
@@ -376,6 +378,65 @@ def outcome_records(export: Export, *, batch_size: int = BATCH_SIZE) -> Iterator
     for batch in outcome_batches(export, batch_size=batch_size):
         for values in batch.rows:
             yield batch.record(fields, values)
+
+
+_UNASSESSED_TREATMENT_FIELDS = (
+    "treatment__patient_id", "treatment_id", "treatment__status", "treatment__started_at", "treatment__ended_at",
+    "treatment__areas", "treatment__clinician__username", "treatment__protocol_version__protocol__procedure",
+    "treatment__protocol_version__protocol__name", "treatment__protocol_version__number",
+)
+_IDENTIFYING_PATIENT_FIELDS = tuple(name for name in _IDENTIFYING_FIELDS if name.startswith("treatment__patient__"))
+_EVENT_OWN_FIELDS = tuple(name for name in _ADVERSE_EVENT_FIELDS if name != "treatment_id")
+
+
+def _without_assessments(treatment: str) -> Q:
+    # Every assessment of a treatment the export covers is in the export (the
+    # filters are the treatment's), so "none in the export" is "none at all".
+    return ~Exists(OutcomeAssessment.objects.filter(treatment_id=OuterRef(treatment)))
+
+
+def unassessed_treatments(export: Export, *, batch_size: int = BATCH_SIZE) -> Iterator[dict]:
+    """Each treatment of the export with adverse events and no assessment, once, by patient and treatment.
+
+    ``outcome_records`` never reaches these treatments, so their events would be
+    on no record. Each comes as a record like an assessment's without an ``id``
+    or scores: the treatment's and the patient's values, its applications and
+    its adverse events (selected by ``adverse_event_queryset``, as the
+    adverse-event export selects them), in the order of ``outcome_records``
+    so that a writer can merge the two.
+    """
+    treatment_fields = _UNASSESSED_TREATMENT_FIELDS + (_IDENTIFYING_PATIENT_FIELDS if export.identified else ())
+    event_fields = _EVENT_OWN_FIELDS + (("description", "action_taken") if export.identified else ())
+    queryset = (
+        adverse_event_queryset(export)
+        .filter(_without_assessments("treatment_id"))
+        .values_list(*treatment_fields, *event_fields)
+        .order_by("treatment__patient_id", "treatment_id", "onset_date", "id")
+    )
+    with_events = Exists(AdverseEvent.objects.filter(treatment_id=OuterRef("treatment_id")))
+    applications = _side_rows(
+        export, ExosomeApplication, _APPLICATION_FIELDS, "id", batch_size=batch_size,
+        where=_without_assessments("treatment_id") & with_events,
+    )
+    offsets = export.date_handling == Export.DateHandling.DAY_OFFSETS
+    split = len(treatment_fields)
+
+    def rows() -> Iterator[tuple[tuple, dt.datetime | None]]:
+        for batch in value_batches(queryset, batch_size=batch_size):
+            anchors = _first_treatments(values[0] for values in batch) if offsets else {}
+            for values in batch:
+                yield values, anchors.get(values[0])
+
+    for (patient_id, treatment_id), group in groupby(rows(), key=lambda item: item[0][:2]):
+        events = list(group)
+        record = dict(zip(treatment_fields, events[0][0][:split], strict=True))
+        record["id"] = None
+        record["anchor"] = events[0][1]
+        record["applications"] = applications.take(patient_id, treatment_id)
+        record["adverse_events"] = [
+            {"treatment_id": treatment_id, **dict(zip(event_fields, values[split:], strict=True))} for values, _ in events
+        ]
+        yield record
 
 
 Column = tuple[str, Callable[[dict], Any]]

@@ -59,6 +59,7 @@ from patients.export_rows import (
     recall_records,
     reminder_columns,
     reminder_records,
+    unassessed_treatments,
 )
 from patients.models import Export, Treatment
 from protocols.models import ProductLot, Protocol
@@ -263,7 +264,11 @@ def _chunks(export: Export, identity: Identity, *, stats: RunStats, on_row: Call
     if export.format == Export.Format.FHIR:
         builder = FhirBuilder(identity, clinic=export.clinic)
         bundle_id = str(uuid.uuid4())
-        chunks = fhir_chunks(builder.resources(records), bundle_id=bundle_id, timestamp=timezone.now(), stats=stats)
+        # The bundle holds every adverse event the adverse-event export lists, those of
+        # treatments without assessments too; only assessments count as rows.
+        unassessed = unassessed_treatments(export) if export.kind == Export.Kind.OUTCOMES else ()
+        resources = builder.resources(records, unassessed)
+        chunks = fhir_chunks(resources, bundle_id=bundle_id, timestamp=timezone.now(), stats=stats)
     else:
         stats.columns = [name for name, _ in columns]
         rows = ([read(record) for _, read in columns] for record in records)
@@ -354,6 +359,12 @@ OUTCOME_ADVERSE_EVENTS_NOTE = (
     "export covers is listed exactly once, with who recorded it and when, in the adverse-event export "
     "(kind adverse_events) with the same filters; adverse_event_count is how many there were when this file was made."
 )
+FHIR_ADVERSE_EVENTS_NOTE = (
+    "The bundle holds every adverse event of the treatments this export covers once, as the adverse-event export "
+    "(kind adverse_events) with the same filters lists them, those of a treatment without assessments too, each "
+    "with its Patient and Procedure; adverse_event_count is how many there were when this file was made. "
+    "row_count counts assessments, resource_count the bundle's entries."
+)
 ADVERSE_EVENTS_PURPOSE = (
     "One row per adverse event, each exactly once, of every treatment the outcome log with the same filters covers "
     "(procedure date, protocol, clinician), whether or not the treatment or the event's arm has any assessment. "
@@ -418,6 +429,9 @@ def build_manifest(export: Export, stats: RunStats) -> dict[str, Any]:
         manifest["adverse_event_count"] = adverse_event_queryset(export).count()
     if export.format == Export.Format.FHIR:
         manifest["resource_count"] = stats.resources
+        if export.kind == Export.Kind.OUTCOMES:
+            manifest["bundle_adverse_events_note"] = FHIR_ADVERSE_EVENTS_NOTE
+            manifest["adverse_event_count"] = adverse_event_queryset(export).count()
         # fhir.resources ships R4B (4.3) models; the five resources used here
         # have the same structure in R4 and R4B.
         manifest["fhir_version"] = "R4 (each resource validated with the fhir.resources R4B models)"
