@@ -12,7 +12,7 @@ from django.db import models
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from clinic.models.tenant import validate_time_zone
+from clinic.models.tenant import validate_phone, validate_time_zone
 
 # No patient alive was born before this: an earlier date is a typing mistake (1091 for 1991).
 EARLIEST_DATE_OF_BIRTH = dt.date(1900, 1, 1)
@@ -40,7 +40,7 @@ class Patient(models.Model):
     family_name = models.CharField(max_length=100)
     date_of_birth = models.DateField()
     email = models.EmailField(blank=True)
-    phone = models.CharField(max_length=40, blank=True)
+    phone = models.CharField(max_length=40, blank=True, validators=[validate_phone])
     preferred_language = models.CharField(max_length=8, choices=settings.LANGUAGES, default="en")
     time_zone = models.CharField(
         max_length=64, blank=True, validators=[validate_time_zone], help_text="Empty means the clinic's time zone."
