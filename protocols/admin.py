@@ -19,7 +19,6 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
@@ -28,7 +27,7 @@ from clinic.models import Clinic
 from clinic.roles import Capability
 from clinic.scoping import can, clinic_ids, clinic_of, clinics_for, scoped
 from clinic.words import counted, verb
-from protocols import lots, rules, versioning
+from protocols import lot_states, lots, recalls, rules, versioning
 from protocols.defaults import customise_default_rule
 from protocols.models import (
     ContraindicationRule,
@@ -557,10 +556,10 @@ class ExosomeProductAdmin(ClinicRequiredMixin, ClinicScopedAdmin):
         context = dict(extra_context or {})
         if product is not None:
             lots = scoped(ProductLot.objects.filter(product=product), request.user).select_related("clinic")
-            context.update(
-                product_lots=lots.annotate(application_total=Count("applications")).order_by("-expiry_date"),
-                today=timezone.localdate(),
-            )
+            product_lots = list(lots.annotate(application_total=Count("applications")).order_by("-expiry_date"))
+            for lot in product_lots:
+                lot.state_today = lot_states.LABELS[lot_states.state_today(lot)]
+            context.update(product_lots=product_lots)
         return super().change_view(request, object_id, form_url, extra_context=context)
 
 
@@ -589,18 +588,24 @@ class LotStateFilter(admin.SimpleListFilter):
     title = "state today"
     parameter_name = "state"
 
+    #: each state's lots, given the clinic's today; "recalled" is not a matter of the day
+    CONDITIONS = {
+        lot_states.USABLE: lot_states.usable, lot_states.NOT_RECEIVED: lot_states.not_received,
+        lot_states.EXPIRED: lot_states.expired,
+    }
+
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("usable", "Usable"), ("expired", "Expired"), ("recalled", "Recalled")]
+        states = [lot_states.USABLE, lot_states.NOT_RECEIVED, lot_states.EXPIRED, lot_states.RECALLED]
+        return [(state, lot_states.LABELS[state]) for state in states]
 
     def queryset(self, request: HttpRequest, queryset: models.QuerySet) -> models.QuerySet:
-        today = timezone.localdate()
-        if self.value() == "usable":
-            return queryset.usable_on(today)
-        if self.value() == "expired":
-            return queryset.expired_on(today)
-        if self.value() == "recalled":
+        if self.value() == lot_states.RECALLED:
             return queryset.filter(recalled=True)
-        return queryset
+        condition = self.CONDITIONS.get(self.value() or "")
+        if condition is None:
+            return queryset
+        # Each lot on its own clinic's today: at 23:30 UTC it is already tomorrow in Sydney.
+        return queryset.filter(lot_states.on_each_clinics_today(condition, clinics=clinics_for(request.user)))
 
 
 def _out_of_service(protocol: Protocol) -> str:
@@ -727,7 +732,7 @@ class ProductLotAdmin(ClinicScopedAdmin):
 
     @admin.display(description="state today")
     def state(self, obj: ProductLot) -> str:
-        return obj.unusable_reason(timezone.localdate()) or "Usable"
+        return obj.unusable_reason(lot_states.clinic_today(obj)) or "Usable"
 
     @admin.display(description="applications", ordering="application_total")
     def application_count(self, obj: ProductLot) -> int:
@@ -741,7 +746,8 @@ class ProductLotAdmin(ClinicScopedAdmin):
             return
         super().save_model(request, obj, form, change)
         if obj.recalled and "recalled" in form.changed_data:
-            messages.warning(request, self._recall_message(request, obj))
+            treated = recalls.record_recall(lot=obj, by=request.user, request=request)
+            messages.warning(request, self._recall_message(request, obj, treated))
         elif change and "recall_lift_reason" not in form.fields and request.POST.get("recall_lift_reason", "").strip():
             # The page was opened while the lot was recalled, and someone lifted it before this save.
             lifted = lots.lifted_recalls(obj)
@@ -749,10 +755,9 @@ class ProductLotAdmin(ClinicScopedAdmin):
             messages.warning(request, f"The recall of lot {obj.lot_number} had already been lifted{by} before you "
                                       "saved: your reason was not recorded. The lot's page shows the reason given.")
 
-    def _recall_message(self, request: HttpRequest, lot: ProductLot) -> str:
-        """What the clinic does next: find and contact everyone who received the lot."""
+    def _recall_message(self, request: HttpRequest, lot: ProductLot, treated: int) -> str:
+        """What the clinic does next: find and contact everyone who received the lot (``treated`` patients)."""
         recalled = f"Lot {lot.lot_number} is recalled from now on: it can no longer be applied."
-        treated = lot_applications(lot=lot, user=request.user).values("treatment__patient").distinct().count()
         if not treated:
             return f"{recalled} No patient has received it."
         if can(request.user, Capability.EXPORT, lot.clinic_id):

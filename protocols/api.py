@@ -16,15 +16,14 @@ import django_filters
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import FileExtensionValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.urls import reverse
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.generics import get_object_or_404  # 404, not 500, for an id that is not a number
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,12 +31,13 @@ from rest_framework.response import Response
 from clinic.api.base import ScopedModelViewSet, ScopedPrimaryKeyRelatedField, ScopedViewSetMixin, SharedRowClinicField
 from clinic.api.filters import ApiFilterSet
 from clinic.api.router import router
+from clinic.api.schema import ErrorDetailSerializer
 from clinic.api.strict import StrictModelSerializer, StrictSerializer
 from clinic.ids import row_id
 from clinic.models import Clinic
 from clinic.roles import Capability
-from clinic.scoping import can
-from protocols import lots, versioning
+from clinic.scoping import can, clinics_for
+from protocols import lot_states, lots, recalls, versioning
 from protocols.defaults import customise_default_rule
 from protocols.models import (
     CERTIFICATE_EXTENSIONS,
@@ -206,6 +206,21 @@ class ExosomeProductViewSet(ScopedModelViewSet):
     write_capability = EDIT
 
 
+class NothingToLift(APIException):
+    """409: a lift of a recall that is not there (already lifted, or never entered); nothing is recorded."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "not_recalled"
+    default_detail = "This lot is not recalled; nothing to lift."
+
+
+NOTHING_TO_LIFT = OpenApiResponse(
+    ErrorDetailSerializer,
+    description="recall_lift_reason was sent for a lot that is not recalled (its recall already lifted, say by a "
+                "retried request): nothing was saved or logged.",
+)
+
+
 class ProductLotSerializer(ClinicFixedOnUpdate, StrictModelSerializer):
     clinic = ScopedPrimaryKeyRelatedField(queryset=Clinic.objects.all(), capability=EDIT)
     product = ScopedPrimaryKeyRelatedField(queryset=ExosomeProduct.objects.all())
@@ -214,13 +229,17 @@ class ProductLotSerializer(ClinicFixedOnUpdate, StrictModelSerializer):
         help_text="Certificate of analysis (PDF or image); multipart upload.",
     )
     certificate_url = serializers.SerializerMethodField(help_text="Staff-only download; empty when none.")
-    state = serializers.SerializerMethodField(help_text="usable, expired or recalled, today.")
+    state = serializers.SerializerMethodField(help_text=(
+        "Today on the clinic's calendar: recalled, not_received (its received date is still to come), expired or "
+        "usable, the first that holds."
+    ))
     application_count = serializers.IntegerField(read_only=True)
     recall_lift_reason = serializers.CharField(
         write_only=True, required=False, allow_blank=True,
         help_text=(f"Needed with recalled=false on a recalled lot: why the recall is lifted, in a sentence "
                    f"({lots.LIFT_REASON_MIN_LENGTH} to {lots.LIFT_REASON_MAX_LENGTH} characters). Only a clinic "
-                   "admin may lift a recall (403 otherwise); the reason is kept in the history and the access log."),
+                   "admin may lift a recall (403 otherwise); the reason is kept in the history and the access log. "
+                   "Sent for a lot that is not recalled (its recall already lifted): 409, nothing saved."),
     )
 
     class Meta:
@@ -241,11 +260,13 @@ class ProductLotSerializer(ClinicFixedOnUpdate, StrictModelSerializer):
         return request.build_absolute_uri(url) if request is not None else url
 
     def get_state(self, lot: ProductLot) -> str:
-        if lot.recalled:
-            return "recalled"
-        return "expired" if lot.expiry_date < timezone.localdate() else "usable"
+        return lot_states.state_today(lot)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        lifting_nothing = self.instance is not None and not self.instance.recalled and attrs.get("recalled") is not True
+        if lifting_nothing and (attrs.get("recall_lift_reason") or "").strip():
+            # A second lift (a retry, or two people) would answer 200 as if it had lifted something.
+            raise NothingToLift()
         names = ("clinic", "product", "lot_number", "expiry_date", "received_date", "recalled", "recall_reason",
                  "certificate")
         values = {name: _merged(self, attrs, name) for name in names}
@@ -270,12 +291,24 @@ class ProductLotSerializer(ClinicFixedOnUpdate, StrictModelSerializer):
 
     def create(self, validated_data: dict[str, Any]) -> ProductLot:
         validated_data.pop("recall_lift_reason", None)
-        return super().create(validated_data)
+        with transaction.atomic():
+            lot = super().create(validated_data)
+            if lot.recalled:
+                recalls.record_recall(lot=lot, by=self.context["request"].user, request=self.context["request"])
+        return lot
 
     def update(self, instance: ProductLot, validated_data: dict[str, Any]) -> ProductLot:
         reason = validated_data.pop("recall_lift_reason", None)
         if not lots.is_lifting(instance, validated_data.get("recalled")):
-            return super().update(instance, validated_data)
+            with transaction.atomic():
+                # The stored state, locked: of two requests recalling the lot at once, only the first logs a recall.
+                was_recalled = ProductLot.objects.select_for_update().values_list("recalled", flat=True).get(
+                    pk=instance.pk
+                )
+                lot = super().update(instance, validated_data)
+                if lot.recalled and not was_recalled:
+                    recalls.record_recall(lot=lot, by=self.context["request"].user, request=self.context["request"])
+            return lot
         for name, value in validated_data.items():
             setattr(instance, name, value)
         try:
@@ -286,7 +319,9 @@ class ProductLotSerializer(ClinicFixedOnUpdate, StrictModelSerializer):
 
 
 class LotFilter(ApiFilterSet):
-    expired = django_filters.BooleanFilter(method="filter_expired", help_text="Expired today (true) or not (false).")
+    expired = django_filters.BooleanFilter(
+        method="filter_expired", help_text="Expired today on the clinic's calendar (true) or not (false)."
+    )
     usable_on = django_filters.DateFilter(method="filter_usable_on", help_text="Usable on this date.")
 
     class Meta:
@@ -294,15 +329,19 @@ class LotFilter(ApiFilterSet):
         fields = ["product", "clinic", "recalled", "lot_number"]
 
     def filter_expired(self, queryset: models.QuerySet, name: str, value: bool | None) -> models.QuerySet:
-        today = timezone.localdate()
         if value is None:
             return queryset
-        return queryset.expired_on(today) if value else queryset.exclude(expiry_date__lt=today)
+        expired = lot_states.on_each_clinics_today(lot_states.expired, clinics=clinics_for(self.request.user))
+        return queryset.filter(expired) if value else queryset.exclude(expired)
 
     def filter_usable_on(self, queryset: models.QuerySet, name: str, value: Any) -> models.QuerySet:
         return queryset.usable_on(value) if value else queryset
 
 
+@extend_schema_view(
+    update=extend_schema(responses={200: ProductLotSerializer, 409: NOTHING_TO_LIFT}),
+    partial_update=extend_schema(responses={200: ProductLotSerializer, 409: NOTHING_TO_LIFT}),
+)
 class ProductLotViewSet(ScopedModelViewSet):
     queryset = (
         ProductLot.objects.select_related("product", "clinic")
