@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import models
 from django.http import Http404, HttpRequest
 
-from clinic import memberships, two_factor
+from clinic import memberships, settings_changes, two_factor
 from clinic.accounts import ACCOUNT_FIELDS, may_edit, record_account_change, save_account, why_not_editable
 from clinic.admin_access_log import (
     AccessLogChangeList,
@@ -134,7 +134,10 @@ class ClinicAdmin(ClinicScopedAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request: HttpRequest, obj: Clinic, form: Any, change: bool) -> None:
+        before = settings_changes.stored_settings(obj) if change else None
         super().save_model(request, obj, form, change)
+        if before is not None:
+            settings_changes.record_settings_change(clinic=obj, before=before, by=request.user, request=request)
         if not obj.urgent_phone:
             messages.warning(request, URGENT_PHONE_MISSING)
         if change:
