@@ -232,7 +232,9 @@ def send_alert(*, alert_id: int, now: dt.datetime | None = None) -> SendOutcome:
             message.attach_alternative(html, "text/html")
             try:
                 message.send(fail_silently=False)
-            except smtplib.SMTPRecipientsRefused as error:
+            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as error:
+                # This address's own refusal (at RCPT, or at DATA: one message per clinician). The clinic's
+                # sender or sign-in refused, or the connection lost, stops the whole attempt instead.
                 problem = classify_send_error(error)
                 if not problem.permanent:
                     raise

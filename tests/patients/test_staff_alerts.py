@@ -376,7 +376,7 @@ def test_a_failed_alert_goes_out_again_rather_than_a_second_one_so_nobody_is_ema
     refusing.refused = {}
     event.refresh_from_db()  # as the admin's page reads it: clinician_a was told
     with django_capture_on_commit_callbacks(execute=True):  # a later correction, or the event list's action
-        correct_adverse_event(event=event, by=clinician, changes={"resolution_date": NOW.date()}, reason="Resolved")
+        correct_adverse_event(event=event, by=clinician, changes={"resolution_date": NOW.date()}, reason="Resolved at review")
         staff_alerts.alert_again_about(event=event, by=clinician)
     alert = StaffAlert.objects.get()  # still one alert
     assert alert.status == Status.FAILED  # notified already (clinician_a had it): a correction raises nothing
@@ -485,3 +485,28 @@ def test_the_alerts_page_lists_who_was_emailed_in_words(client, treatment, clini
     page = client.get(reverse("admin:patients_staffalert_change", args=[queued[0]])).content.decode()
     assert "clinician_a@staff.example" in page
     assert "[&quot;clinician_a@staff.example&quot;]" not in page and '["clinician_a' not in page
+
+
+class RefusedAtData(Refusing):
+    """A server that takes every RCPT and refuses one clinician's message after DATA (550), as some do."""
+
+    def send_messages(self, messages):
+        (address,) = messages[0].to
+        if address == "gone@staff.example":
+            raise smtplib.SMTPDataError(550, b"5.1.1 No such user")
+        return Refusing.send_messages(self, messages)
+
+
+def test_an_address_refused_after_data_is_that_address_not_the_whole_alert(
+    treatment, clinician, clinic_a, queued, settings, django_capture_on_commit_callbacks
+):
+    settings.EMAIL_BACKEND = "tests.patients.test_staff_alerts.RefusedAtData"
+    Refusing.refused, Refusing.accepted = {}, []
+    staff(Role.CLINICIAN, clinic_a, email="gone@staff.example")
+    staff(Role.CLINICIAN, clinic_a, email="zz-colleague@staff.example")
+    with django_capture_on_commit_callbacks(execute=True):
+        _event(treatment, clinician)
+    assert staff_alerts.send_alert(alert_id=queued[0]) == SendOutcome.FAILED
+    alert = StaffAlert.objects.get()
+    assert sorted(alert.sent_to) == [clinician.email, "zz-colleague@staff.example"]  # the one after it too
+    assert alert.last_error == "The mail server refused gone@staff.example: 550 5.1.1 No such user"
