@@ -31,6 +31,7 @@ from django.db.models import Count, Model, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from clinic import reasons
 from clinic.audit import record_event
 from clinic.history import CORRECTED_BY_PATIENT, SENT_BY_PATIENT
 from clinic.roles import Capability
@@ -85,8 +86,9 @@ def patient_redness_word(erythema: int | None) -> str:
 
 
 NOTIFY_SEVERITIES = staff_alerts.NOTIFY_SEVERITIES
-# simple_history stores the reason in a 100-character column.
-REASON_MAX_LENGTH = 100
+#: A correction's reason is its history row's change reason, which simple_history keeps in a 100-character column.
+REASON_MAX_LENGTH = OutcomeAssessment.history.model._meta.get_field("history_change_reason").max_length
+REASON_MIN_LENGTH = reasons.REASON_MIN_LENGTH
 
 
 # --- time points -------------------------------------------------------------------
@@ -225,10 +227,12 @@ def _require_clinician(user: Any, treatment: Treatment) -> None:
 
 def _check_reason(reason: str) -> str:
     reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"correction_reason": "Say why the entry is being corrected."})
+    if reasons.reason_length(reason) < REASON_MIN_LENGTH:
+        raise ValidationError({"correction_reason": reasons.too_short(
+            why="Say why the entry is corrected", example="pain entered as 7, patient said 1",
+        )})
     if len(reason) > REASON_MAX_LENGTH:
-        raise ValidationError({"correction_reason": f"Keep the reason under {REASON_MAX_LENGTH} characters."})
+        raise ValidationError({"correction_reason": reasons.too_long(reason, limit=REASON_MAX_LENGTH)})
     return reason
 
 

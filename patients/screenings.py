@@ -16,6 +16,7 @@ from django.db import IntegrityError, models, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from clinic import reasons
 from clinic.audit import record_event
 from clinic.roles import Capability
 from clinic.scoping import can
@@ -351,7 +352,9 @@ def run_screening(
 
 
 #: An override is the clinician's documented reasoning: "ok" does not document anything.
-OVERRIDE_REASON_MIN_LENGTH = 15
+OVERRIDE_REASON_MIN_LENGTH = reasons.REASON_MIN_LENGTH
+#: A paragraph, not a pasted document: 20,000 characters of it were accepted.
+OVERRIDE_REASON_MAX_LENGTH = reasons.REASON_MAX_LENGTH
 
 
 def override_screening(
@@ -369,11 +372,13 @@ def override_screening(
     if screening.outcome != ScreeningOutcome.NEEDS_OVERRIDE:
         raise ValidationError({"screening": "Only a screening that needs an override can be overridden."})
     reason = (reason or "").strip()
-    if len(" ".join(reason.split())) < OVERRIDE_REASON_MIN_LENGTH:
-        raise ValidationError({"reason": (
-            f"Write why the treatment may go ahead despite the findings, in a sentence (at least "
-            f"{OVERRIDE_REASON_MIN_LENGTH} characters): what you checked, what you prescribed or advised."
+    if reasons.reason_length(reason) < OVERRIDE_REASON_MIN_LENGTH:
+        raise ValidationError({"reason": reasons.too_short(
+            why="Say why the treatment may go ahead despite the findings",
+            example="HSV prophylaxis prescribed, started today",
         )})
+    if len(reason) > OVERRIDE_REASON_MAX_LENGTH:
+        raise ValidationError({"reason": reasons.too_long(reason, limit=OVERRIDE_REASON_MAX_LENGTH)})
     if screening_is_overridden(screening):
         raise ValidationError({"screening": "This screening has already been overridden."})
     try:

@@ -34,6 +34,7 @@ from django.db.models.functions import Greatest
 from django.http import HttpRequest
 from django.utils import timezone
 
+from clinic import reasons
 from clinic.audit import record_event
 from clinic.models import Clinic
 from clinic.roles import Capability
@@ -747,18 +748,19 @@ def recompute_for_clinic_time(
 
 
 #: "ok" or "x" says nothing to whoever reads the cancelled treatment later; "entered twice" does
-CANCEL_REASON_MIN_LENGTH = 10
+CANCEL_REASON_MIN_LENGTH = reasons.REASON_MIN_LENGTH
 
 
 def cancel_treatment(*, treatment: Treatment, by: Any, reason: str, request: HttpRequest | None = None) -> int:
     """Cancel a treatment and every reminder of it that has not gone out; return how many were cancelled."""
     _check_can(by, Capability.RECORD_TREATMENT, treatment.clinic, "cancel treatments")
     reason = (reason or "").strip()  # kept as written, line breaks too; judged without its blanks
-    if len(" ".join(reason.split())) < CANCEL_REASON_MIN_LENGTH:
-        raise ValidationError({"reason": (
-            f"Say why the treatment is cancelled, in a few words (at least {CANCEL_REASON_MIN_LENGTH} characters), "
-            "e.g. “recorded on the wrong patient”: the reason stays with the record."
+    if reasons.reason_length(reason) < CANCEL_REASON_MIN_LENGTH:
+        raise ValidationError({"reason": reasons.too_short(
+            why="Say why the treatment is cancelled", example="recorded on the wrong patient"
         )})
+    if len(reason) > reasons.REASON_MAX_LENGTH:
+        raise ValidationError({"reason": reasons.too_long(reason)})
     with transaction.atomic():
         # Judged on the locked row: of two tabs cancelling at once, the second is refused and the first's reason stays.
         locked = Treatment.objects.select_for_update().get(pk=treatment.pk)
@@ -933,7 +935,9 @@ def cancel_reminder(*, reminder: Reminder, by: Any, request: HttpRequest | None 
 
 
 #: "moved" says nothing to whoever reads the timeline later; "patient rebooked by phone" does
-MOVE_REASON_MIN_LENGTH = 10
+MOVE_REASON_MIN_LENGTH = reasons.REASON_MIN_LENGTH
+#: the admin's and the API's forms have always stopped at this: a reason for a rebooking is a line, not a letter
+MOVE_REASON_MAX_LENGTH = 500
 #: a visit whose reminder is still to go out, or went out (the patient is then told the new time)
 MOVABLE = (*Reminder.PENDING, Status.SENT)
 #: a follow-up visit is booked within this many days of its procedure: a later time is a mistyped year
@@ -983,8 +987,9 @@ def move_visit(
     elif _days_after_procedure(treatment, occurs_at) > MOVE_MAX_DAYS_AFTER_PROCEDURE:
         errors.add("occurs_at", _too_long_after(treatment, occurs_at))
     if len(reason) < MOVE_REASON_MIN_LENGTH:
-        errors.add("reason", f"Say why the visit moves, in a few words (at least {MOVE_REASON_MIN_LENGTH} characters), "
-                             "e.g. “patient rebooked by phone”: the reason stays with the reminder.")
+        errors.add("reason", reasons.too_short(why="Say why the visit moves", example="patient rebooked by phone"))
+    elif len(reason) > MOVE_REASON_MAX_LENGTH:
+        errors.add("reason", reasons.too_long(reason, limit=MOVE_REASON_MAX_LENGTH))
     errors.raise_if_any()
     with transaction.atomic():
         # Locked, so the time kept as the old one, and a delivery kept as the previous one, are what this replaces.

@@ -18,14 +18,14 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 
+from clinic import reasons
 from clinic.audit import record_event
 from clinic.roles import Capability
 from clinic.scoping import can
-from patients.screenings import OVERRIDE_REASON_MIN_LENGTH
 from protocols.models import ProductLot
 
-#: The same bar as a screening override's reason: "mistake" documents nothing.
-LIFT_REASON_MIN_LENGTH = OVERRIDE_REASON_MIN_LENGTH
+#: The same bar as every other reason: "mistake" documents nothing.
+LIFT_REASON_MIN_LENGTH = reasons.REASON_MIN_LENGTH
 #: The history keeps the reason whole in its change-reason column, which holds this many characters.
 LIFT_REASON_MAX_LENGTH = ProductLot.history.model._meta.get_field("history_change_reason").max_length
 LIFT_ACTION = "lot.recall_lifted"
@@ -45,14 +45,12 @@ def check_lift(*, lot: ProductLot, by: Any, reason: str | None) -> str:
         )
     reason = " ".join((reason or "").split())
     if len(reason) < LIFT_REASON_MIN_LENGTH:
-        raise ValidationError({"recall_lift_reason": (
-            f"Write why the recall is lifted, in a sentence (at least {LIFT_REASON_MIN_LENGTH} characters): "
-            "what showed the lot is safe to use again, or why the recall was entered by mistake."
+        raise ValidationError({"recall_lift_reason": reasons.too_short(
+            why="Say why the recall is lifted", example="supplier confirmed sterility",
         )})
     if len(reason) > LIFT_REASON_MAX_LENGTH:
         raise ValidationError({"recall_lift_reason": (
-            f"Keep the reason for lifting the recall to {LIFT_REASON_MAX_LENGTH} characters; "
-            "put longer notes in the storage checks."
+            f"{reasons.too_long(reason, limit=LIFT_REASON_MAX_LENGTH)} Put longer notes in the storage checks."
         )})
     return reason
 

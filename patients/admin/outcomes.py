@@ -119,7 +119,8 @@ class OutcomeAssessmentForm(forms.ModelForm):
     )
     correction_reason = forms.CharField(
         required=False, max_length=outcomes.REASON_MAX_LENGTH,
-        help_text="Required when you change an entry: why it is corrected. The original stays in the history.",
+        help_text=(f"Required when you change an entry: why it is corrected ({outcomes.REASON_MIN_LENGTH} to "
+                   f"{outcomes.REASON_MAX_LENGTH} characters). The original stays in the history."),
     )
     opened_revision = opened_revision_field()
     user: Any = None  # set per request by the admin
@@ -589,7 +590,8 @@ class ReviewPages:
 class AdverseEventForm(forms.ModelForm):
     correction_reason = forms.CharField(
         required=False, max_length=outcomes.REASON_MAX_LENGTH,
-        help_text="Required when you change an event: why. The earlier state stays in the history.",
+        help_text=(f"Required when you change an event: why ({outcomes.REASON_MIN_LENGTH} to {outcomes.REASON_MAX_LENGTH} "
+                   "characters). The earlier state stays in the history."),
     )
     opened_revision = opened_revision_field()
     user: Any = None

@@ -78,7 +78,7 @@ class MoveVisitForm(forms.Form):
         label="New date and time",
     )
     reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2}), max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2}), max_length=treatments.MOVE_REASON_MAX_LENGTH,
         help_text=(f"Why, in a few words (at least {treatments.MOVE_REASON_MIN_LENGTH} characters), e.g. “patient "
                    "rebooked by phone”. Kept with the reminder; the old time is kept too."),
     )

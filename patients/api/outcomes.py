@@ -121,7 +121,9 @@ class OutcomeAssessmentSerializer(StrictModelSerializer):
     reepithelialisation_percent = _score()
     photos = serializers.SerializerMethodField()
     correction_reason = serializers.CharField(
-        write_only=True, required=False, allow_blank=True, help_text="Required when correcting (PATCH): why."
+        write_only=True, required=False, allow_blank=True,
+        help_text=f"Required when correcting (PATCH): why, in {outcomes.REASON_MIN_LENGTH} to "
+                  f"{outcomes.REASON_MAX_LENGTH} characters.",
     )
     revision = RevisionField()
 
@@ -289,7 +291,9 @@ class AdverseEventSerializer(StrictModelSerializer):
     kind = serializers.CharField(help_text=f"One of: {', '.join(AdverseEvent.Kind.values)}")
     severity = serializers.CharField(help_text=f"One of: {', '.join(AdverseEvent.Severity.values)}")
     correction_reason = serializers.CharField(
-        write_only=True, required=False, allow_blank=True, help_text="Required when correcting (PATCH): why."
+        write_only=True, required=False, allow_blank=True,
+        help_text=f"Required when correcting (PATCH): why, in {outcomes.REASON_MIN_LENGTH} to "
+                  f"{outcomes.REASON_MAX_LENGTH} characters.",
     )
     revision = RevisionField()
 

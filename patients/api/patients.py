@@ -27,7 +27,13 @@ from patients.intake import record_intake
 from patients.models import Intake, Patient, Screening, ScreeningOverride
 from patients.models.patient import patient_errors
 from patients.patient_records import DuplicatePatientError, create_patient, record_patient_viewed
-from patients.screenings import SCREENING_MAX_DAYS_AHEAD, override_screening, run_screening
+from patients.screenings import (
+    OVERRIDE_REASON_MAX_LENGTH,
+    OVERRIDE_REASON_MIN_LENGTH,
+    SCREENING_MAX_DAYS_AHEAD,
+    override_screening,
+    run_screening,
+)
 from patients.treatments import recompute_for_new_time_zone
 from protocols.models import ProtocolVersion
 
@@ -142,7 +148,11 @@ class RenewConsentSerializer(StrictSerializer):
 
 
 class OverrideRequestSerializer(StrictSerializer):
-    reason = serializers.CharField(allow_blank=False, trim_whitespace=True)
+    reason = serializers.CharField(
+        allow_blank=False, trim_whitespace=True,
+        help_text=(f"Why the treatment may go ahead despite the findings ({OVERRIDE_REASON_MIN_LENGTH} to "
+                   f"{OVERRIDE_REASON_MAX_LENGTH} characters)."),
+    )
 
 
 # --- views -----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from clinic.api.filters import ApiFilterSet, IdFilter
 from clinic.api.router import router
 from clinic.api.strict import StrictSerializer
 from clinic.audit import record_viewed
+from clinic.reasons import REASON_MAX_LENGTH
 from clinic.roles import Capability
 from patients import treatments
 from patients.models import ExosomeApplication, Patient, Reminder, Screening, Treatment, TreatmentArm
@@ -119,7 +120,10 @@ class RescheduleSerializer(StrictSerializer):
 
 
 class CancelSerializer(StrictSerializer):
-    reason = serializers.CharField(allow_blank=False, trim_whitespace=True)
+    reason = serializers.CharField(
+        allow_blank=False, trim_whitespace=True,
+        help_text=f"Why the treatment is cancelled ({treatments.CANCEL_REASON_MIN_LENGTH} to {REASON_MAX_LENGTH} characters).",
+    )
 
 
 class MoveVisitSerializer(StrictSerializer):
@@ -128,8 +132,9 @@ class MoveVisitSerializer(StrictSerializer):
         "A time without an offset is refused."
     )
     reason = serializers.CharField(
-        max_length=500, trim_whitespace=True,
-        help_text=f"Why the visit moves (at least {treatments.MOVE_REASON_MIN_LENGTH} characters).",
+        max_length=treatments.MOVE_REASON_MAX_LENGTH, trim_whitespace=True,
+        help_text=(f"Why the visit moves ({treatments.MOVE_REASON_MIN_LENGTH} to {treatments.MOVE_REASON_MAX_LENGTH} "
+                   "characters)."),
     )
     confirm_time = serializers.BooleanField(
         required=False, default=False,

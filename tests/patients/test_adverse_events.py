@@ -185,11 +185,12 @@ def test_different_events_of_one_treatment_are_all_recorded(treatment, clinician
 def test_a_change_based_on_an_older_revision_of_an_event_is_refused(treatment, clinician):
     event = _record(treatment, clinician, severity="mild")
     opened = current_revision(event)
-    correct_adverse_event(event=event, by=clinician, changes={"resolution_date": TODAY}, reason="Resolved", based_on=opened)
+    correct_adverse_event(event=event, by=clinician, changes={"resolution_date": TODAY}, reason="Resolved at review",
+                          based_on=opened)
     with pytest.raises(ChangedSinceOpened):
         correct_adverse_event(
             event=AdverseEvent.objects.get(), by=clinician, changes={"severity": "severe", "resolution_date": None},
-            reason="Worse", based_on=opened,
+            reason="Worse at the review", based_on=opened,
         )
     event.refresh_from_db()
     assert (event.severity, event.resolution_date) == ("mild", TODAY)

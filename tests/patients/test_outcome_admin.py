@@ -217,7 +217,7 @@ def test_a_change_page_without_its_revision_saves_nothing(client, clinician, tre
     entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 3})
     client.force_login(clinician)
     url = reverse("admin:patients_outcomeassessment_change", args=[entry.pk])
-    response = client.post(url, _correction_form(treatment, erythema="1", correction_reason="typo"))
+    response = client.post(url, _correction_form(treatment, erythema="1", correction_reason="Scored too early"))
     assert "reload the page and make your change again" in str(response.context["adminform"].form.errors)
     entry.refresh_from_db()
     assert entry.erythema == 3
@@ -232,7 +232,7 @@ def test_a_coordinator_views_but_cannot_enter_or_change_scores(client, coordinat
     page = client.get(url)
     assert page.status_code == 200
     assert 'name="erythema"' not in page.content.decode()
-    client.post(url, _form(treatment, erythema="0", correction_reason="no"))
+    client.post(url, _form(treatment, erythema="0", correction_reason="Scored too early"))
     entry.refresh_from_db()
     assert entry.erythema == 3
 
@@ -378,10 +378,10 @@ def test_a_second_tab_cannot_undo_a_change_to_an_adverse_event(client, clinician
     second_tab = client.get(url).context["adminform"].form["opened_revision"].value()
     edit = _event_form(treatment)
     edit.pop("treatment")
-    resolved = {**edit, "resolution_date": "2026-03-20", "correction_reason": "Resolved", "opened_revision": first_tab}
+    resolved = {**edit, "resolution_date": "2026-03-20", "correction_reason": "Resolved at review", "opened_revision": first_tab}
     assert client.post(url, resolved).status_code == 302
 
-    worse = {**edit, "severity": "severe", "correction_reason": "Spreading", "opened_revision": second_tab}
+    worse = {**edit, "severity": "severe", "correction_reason": "Spreading to the neck", "opened_revision": second_tab}
     response = client.post(url, worse)
 
     assert "You (in another tab or window) changed this record on 20 Mar 2026 at 12:00" in response.content.decode()

@@ -80,7 +80,7 @@ def test_a_correction_needs_a_reason_and_keeps_history(clinician, treatment):
     refused = api.patch(url, {"erythema": 2, "revision": revision}, format="json")
     assert refused.status_code == 400
     assert "correction_reason" in refused.json()
-    response = api.patch(url, {"erythema": 2, "correction_reason": "Recounted", "revision": revision}, format="json")
+    response = api.patch(url, {"erythema": 2, "correction_reason": "Recounted the papules", "revision": revision}, format="json")
     assert response.status_code == 200
     assert response.json()["erythema"] == 2
     assert response.json()["revision"] == revision + 1  # the revision to send with the next correction
@@ -95,15 +95,16 @@ def test_a_correction_made_on_an_older_reading_is_refused_with_409(clinician, cl
     url = f"/api/v1/outcomes/{entry.pk}/"
     read_before = _api(clinician).get(url).json()["revision"]
     colleague = staff(Role.CLINICIAN, clinic_a, username="dr_okafor")
-    theirs = _api(colleague).patch(url, {"erythema": 4, "correction_reason": "Photo", "revision": read_before}, format="json")
+    theirs = _api(colleague).patch(url, {"erythema": 4, "correction_reason": "Photo shows severe", "revision": read_before},
+                                   format="json")
     assert theirs.status_code == 200
 
     response = _api(clinician).patch(url, {"pain": 6, "correction_reason": "Pain was 6", "revision": read_before}, format="json")
 
     assert response.status_code == 409
     assert response.json() == {"detail": "dr_okafor changed this record on 20 Mar 2026 at 12:00 after you opened it "
-                                         "(reason given: Photo). Nothing was saved: reload it to see that change, then "
-                                         "make yours again."}
+                                         "(reason given: Photo shows severe). Nothing was saved: reload it to see that change, "
+                                         "then make yours again."}
     entry.refresh_from_db()
     assert (entry.erythema, entry.pain) == (4, 3)
     fresh = _api(clinician).get(url).json()["revision"]
@@ -114,7 +115,8 @@ def test_a_correction_made_on_an_older_reading_is_refused_with_409(clinician, cl
 
 def test_a_correction_without_the_revision_it_read_gets_400(clinician, treatment):
     entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 3})
-    response = _api(clinician).patch(f"/api/v1/outcomes/{entry.pk}/", {"erythema": 2, "correction_reason": "x"}, format="json")
+    response = _api(clinician).patch(f"/api/v1/outcomes/{entry.pk}/", {"erythema": 2, "correction_reason": "Scored too early"},
+                                     format="json")
     assert response.status_code == 400
     assert "Send the revision you read" in response.json()["revision"][0]
     entry.refresh_from_db()
@@ -132,14 +134,15 @@ def test_a_coordinator_reads_but_cannot_write(coordinator, clinician, treatment)
     api = _api(coordinator)
     assert api.get("/api/v1/outcomes/").json()["count"] == 1
     assert api.post("/api/v1/outcomes/", {"treatment": treatment.pk, "time_point_day": 1}, format="json").status_code == 403
-    patch = api.patch(f"/api/v1/outcomes/{entry.pk}/", {"erythema": 0, "correction_reason": "x"}, format="json")
+    patch = api.patch(f"/api/v1/outcomes/{entry.pk}/", {"erythema": 0, "correction_reason": "Scored too early"}, format="json")
     assert patch.status_code == 403
 
 
 def test_a_patient_report_cannot_be_corrected_by_staff(clinician, treatment):
     report = OutcomeAssessment.objects.create(treatment=treatment, time_point_day=3, source="patient", erythema=2)
     response = _api(clinician).patch(
-        f"/api/v1/outcomes/{report.pk}/", {"erythema": 0, "correction_reason": "disagree", "revision": 0}, format="json"
+        f"/api/v1/outcomes/{report.pk}/", {"erythema": 0, "correction_reason": "Patient disagreed with score", "revision": 0},
+        format="json",
     )
     assert response.status_code == 403
     report.refresh_from_db()
@@ -159,7 +162,7 @@ def test_another_clinic_sees_and_reaches_nothing(clinician_b, clinician, treatme
     response = api.post("/api/v1/outcomes/", {"treatment": treatment.pk, "time_point_day": 3, "erythema": 1}, format="json")
     assert response.status_code == 400
     assert "treatment" in response.json()
-    patch = api.patch(f"/api/v1/outcomes/{entry.pk}/", {"erythema": 0, "correction_reason": "x"}, format="json")
+    patch = api.patch(f"/api/v1/outcomes/{entry.pk}/", {"erythema": 0, "correction_reason": "Scored too early"}, format="json")
     assert patch.status_code == 404
 
 
@@ -234,10 +237,12 @@ def test_an_adverse_event_correction_carries_the_revision_it_read(clinician, tre
         {"treatment": treatment.pk, "kind": "milia", "severity": "mild", "onset_date": "2026-03-15"}, format="json",
     ).json()
     url = f"/api/v1/adverse-events/{created['id']}/"
-    resolved = api.patch(url, {"resolution_date": "2026-03-19", "correction_reason": "Resolved", "revision": created["revision"]},
+    resolved = api.patch(url, {"resolution_date": "2026-03-19", "correction_reason": "Resolved at review",
+                               "revision": created["revision"]},
                          format="json")
     assert resolved.status_code == 200
-    stale = api.patch(url, {"severity": "moderate", "correction_reason": "More", "revision": created["revision"]}, format="json")
+    stale = api.patch(url, {"severity": "moderate", "correction_reason": "Spread to the neck", "revision": created["revision"]},
+                      format="json")
     assert stale.status_code == 409
     assert AdverseEvent.objects.get().severity == "mild"
 

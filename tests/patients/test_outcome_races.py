@@ -94,7 +94,7 @@ def test_two_tabs_saving_one_entry_at_once_save_one(treatment, clinician):
             based_on=opened,
         )
 
-    second = _while_the_first_is_uncommitted(correct({"erythema": 4}, "Photo"), correct({"pain": 6}, "Pain was 6"))
+    second = _while_the_first_is_uncommitted(correct({"erythema": 4}, "Photo shows severe"), correct({"pain": 6}, "Pain was 6"))
 
     assert isinstance(second.get("error"), ChangedSinceOpened), second
     entry.refresh_from_db()

@@ -192,7 +192,7 @@ def test_a_correction_needs_a_reason(treatment, clinician):
 def test_a_correction_out_of_range_changes_nothing(treatment, clinician):
     entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 3})
     with pytest.raises(ValidationError):
-        correct_assessment(assessment=entry, by=clinician, changes={"erythema": 7}, reason="typo")
+        correct_assessment(assessment=entry, by=clinician, changes={"erythema": 7}, reason="Typed the wrong score")
     entry.refresh_from_db()
     assert entry.erythema == 3
 
@@ -200,14 +200,14 @@ def test_a_correction_out_of_range_changes_nothing(treatment, clinician):
 def test_a_correction_by_a_coordinator_is_refused(treatment, clinician, coordinator):
     entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 3})
     with pytest.raises(PermissionDenied):
-        correct_assessment(assessment=entry, by=coordinator, changes={"erythema": 2}, reason="typo")
+        correct_assessment(assessment=entry, by=coordinator, changes={"erythema": 2}, reason="Typed the wrong score")
 
 
 def test_a_correction_onto_a_recorded_time_point_is_refused(treatment, clinician):
     record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 3})
     entry = record_assessment(treatment=treatment, by=clinician, time_point_day=7, scores={"erythema": 1})
     with pytest.raises(ValidationError):
-        correct_assessment(assessment=entry, by=clinician, changes={"time_point_day": 3}, reason="wrong day")
+        correct_assessment(assessment=entry, by=clinician, changes={"time_point_day": 3}, reason="Entered on the wrong day")
     entry.refresh_from_db()
     assert entry.time_point_day == 7
 
@@ -217,12 +217,13 @@ def test_a_correction_based_on_an_older_revision_is_refused_and_names_who_change
     opened = current_revision(entry)
     colleague = staff(Role.CLINICIAN, clinic_a, first_name="Ada", last_name="Okafor")
     with time_machine.travel(NOW + dt.timedelta(minutes=5), tick=False):
-        correct_assessment(assessment=entry, by=colleague, changes={"erythema": 4}, reason="Photo", based_on=opened)
+        correct_assessment(assessment=entry, by=colleague, changes={"erythema": 4}, reason="Photo shows severe", based_on=opened)
     stale = OutcomeAssessment.objects.get(pk=entry.pk)
     with pytest.raises(ChangedSinceOpened) as raised:
-        correct_assessment(assessment=stale, by=clinician, changes={"erythema": 2, "pain": 6}, reason="Pain", based_on=opened)
+        correct_assessment(assessment=stale, by=clinician, changes={"erythema": 2, "pain": 6}, reason="Pain was 6, not 3",
+                           based_on=opened)
     assert raised.value.message == (
-        "Ada Okafor changed this record on 20 Mar 2026 at 12:05 after you opened it (reason given: Photo). "
+        "Ada Okafor changed this record on 20 Mar 2026 at 12:05 after you opened it (reason given: Photo shows severe). "
         "Nothing was saved: reload it to see that change, then make yours again."
     )
     entry.refresh_from_db()
@@ -232,12 +233,12 @@ def test_a_correction_based_on_an_older_revision_is_refused_and_names_who_change
 def test_a_correction_on_the_current_revision_is_saved_and_counts_one_more(treatment, clinician):
     entry = record_assessment(treatment=treatment, by=clinician, time_point_day=3, scores={"erythema": 2})
     opened = current_revision(entry)
-    correct_assessment(assessment=entry, by=clinician, changes={"erythema": 3}, reason="Recounted", based_on=opened)
+    correct_assessment(assessment=entry, by=clinician, changes={"erythema": 3}, reason="Recounted the papules", based_on=opened)
     assert (opened, current_revision(entry)) == (1, 2)
     with pytest.raises(ChangedSinceOpened):  # the same form sent a second time
-        correct_assessment(assessment=entry, by=clinician, changes={"erythema": 1}, reason="Again", based_on=opened)
+        correct_assessment(assessment=entry, by=clinician, changes={"erythema": 1}, reason="Scored too early", based_on=opened)
     with pytest.raises(ChangedSinceOpened, match="has not had that many revisions"):
-        correct_assessment(assessment=entry, by=clinician, changes={"erythema": 1}, reason="x", based_on=3)
+        correct_assessment(assessment=entry, by=clinician, changes={"erythema": 1}, reason="Scored too early", based_on=3)
     entry.refresh_from_db()
     assert entry.erythema == 3
 
@@ -245,7 +246,7 @@ def test_a_correction_on_the_current_revision_is_saved_and_counts_one_more(treat
 def test_clinicians_cannot_correct_a_patient_report(treatment, clinician):
     entry = OutcomeAssessment.objects.create(treatment=treatment, time_point_day=3, source="patient", erythema=2)
     with pytest.raises(PermissionDenied):
-        correct_assessment(assessment=entry, by=clinician, changes={"erythema": 1}, reason="disagree")
+        correct_assessment(assessment=entry, by=clinician, changes={"erythema": 1}, reason="Patient disagreed with score")
 
 
 def test_time_points_come_from_the_protocols_outcome_checks(clinic_a):

@@ -108,7 +108,7 @@ def test_a_clinician_records_an_override_with_a_reason(client, clinician, patien
     assert client.post(screening_url(screening), {"reason": ""}).status_code == 400
     short = client.post(screening_url(screening), {"reason": "  ok  "})
     assert short.status_code == 400
-    assert "at least 15 characters" in short.content.decode()
+    assert "at least 10 characters" in short.content.decode()
     assert not ScreeningOverride.objects.exists()
     response = client.post(screening_url(screening), {"reason": "Valacyclovir from the day before."})
     assert response.status_code == 302

@@ -87,7 +87,7 @@ def test_the_admin_refuses_a_clinic_admin_without_a_reason(client, clinic_admin,
     response = client.post(_url(lot), _form(lot, recall_lift_reason=reason))
 
     assert response.status_code == 200
-    assert "Write why the recall is lifted, in a sentence (at least 15 characters)" in (
+    assert "Say why the recall is lifted, in a few words (at least 10 characters)" in (
         response.context["adminform"].form.errors["recall_lift_reason"][0]
     )
     _unchanged(lot)
@@ -236,7 +236,7 @@ def test_the_api_needs_a_reason_to_lift_a_recall(clinic_admin, lot, body):
     response = _api(clinic_admin).patch(f"/api/v1/lots/{lot.pk}/", body, format="json")
 
     assert response.status_code == 400
-    assert "at least 15 characters" in response.json()["recall_lift_reason"][0]
+    assert "at least 10 characters" in response.json()["recall_lift_reason"][0]
     _unchanged(lot)
 
 
