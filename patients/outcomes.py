@@ -89,6 +89,8 @@ NOTIFY_SEVERITIES = staff_alerts.NOTIFY_SEVERITIES
 #: A correction's reason is its history row's change reason, which simple_history keeps in a 100-character column.
 REASON_MAX_LENGTH = OutcomeAssessment.history.model._meta.get_field("history_change_reason").max_length
 REASON_MIN_LENGTH = reasons.REASON_MIN_LENGTH
+#: Notes are a few sentences; 100 kB of them (a pasted document) were accepted from staff and patients alike.
+NOTES_MAX_LENGTH = 5000
 
 
 # --- time points -------------------------------------------------------------------
@@ -164,6 +166,8 @@ def check_scores(scores: Mapping[str, Any]) -> dict[str, Any]:
         errors["problem_flagged"] = "Answer yes or no."
     if "notes" in scores and not isinstance(scores["notes"], str):
         errors["notes"] = "Notes are text."
+    elif len(scores.get("notes") or "") > NOTES_MAX_LENGTH:
+        errors["notes"] = f"Keep the notes to {NOTES_MAX_LENGTH} characters (they have {len(scores['notes'])})."
     if errors:
         raise ValidationError(errors)
     _check_reepithelialisation(cleaned)

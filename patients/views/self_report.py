@@ -19,7 +19,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from patients.models import OutcomeAssessment, PatientLink, Treatment
-from patients.outcomes import PATIENT_REDNESS, record_self_report, self_report_answers, self_report_for
+from patients.outcomes import (
+    NOTES_MAX_LENGTH,
+    PATIENT_REDNESS,
+    record_self_report,
+    self_report_answers,
+    self_report_for,
+)
 from patients.photos import prepare_photo
 
 PAIN_WORDS = {0: "no pain", 5: "moderate", 10: "worst pain imaginable"}
@@ -65,8 +71,14 @@ class SelfReportForm(forms.Form):
     )
     problem_flagged = forms.BooleanField(required=False, label="I have a problem I want the clinic to know about")
     notes = forms.CharField(
-        required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 4}),
-        label="What is happening? (optional)", help_text="For example: oozing, crusts, blisters, spreading redness, fever.",
+        required=False, max_length=NOTES_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 4}),
+        label="What is happening? (optional)",
+        help_text=(f"For example: oozing, crusts, blisters, spreading redness, fever. Up to {NOTES_MAX_LENGTH:,} "
+                   "characters (about a page)."),
+        error_messages={"max_length": (
+            f"This is too long to send: please shorten it to {NOTES_MAX_LENGTH:,} characters or fewer "
+            "(yours has %(show_value)s). If there is more to say, call the clinic."
+        )},
     )
     photo = forms.FileField(
         required=False, label="A photo of the treated area (optional)",
