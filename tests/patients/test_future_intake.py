@@ -9,23 +9,12 @@ from django.utils import timezone
 
 from patients.intake import latest_intake
 from patients.models import Intake, Screening
-from protocols.models import ProtocolVersion
-from tests.factories import IntakeFactory, PatientFactory, ProtocolFactory, RuleFactory, StepFactory, VersionFactory
+from tests.factories import IntakeFactory, PatientFactory
+from tests.patients import test_screening_api
 from tests.patients.test_screening_api import api_for, clinic_today
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def version(clinic_a):
-    RuleFactory(code="pregnancy-exosome", fact="pregnant", severity="absolute", applies_to="exosome",
-                message="No safety data for exosomes in pregnancy.")
-    draft = VersionFactory(protocol=ProtocolFactory(clinic=clinic_a), status=ProtocolVersion.Status.DRAFT)
-    StepFactory(version=draft, kind="in_clinic_application", timing="offset", offset_value=10, day=None,
-                local_time=None)
-    draft.status = ProtocolVersion.Status.PUBLISHED
-    draft.save()
-    return draft
+version = test_screening_api.version  # the published version with the pregnancy rule, a fixture
 
 
 def test_the_api_refuses_an_intake_answered_in_the_future_and_stores_nothing(clinic_a, coordinator):
