@@ -57,6 +57,16 @@ INTAKE_MAX_AGE_MESSAGE = (
 )
 
 
+# Callables, not fixed times: Django's check fields.W161 takes a fixed time default within ten seconds of
+# the clock for a mistaken "now", so `check --deploy` failed when it ran at 20:59:55 or 07:59:55.
+def default_quiet_hours_start() -> dt.time:
+    return dt.time(21, 0)
+
+
+def default_quiet_hours_end() -> dt.time:
+    return dt.time(8, 0)
+
+
 class Clinic(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=60, unique=True)
@@ -69,9 +79,9 @@ class Clinic(models.Model):
     )
     sender_name = models.CharField(max_length=120, help_text="Shown as the sender of patient emails.")
     quiet_hours_start = models.TimeField(
-        default=dt.time(21, 0), help_text="No reminder is sent from this patient-local time…"
+        default=default_quiet_hours_start, help_text="No reminder is sent from this patient-local time…"
     )
-    quiet_hours_end = models.TimeField(default=dt.time(8, 0), help_text="…until this patient-local time.")
+    quiet_hours_end = models.TimeField(default=default_quiet_hours_end, help_text="…until this patient-local time.")
     intake_max_age_days = models.PositiveSmallIntegerField(
         default=30,
         validators=[
