@@ -269,7 +269,9 @@ def _plain(value: Any, *, shorten: bool) -> str:
     if isinstance(value, dict):
         if set(value) == {"type", "id"}:  # a record, as record_event names the others an action touched
             return f"{type_name(str(value['type']))} {value['id']}"
-        return "(" + ", ".join(f"{key}: {_plain(item, shorten=shorten)}" for key, item in value.items()) + ")"
+        # A change reads old then new on every database (PostgreSQL's jsonb stores "new" before "old").
+        keys = ["old", "new"] if set(value) == {"old", "new"} else list(value)
+        return "(" + ", ".join(f"{key}: {_plain(value[key], shorten=shorten)}" for key in keys) + ")"
     if isinstance(value, list):
         shown = value[:LIST_ITEMS] if shorten else value
         text = ", ".join(_plain(item, shorten=shorten) for item in shown) or "none"

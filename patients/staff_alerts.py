@@ -337,7 +337,9 @@ def send_again(*, alert: StaffAlert, by: Any, request: HttpRequest | None = None
         raise PermissionDenied("Only clinicians and clinic admins of this clinic may send its alerts again.")
     now = now or timezone.now()
     with transaction.atomic():
-        locked = StaffAlert.objects.select_for_update().select_related("adverse_event", "assessment").get(pk=alert.pk)
+        # of=("self",): PostgreSQL locks no row of the nullable side of an outer join (the event, the report).
+        locked = (StaffAlert.objects.select_for_update(of=("self",)).select_related("adverse_event", "assessment")
+                  .get(pk=alert.pk))
         if locked.status != Status.FAILED:
             raise ValidationError(f"This alert is {locked.get_status_display().lower()}; only one not delivered "
                                   "can be sent again.")
