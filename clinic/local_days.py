@@ -86,14 +86,23 @@ def within_each_clinics_days(
 
     One query reads the clinics' time zones; the condition has one branch per zone.
     """
+
+    def on_its_days(zone: ZoneInfo) -> Q:
+        first_day, last_day = days(zone)
+        return within_days(field, first_day=first_day, last_day=last_day, zone=zone)
+
+    return in_each_clinics_zone(on_its_days, clinic_field=clinic_field, clinics=clinics)
+
+
+def in_each_clinics_zone(condition: Callable[[ZoneInfo], Q], *, clinic_field: str, clinics: QuerySet[Clinic]) -> Q:
+    """``condition`` of each clinic's time zone, for the rows of that clinic, one of ``clinics``.
+
+    One query reads the clinics' time zones; the condition has one branch per zone.
+    """
     clinic_ids_by_zone: dict[str, list[int]] = defaultdict(list)
     for clinic_id, zone_name in clinics.order_by().values_list("pk", "time_zone"):
         clinic_ids_by_zone[zone_name].append(clinic_id)
-    condition = Q(pk__in=[])  # no clinic: no row
+    matches = Q(pk__in=[])  # no clinic: no row
     for zone_name, ids in clinic_ids_by_zone.items():
-        zone = ZoneInfo(zone_name)
-        first_day, last_day = days(zone)
-        condition |= Q(**{f"{clinic_field}__in": ids}) & within_days(
-            field, first_day=first_day, last_day=last_day, zone=zone
-        )
-    return condition
+        matches |= Q(**{f"{clinic_field}__in": ids}) & condition(ZoneInfo(zone_name))
+    return matches

@@ -9,13 +9,13 @@ today has expired there. The API, the lot list and the product's page read it he
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from clinic.local_days import in_each_clinics_zone
 from clinic.models import Clinic
 from protocols.models import ProductLot
 
@@ -43,13 +43,8 @@ def on_each_clinics_today(
 ) -> Q:
     """``condition`` of the clinic's today, for the lots of each of ``clinics``: one branch per time zone."""
     now = now or timezone.now()
-    clinic_ids_by_zone: dict[str, list[int]] = defaultdict(list)
-    for clinic_id, zone_name in clinics.order_by().values_list("pk", "time_zone"):
-        clinic_ids_by_zone[zone_name].append(clinic_id)
-    matches = Q(pk__in=[])  # no clinic: no lot
-    for zone_name, ids in clinic_ids_by_zone.items():
-        matches |= Q(clinic_id__in=ids) & condition(now.astimezone(ZoneInfo(zone_name)).date())
-    return matches
+    return in_each_clinics_zone(lambda zone: condition(now.astimezone(zone).date()), clinic_field="clinic_id",
+                                clinics=clinics)
 
 
 def usable(today: dt.date) -> Q:
